@@ -1,0 +1,1 @@
+"""Typer command-line interface of onlinedeep (console script ``onlinedeep``)."""
