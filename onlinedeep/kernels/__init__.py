@@ -1,0 +1,132 @@
+"""Training kernels: run a chunk of consecutive batch-size-1 updates in place on a parameter dict.
+
+Every kernel computes the maths of docs/architecture.md ("The maths every kernel computes") and
+gives the same weights as :mod:`onlinedeep.kernels.reference`, the plain per-example PyTorch loop,
+to float tolerance. :func:`get` picks one by name:
+
+================  =========  ===========================================  ============================
+name              devices    module                                       note
+================  =========  ===========================================  ============================
+``reference``     cpu, cuda  ``onlinedeep.kernels.reference``             hand-written PyTorch loop
+``numba``         cpu        ``onlinedeep.kernels.numba_cpu``             compiled loop
+``cuda-graph``    cuda       ``onlinedeep.kernels.cuda``                  CUDA-graph replay
+``auto``          any        the fastest of the above available for the device, else ``reference``
+================  =========  ===========================================  ============================
+
+Each kernel module exposes ``make_kernel(device: torch.device) -> Kernel``; modules are imported
+lazily, on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import torch
+
+__all__ = ["Kernel", "KERNEL_NAMES", "get", "available"]
+
+
+@runtime_checkable
+class Kernel(Protocol):
+    """What the trainer calls. Shapes: see docs/architecture.md, section Kernels.
+
+    All methods update ``params`` in place, one example after the other, and return monitoring
+    values as tensors on the parameters' device without synchronising with it.
+    """
+
+    name: str
+
+    def supervised(self, params, x, y, *, learning_rate, l1, l2):
+        """``x (n, fan_in) float32``, ``y (n,) int64`` → ``(errors (n,) uint8, nll (n,) float32)``."""
+        ...
+
+    def dae(self, params, layer, x, keep, values, *, learning_rate):
+        """``x, keep, values (n, fan_in)`` → reconstruction cross-entropy ``(n,) float32``."""
+        ...
+
+    def rbm(self, params, layer, x, u_hidden, u_visible, *, learning_rate, cd_k):
+        """``x (n, fan_in)``, ``u_hidden (n, cd_k, n_hidden)`` → cross-entropy ``(n,) float32``."""
+        ...
+
+
+@dataclass(frozen=True)
+class _Entry:
+    module: str
+    devices: tuple[str, ...]
+
+
+_REGISTRY: dict[str, _Entry] = {
+    "reference": _Entry("onlinedeep.kernels.reference", ("cpu", "cuda")),
+    "numba": _Entry("onlinedeep.kernels.numba_cpu", ("cpu",)),
+    "cuda-graph": _Entry("onlinedeep.kernels.cuda", ("cuda",)),
+}
+# Preference order of "auto", fastest first, per device type.
+_AUTO_ORDER: dict[str, tuple[str, ...]] = {
+    "cpu": ("numba", "reference"),
+    "cuda": ("cuda-graph", "reference"),
+}
+
+KERNEL_NAMES: tuple[str, ...] = ("auto", *_REGISTRY)
+
+
+def _import(name: str):
+    """The kernel's module, or None if that module does not exist (yet)."""
+    module = _REGISTRY[name].module
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        # Only a missing kernel module means "not available"; a missing dependency inside an
+        # existing module is a real error and propagates.
+        if exc.name == module:
+            return None
+        raise
+
+
+def available(device: str | torch.device = "cpu") -> list[str]:
+    """Names of the kernels that can run on ``device`` in this installation (``auto`` excluded)."""
+    dev = torch.device(device)
+    return [name for name, entry in _REGISTRY.items()
+            if dev.type in entry.devices and _import(name) is not None]
+
+
+def get(name: str, device: str | torch.device = "cpu") -> Kernel:
+    """Build the kernel called ``name`` for ``device``.
+
+    Parameters
+    ----------
+    name : str
+        ``"auto"``, ``"reference"``, ``"numba"`` or ``"cuda-graph"``. ``"auto"`` takes the numba kernel
+        on CPU and the cuda-graph kernel on CUDA when their modules are installed, else the reference.
+    device : str or torch.device
+        Device of the parameters the kernel will update.
+
+    Returns
+    -------
+    Kernel
+
+    Raises
+    ------
+    ValueError
+        If the name is unknown, the kernel does not run on that device type, or its module is missing.
+    """
+    dev = torch.device(device)
+    if name == "auto":
+        for candidate in _AUTO_ORDER.get(dev.type, ("reference",)):
+            module = _import(candidate)
+            if module is not None and dev.type in _REGISTRY[candidate].devices:
+                return module.make_kernel(dev)
+        raise ValueError(f"no kernel runs on device {dev} (kernels support cpu and cuda)")
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown kernel {name!r}; expected one of {', '.join(KERNEL_NAMES)}")
+    entry = _REGISTRY[name]
+    if dev.type not in entry.devices:
+        raise ValueError(
+            f"kernel {name!r} does not run on device {dev}; it runs on {', '.join(entry.devices)} "
+            f"(available for {dev.type}: {', '.join(available(dev)) or 'none'})"
+        )
+    module = _import(name)
+    if module is None:
+        raise ValueError(f"kernel {name!r} is not available: module {entry.module} is not installed")
+    return module.make_kernel(dev)
