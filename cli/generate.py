@@ -1,6 +1,108 @@
-"""Placeholder: filled by its owner."""
+"""``onlinedeep generate`` and ``onlinedeep preview``: the InfiniteMNIST stream on disk or as a picture."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
 import typer
+
+MNIST_DIR_HELP = "Directory of the four MNIST IDX files (default: $ONLINEDEEP_MNIST_DIR, cache, download)."
+
+
+def _stream(mnist_dir, infimnist_dir, mode, alpha, translate, seed):
+    from infinite_mnist import InfiniteMNIST
+
+    if infimnist_dir is not None:
+        return InfiniteMNIST.from_infimnist_dir(infimnist_dir, alpha=1.0 if alpha is None else alpha,
+                                                translate=translate)
+    return InfiniteMNIST(mnist_dir=mnist_dir, mode=mode, alpha=alpha, translate=translate, seed=seed)
+
+
+def preview_grid(stream, digits, n_columns: int) -> np.ndarray:
+    """Rows: for each training digit ``a`` of ``digits``, the digit itself then ``n_columns``
+    deformations (stream indices ``first_deformed + a + n_train·k``).
+
+    Returns
+    -------
+    (len(digits)·28, (n_columns + 1)·28) uint8 ndarray
+    """
+    rows = []
+    for a in digits:
+        idx = [stream.n_test + a] + [stream.first_deformed + a + stream.n_train * k for k in range(n_columns)]
+        rows.append(np.concatenate(list(stream.images(idx)), axis=1))
+    return np.concatenate(rows, axis=0)
 
 
 def register(app: typer.Typer) -> None:
-    pass
+    """Add ``generate`` and ``preview`` to the onlinedeep app."""
+
+    @app.command()
+    def generate(
+        out: Path = typer.Option(..., "--out", help="Output file: *.h5/*.hdf5 (HDF5) or "
+                                 "*images-idx3-ubyte[.gz] (IDX; labels go to *labels-idx1-ubyte[.gz])."),
+        start: int = typer.Option(70_000, "--start", min=0, help="First stream index."),
+        count: int = typer.Option(..., "--count", min=0, help="Number of examples."),
+        mnist_dir: Optional[Path] = typer.Option(None, "--mnist-dir", help=MNIST_DIR_HELP),
+        infimnist_dir: Optional[Path] = typer.Option(
+            None, "--infimnist-dir", help="infimnist's data directory: reproduce its bytes exactly."),
+        mode: str = typer.Option("first-order", "--mode", help="first-order | elastic"),
+        alpha: Optional[float] = typer.Option(None, "--alpha", help="Field scale (default per mode)."),
+        translate: bool = typer.Option(True, "--translate/--no-translate"),
+        seed: int = typer.Option(0, "--seed"),
+        chunk_size: int = typer.Option(65_536, "--chunk-size", min=1),
+    ):
+        """Write stream examples [start, start + count) to FILE, atomically."""
+        from tqdm import tqdm
+
+        from infinite_mnist.io import output_kind, write_stream
+
+        try:
+            output_kind(out)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--out") from exc
+        stream = _stream(mnist_dir, infimnist_dir, mode, alpha, translate, seed)
+        chunks = (np.arange(lo, min(lo + chunk_size, start + count), dtype=np.int64)
+                  for lo in range(start, start + count, chunk_size))
+        with tqdm(total=count, unit="ex", unit_scale=True, desc=out.name) as bar:
+            files = write_stream(stream, chunks, count, out, progress=bar.update)
+        for f in files:
+            typer.echo(f"wrote {f}")
+
+    @app.command()
+    def preview(
+        out: Path = typer.Option(Path("preview.png"), "--out", help="PNG file to write."),
+        mnist_dir: Optional[Path] = typer.Option(None, "--mnist-dir", help=MNIST_DIR_HELP),
+        mode: str = typer.Option("first-order", "--mode", help="first-order | elastic"),
+        alpha: Optional[float] = typer.Option(None, "--alpha"),
+        translate: bool = typer.Option(True, "--translate/--no-translate"),
+        seed: int = typer.Option(0, "--seed"),
+        digits: str = typer.Option("1,3,5,7,2,0,13,15,17,4", "--digits",
+                                   help="Comma-separated training-digit numbers, one row each."),
+        columns: int = typer.Option(12, "--columns", min=1, help="Deformations per row."),
+    ):
+        """Draw a grid: each row a training digit, then deformations of it."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        stream = _stream(mnist_dir, None, mode, alpha, translate, seed)
+        try:
+            rows = [int(d) for d in digits.split(",")]
+        except ValueError as exc:
+            raise typer.BadParameter(f"expected comma-separated integers, found {digits!r}",
+                                     param_hint="--digits") from exc
+        grid = preview_grid(stream, rows, columns)
+        fig, ax = plt.subplots(figsize=((columns + 1) * 0.5, len(rows) * 0.5 + 0.4))
+        ax.imshow(grid, cmap="gray_r", interpolation="nearest", vmin=0, vmax=255)
+        ax.axvline(27.5, color="tab:red", lw=0.8)
+        ax.set_axis_off()
+        ax.set_title(f"InfiniteMNIST {stream.mode}, alpha={stream.alpha:g}, translate={stream.translate}"
+                     f" (left: original)", fontsize=8)
+        fig.tight_layout(pad=0.2)
+        tmp = out.with_name(f".{out.name}.tmp.png")
+        fig.savefig(tmp, dpi=100)
+        plt.close(fig)
+        tmp.replace(out)
+        typer.echo(f"wrote {out}")

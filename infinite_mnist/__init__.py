@@ -1,0 +1,28 @@
+"""infinite_mnist: a reproducible, quasi-infinite stream of deformed MNIST digits (InfiniteMNIST).
+
+Usable on its own::
+
+    import infinite_mnist
+    stream = infinite_mnist.InfiniteMNIST()          # MNIST from $ONLINEDEEP_MNIST_DIR, cache, ...
+    images, labels = stream.batch(70_000, 1000)      # (1000, 28, 28) uint8, (1000,) uint8
+"""
+from infinite_mnist.mnist import (
+    MnistData,
+    MnistFormatError,
+    MnistNotFoundError,
+    MnistSourceWarning,
+    load_mnist,
+)
+from infinite_mnist.schedule import Schedule
+from infinite_mnist.stream import InfiniteMNIST, to_float
+
+__all__ = [
+    "InfiniteMNIST",
+    "MnistData",
+    "MnistFormatError",
+    "MnistNotFoundError",
+    "MnistSourceWarning",
+    "Schedule",
+    "load_mnist",
+    "to_float",
+]

@@ -1,0 +1,77 @@
+"""``onlinedeep generate`` and ``onlinedeep preview``."""
+from __future__ import annotations
+
+import json
+import re
+
+import h5py
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from cli.main import app
+from infinite_mnist import InfiniteMNIST
+from infinite_mnist.io import write_stream
+from infinite_mnist.mnist import read_idx_images, read_idx_labels
+
+pytestmark = pytest.mark.filterwarnings("ignore:.*checksum is not the official one")
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def stream(mnist):
+    return InfiniteMNIST(mnist)
+
+
+def test_generate_hdf5(tmp_path, mnist_dir, stream):
+    out = tmp_path / "chunk.h5"
+    r = runner.invoke(app, ["generate", "--start", "69990", "--count", "3000", "--out", str(out),
+                            "--mnist-dir", str(mnist_dir), "--chunk-size", "1000"])
+    assert r.exit_code == 0, r.output
+    images, labels = stream.batch(69_990, 3000)
+    with h5py.File(out, "r") as f:
+        np.testing.assert_array_equal(f["images"][:], images)
+        np.testing.assert_array_equal(f["labels"][:], labels)
+        np.testing.assert_array_equal(f["indices"][:], np.arange(69_990, 72_990))
+        prov = json.loads(f.attrs["provenance"])
+    assert prov["mode"] == "first-order" and prov["mnist.source"] == "directory"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["chunk.h5"]
+
+
+@pytest.mark.parametrize("name", ["big-images-idx3-ubyte", "big-images-idx3-ubyte.gz"])
+def test_generate_idx(tmp_path, mnist_dir, stream, name):
+    out = tmp_path / name
+    r = runner.invoke(app, ["generate", "--start", str(2**33), "--count", "500", "--out", str(out),
+                            "--mnist-dir", str(mnist_dir), "--chunk-size", "128"])
+    assert r.exit_code == 0, r.output
+    images, labels = stream.batch(2**33, 500)
+    np.testing.assert_array_equal(read_idx_images(out), images)
+    np.testing.assert_array_equal(read_idx_labels(tmp_path / name.replace("images-idx3", "labels-idx1")),
+                                  labels)
+
+
+def test_generate_rejects_unknown_extension(tmp_path, mnist_dir):
+    r = runner.invoke(app, ["generate", "--count", "5", "--out", str(tmp_path / "x.npy"),
+                            "--mnist-dir", str(mnist_dir)])
+    assert r.exit_code != 0
+    assert "unknown output format" in re.sub(r"[\s│╭╮╰╯─]+", " ", r.output)
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("name", ["f.h5", "f-images-idx3-ubyte"])
+def test_interrupted_write_leaves_no_file(tmp_path, stream, name):
+    def chunks():
+        yield np.arange(70_000, 70_100)
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        write_stream(stream, chunks(), 200, tmp_path / name)
+    assert not list(tmp_path.iterdir())
+
+
+def test_preview(tmp_path, mnist_dir):
+    out = tmp_path / "grid.png"
+    r = runner.invoke(app, ["preview", "--out", str(out), "--mnist-dir", str(mnist_dir),
+                            "--digits", "0,1", "--columns", "4"])
+    assert r.exit_code == 0, r.output
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
