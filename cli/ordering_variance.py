@@ -1,6 +1,188 @@
-"""Placeholder: filled by its owner."""
+"""``onlinedeep ordering-variance run|report``: the example-ordering experiment (paper 8.2, Figure 13).
+
+The logic lives in :mod:`onlinedeep.ordering_variance` (plan, jobs, aggregation) and
+:mod:`onlinedeep.executors` (local or Dask cluster); this module only parses options and prints.
+"""
+from __future__ import annotations
+
+import os
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
 import typer
+
+from onlinedeep.config import ConfigError, format_count, parse_count
+
+
+class Preset(str, Enum):
+    paper = "paper"
+    smoke = "smoke"
+
+
+class Pretrain(str, Enum):
+    dae = "dae"
+    rbm = "rbm"
+
+
+def _count(value: Optional[str], flag: str) -> Optional[int]:
+    if value is None:
+        return None
+    try:
+        return parse_count(value, name=flag)
+    except ConfigError as exc:
+        raise typer.BadParameter(str(exc), param_hint=flag) from None
+
+
+def _describe(plan) -> str:
+    costs = plan.costs()
+    conds = ", ".join(
+        f"{name} ({format_count(cfg.unsup_updates)} unsupervised + {format_count(cfg.sup_updates)} "
+        f"supervised, {cfg.layers}x{cfg.n_hidden})" for name, cfg in plan.configs.items()
+    )
+    return (
+        f"N = {plan.n_examples:,} examples, S = {plan.n_segments} segments of "
+        f"{plan.segment_length:,}, D = {plan.n_draws} draws, test set = stream indices "
+        f"{plan.test_start}-{plan.test_start + plan.test_count - 1}\n"
+        f"conditions: {conds}\n"
+        f"with prefix sharing:    {costs['runs_shared']} training runs as {costs['jobs_shared']} jobs "
+        f"(each base run in {plan.n_segments} stages), {costs['updates_shared']:,} updates\n"
+        f"without prefix sharing: {costs['jobs_unshared']} training runs = jobs, "
+        f"{costs['updates_unshared']:,} updates"
+    )
+
+
+def run(
+    out: Path = typer.Option(..., "--out", help="Experiment folder (on a filesystem every worker sees)."),
+    preset: Preset = typer.Option(Preset.paper, "--preset", help="paper: N=10M, S=10, D=10, 784-2000-10; "
+                                  "smoke: N=4k, S=4, D=3, 784-32-10."),
+    jobs: int = typer.Option(1, "--jobs", min=1, help="Local worker processes (ignored with --scheduler)."),
+    scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Address of an existing Dask "
+                                            "scheduler (e.g. tcp://host:8786) to run the jobs on."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Torch/Numba threads per job "
+                                          "[default: cores / --jobs locally; unchanged on a cluster]."),
+    pretrain: Pretrain = typer.Option(Pretrain.dae, "--pretrain", help="Pre-training of the pre-trained "
+                                      "condition (the other one has none)."),
+    segments: Optional[int] = typer.Option(None, "--segments", min=1, help="S [preset]."),
+    draws: Optional[int] = typer.Option(None, "--draws", min=2, help="D [preset]."),
+    test_count: Optional[int] = typer.Option(None, "--test-count", min=1, help="Test digits "
+                                             "(stream indices 0..n-1) [10,000]."),
+    layers: Optional[int] = typer.Option(None, "--layers", help="Hidden layers [1]."),
+    units: Optional[int] = typer.Option(None, "--units", help="Units per hidden layer [preset]."),
+    unsup_updates: Optional[str] = typer.Option(None, "--unsup-updates", help="Pre-training updates "
+                                                "of the pre-trained condition, e.g. 2.5M [preset]."),
+    sup_updates: Optional[str] = typer.Option(None, "--sup-updates", help="Supervised updates after "
+                                              "pre-training, e.g. 7.5M [preset]; the condition without "
+                                              "pre-training trains on the sum."),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Supervised learning rate [preset]."),
+    unsup_lr: Optional[float] = typer.Option(None, "--unsup-lr", help="Unsupervised learning rate."),
+    corruption: Optional[float] = typer.Option(None, "--corruption", help="DAE corruption level."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Initial weights and noise [0]."),
+    snapshot_every: Optional[str] = typer.Option(None, "--snapshot-every", help="Updates between "
+                                                 "resume points of each job [preset]."),
+    device: Optional[str] = typer.Option(None, "--device", help="auto|cpu|cuda."),
+    kernel: Optional[str] = typer.Option(None, "--kernel", help="Training kernel (auto, reference, ...)."),
+    mnist_dir: Optional[Path] = typer.Option(None, "--mnist-dir", help="MNIST folder "
+                                             "[$ONLINEDEEP_MNIST_DIR, cache, download]."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan and its cost; run nothing."),
+) -> None:
+    """Run (or continue) the experiment: skips finished jobs, resumes interrupted ones."""
+    from onlinedeep import executors
+    from onlinedeep.ordering_variance import OrderingPlan, run_experiment
+
+    try:
+        plan = OrderingPlan.preset(
+            preset.value, pretrain=pretrain.value, n_segments=segments, n_draws=draws,
+            test_count=test_count, layers=layers, n_hidden=units,
+            unsup_updates=_count(unsup_updates, "--unsup-updates"),
+            sup_updates=_count(sup_updates, "--sup-updates"), learning_rate=lr,
+            unsup_learning_rate=unsup_lr, corruption_level=corruption, seed=seed,
+            snapshot_every=_count(snapshot_every, "--snapshot-every"), device=device, kernel=kernel,
+            mnist_dir=str(mnist_dir.resolve()) if mnist_dir is not None else None,
+        )
+    except ConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(_describe(plan))
+    if dry_run:
+        return
+
+    from tqdm import tqdm
+
+    from onlinedeep.ordering_variance import pending_jobs
+
+    total = len(plan.jobs())
+    pending = pending_jobs(plan, out)
+    typer.echo(f"{total - len(pending)} of {total} jobs already finished")
+    bar = tqdm(total=len(pending), unit="job", desc="ordering-variance", dynamic_ncols=True)
+
+    def on_outcome(outcome) -> None:
+        bar.update(1)
+        if outcome.status != "done":
+            bar.write(f"{outcome.status}: {outcome.key}: {outcome.error}")
+
+    if scheduler is not None:
+        def connect():
+            return executors.remote_client(scheduler)
+    else:
+        threads = threads or max(1, (os.cpu_count() or 1) // jobs)
+
+        def connect():
+            return executors.local_client(jobs)
+    try:
+        outcomes = run_experiment(plan, out, connect, threads=threads, on_outcome=on_outcome)
+    except ConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    finally:
+        bar.close()
+    before = sum(1 for o in outcomes.values() if o.status == "done"
+                 and (o.value or {}).get("status") == "already finished")
+    done = sum(1 for o in outcomes.values() if o.status == "done") - before
+    failed = [o for o in outcomes.values() if o.status == "failed"]
+    skipped = [o for o in outcomes.values() if o.status == "skipped"]
+    typer.echo(f"{total} jobs: {before} already finished, {done} finished now, {len(failed)} failed, "
+               f"{len(skipped)} not started (failed dependency)")
+    for o in failed:
+        typer.echo(f"FAILED {o.key}: {o.error}", err=True)
+    if failed or skipped:
+        typer.echo(f"tracebacks: {out / 'last_run.json'}; fix the cause and rerun the same command "
+                   "(finished jobs are skipped).", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"all jobs finished; next: onlinedeep ordering-variance report --out {out}")
+
+
+def report(
+    out: Path = typer.Option(..., "--out", help="Experiment folder written by `run`."),
+) -> None:
+    """Aggregate the finished jobs into one HDF5 table and draw Figure 13."""
+    from onlinedeep.ordering_variance import load_plan, report as make_report
+
+    try:
+        plan = load_plan(out)
+        table, table_path, figure_path = make_report(out)
+    except (FileNotFoundError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"{'condition':>10} {'segment':>7} {'fraction':>8} {'draws':>5} {'variance':>12} "
+               f"{'online_error':>12}")
+    for i in range(len(table["segment"])):
+        typer.echo(f"{table['condition'][i]:>10} {table['segment'][i]:>7d} {table['fraction'][i]:>8.2f} "
+                   f"{table['n_draws'][i]:>5d} {table['variance'][i]:>12.4e} "
+                   f"{table['online_error_mean'][i]:>12.4f}")
+    missing = int((plan.n_draws - table["n_draws"]).sum())
+    if missing:
+        typer.echo(f"warning: {missing} of {plan.n_segments * plan.n_draws * len(plan.conditions)} "
+                   "draws are not finished; their points use fewer draws (see column 'draws')",
+                   err=True)
+    typer.echo(f"table: {table_path}\nfigure: {figure_path}")
 
 
 def register(app: typer.Typer) -> None:
-    pass
+    """Add the ``ordering-variance`` sub-app (``run``, ``report``) to ``app``."""
+    sub = typer.Typer(help="The example-ordering experiment (paper 8.2, Figure 13) as resumable "
+                      "jobs, locally (--jobs N) or on a Dask cluster (--scheduler ADDRESS).",
+                      no_args_is_help=True)
+    sub.command("run")(run)
+    sub.command("report")(report)
+    app.add_typer(sub, name="ordering-variance")

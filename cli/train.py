@@ -1,6 +1,218 @@
-"""Placeholder: filled by its owner."""
+"""``onlinedeep train`` (the main job: pre-train, fine-tune, track the online error) and
+``onlinedeep plot`` (Figure 11-style curves from run folders)."""
+from __future__ import annotations
+
+import datetime as _dt
+import math
+from pathlib import Path
+from typing import List, Optional
+
 import typer
+
+COUNT_HELP = "Accepts suffixes: 2.5M, 100k."
+# CLI option → RunConfig field, for the options that map onto the configuration.
+_FIELDS = (
+    "layers", "n_hidden", "pretrain", "pretrain_layers", "unsup_updates", "sup_updates",
+    "unsup_split", "learning_rate", "unsup_learning_rate", "corruption_level", "noise", "cd_k",
+    "sample_reconstruction", "l1", "l2", "seed", "split", "stream_start", "deformation",
+    "stream_seed", "window", "log_every", "snapshot_every", "keep_snapshots", "chunk_size",
+    "queue_size", "train_error_blocks", "device", "kernel", "threads", "mnist_dir", "name", "out",
+)
+
+
+def _count(text: str) -> int:
+    from onlinedeep.config import ConfigError, parse_count
+
+    try:
+        return parse_count(text, name="count")
+    except ConfigError as exc:
+        raise typer.BadParameter(str(exc).replace("count: ", "")) from None
+
+
+def _flag(field: str) -> str:
+    return "--" + field.replace("_", "-")
+
+
+def _fail(message: str, code: int) -> None:
+    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
+    raise typer.Exit(code)
+
+
+def _summary(trainer, result, run_dir: Optional[Path], png: Optional[Path]) -> None:
+    cfg = trainer.config
+    seconds = trainer.elapsed_s
+    lines = [
+        f"run          {run_dir}" if run_dir else None,
+        f"network      784-{'-'.join([str(cfg.n_hidden)] * cfg.layers)}-10, pretrain {cfg.pretrain}"
+        + (f" ({cfg.pretrain_layers} layers)" if cfg.pretrain != "none" else ""),
+        f"position     {result.position:,} of {cfg.total_updates:,} examples "
+        f"({cfg.unsup_updates:,} unsupervised + {cfg.sup_updates:,} supervised)",
+        f"online_error {result.online_error:.4f} (last {min(cfg.window, max(result.position - cfg.unsup_updates, 0)):,} "
+        f"supervised examples; chance 0.9)" if not math.isnan(result.online_error) else None,
+        f"online NLL   {result.online_nll:.4f} nats" if not math.isnan(result.online_nll) else None,
+        f"cumulative   {trainer.metrics.prequential.cumulative_error:.4f} error over every "
+        f"supervised example" if trainer.metrics.prequential.n_examples else None,
+        f"time         {seconds:,.1f} s of training in total"
+        + (f", {result.position / seconds:,.0f} updates/s" if seconds > 0 else ""),
+        f"snapshot     {result.snapshot}" if result.snapshot else None,
+        f"plot         {png}" if png else None,
+    ]
+    if result.train_error is not None:
+        err = ", ".join(f"{e:.4f}" for e in result.train_error["error"])
+        lines.append(f"train error  by block in presentation order (Figure 12): {err}")
+    typer.echo("\n".join(line for line in lines if line))
 
 
 def register(app: typer.Typer) -> None:
-    pass
+    """Add ``train`` and ``plot`` to the onlinedeep app."""
+
+    @app.command()
+    def train(
+        layers: Optional[int] = typer.Option(None, "--layers", help="Hidden layers, 1-5 [1]."),
+        n_hidden: Optional[int] = typer.Option(
+            None, "--units", "--n-hidden", help="Units per hidden layer [2000 for 1 layer, else 1000]."),
+        pretrain: Optional[str] = typer.Option(
+            None, "--pretrain", help="dae (stacked denoising auto-encoders), rbm (DBN, CD-k) or none [dae]."),
+        pretrain_layers: Optional[int] = typer.Option(
+            None, "--pretrain-layers", help="Pre-train only the bottom K layers (Figure 14) [all]."),
+        unsup_updates: Optional[int] = typer.Option(
+            None, "--unsup-updates", parser=_count, metavar="COUNT",
+            help=f"Unsupervised updates, all layers together [2.5M; 0 without pre-training]. {COUNT_HELP}"),
+        sup_updates: Optional[int] = typer.Option(
+            None, "--sup-updates", parser=_count, metavar="COUNT",
+            help=f"Supervised updates [7.5M after pre-training, 10M without]. {COUNT_HELP}"),
+        unsup_split: Optional[str] = typer.Option(
+            None, "--unsup-split",
+            help="Share of the unsupervised updates per layer: 'equal' or weights such as '2,1,1' [equal]."),
+        learning_rate: Optional[float] = typer.Option(
+            None, "--lr", "--learning-rate", help="Supervised learning rate (constant) [0.05]."),
+        unsup_learning_rate: Optional[float] = typer.Option(
+            None, "--unsup-lr", "--unsup-learning-rate", help="Pre-training learning rate [0.005]."),
+        corruption_level: Optional[float] = typer.Option(
+            None, "--corruption", "--corruption-level", help="DAE: fraction of inputs corrupted [0.25]."),
+        noise: Optional[str] = typer.Option(None, "--noise", help="DAE noise: masking or salt-pepper [masking]."),
+        cd_k: Optional[int] = typer.Option(None, "--cd-k", help="RBM: Gibbs steps of CD-k [1]."),
+        sample_reconstruction: Optional[bool] = typer.Option(
+            None, "--sample-reconstruction/--no-sample-reconstruction",
+            help="RBM: sample the visible reconstruction instead of using probabilities [no]."),
+        l1: Optional[float] = typer.Option(None, "--l1", help="L1 penalty on the weights [0]."),
+        l2: Optional[float] = typer.Option(None, "--l2", help="L2 penalty on the weights [0]."),
+        seed: Optional[int] = typer.Option(None, "--seed", help="Initial weights and noise draws [0]."),
+        split: Optional[str] = typer.Option(
+            None, "--split", help="protocol (deformations of training digits 0-49,999) or all [protocol]."),
+        stream_start: Optional[int] = typer.Option(
+            None, "--stream-start", parser=_count, metavar="COUNT",
+            help="First training id of the sequence [0]."),
+        deformation: Optional[str] = typer.Option(
+            None, "--deformation", help="first-order, elastic, or infimnist (with --mnist-dir = infimnist's data) [first-order]."),
+        stream_seed: Optional[int] = typer.Option(None, "--stream-seed", help="Seed of the displacement fields [0]."),
+        window: Optional[int] = typer.Option(
+            None, "--window", parser=_count, metavar="COUNT", help=f"Online-error window [100k]. {COUNT_HELP}"),
+        log_every: Optional[int] = typer.Option(
+            None, "--log-every", parser=_count, metavar="COUNT", help="Examples between metric records [10k]."),
+        snapshot_every: Optional[int] = typer.Option(
+            None, "--snapshot-every", parser=_count, metavar="COUNT",
+            help="Updates between snapshots, a multiple of --chunk-size [500k]."),
+        keep_snapshots: Optional[int] = typer.Option(
+            None, "--keep-snapshots", help="Periodic snapshots kept, 0 = all [2]."),
+        chunk_size: Optional[int] = typer.Option(
+            None, "--chunk-size", parser=_count, metavar="COUNT", help="Updates per kernel call [1000]."),
+        queue_size: Optional[int] = typer.Option(None, "--queue-size", help="Chunks generated ahead [4]."),
+        train_error_blocks: Optional[int] = typer.Option(
+            None, "--train-error-blocks",
+            help="At the end, error on the training sequence in this many blocks (Figure 12) [0 = off]."),
+        device: Optional[str] = typer.Option(None, "--device", help="auto, cpu or cuda [auto]."),
+        kernel: Optional[str] = typer.Option(None, "--kernel", help="auto, reference, numba, cuda-graph [auto]."),
+        threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch and Numba [0 = default]."),
+        mnist_dir: Optional[str] = typer.Option(
+            None, "--mnist-dir", help="MNIST IDX directory [$ONLINEDEEP_MNIST_DIR, cache, download]."),
+        name: Optional[str] = typer.Option(None, "--name", help="Run folder name [<model>-<time>]."),
+        out: Optional[str] = typer.Option(None, "--out", help="Parent folder of run folders [runs]."),
+        resume: Optional[Path] = typer.Option(
+            None, "--resume", help="Continue the run in this folder from its last snapshot."),
+        preset: Optional[str] = typer.Option(
+            None, "--preset", help="paper (section 5.3 protocol) or smoke (small, about a minute) [paper]."),
+        progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+    ):
+        """Pre-train greedily (SDAE or DBN) then fine-tune an MLP on the InfiniteMNIST stream, one
+        example per update, tracking the online (prequential) error (paper 8.1, Figure 11).
+
+        Writes runs/NAME/: config.json, schedule.json, provenance.json, log.txt, snapshots/*.h5 and
+        online_error.png. Ctrl-C writes a snapshot and exits with status 130; --resume continues.
+        """
+        from onlinedeep.config import ConfigError, RESUME_MUTABLE, RunConfig
+        from onlinedeep.plots import plot_online_error
+        from onlinedeep.producer import ProducerError
+        from onlinedeep.snapshot import SnapshotError
+        from onlinedeep.trainer import (NonFiniteLossError, RunDirError, Trainer,
+                                        TrainingInterrupted)
+
+        values = dict(locals())
+        given = {f: values[f] for f in _FIELDS if values[f] is not None}
+        try:
+            if resume is not None:
+                if preset is not None:
+                    _fail("--preset cannot be combined with --resume (the run's configuration is "
+                          "read from its snapshot)", 2)
+                fixed = sorted(f for f in given if f not in RESUME_MUTABLE)
+                if fixed:
+                    _fail(f"{', '.join(_flag(f) for f in fixed)}: cannot change when resuming (the "
+                          f"snapshot's configuration is used); allowed: "
+                          f"{', '.join(_flag(f) for f in sorted(RESUME_MUTABLE))}", 2)
+                run_dir = Path(resume)
+                given.pop("name", None)
+                given.pop("out", None)
+                trainer = Trainer.resume(run_dir, **given)
+                typer.echo(f"resuming {run_dir} at position {trainer.position:,} of "
+                           f"{trainer.config.total_updates:,}")
+            else:
+                config = RunConfig.preset(preset or "paper", **given)
+                if config.name is None:
+                    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+                    config.name = f"{config.default_name()}-{stamp}"
+                    config.validate()
+                run_dir = Path(config.out) / config.name
+                trainer = Trainer(config, run_dir=run_dir)
+                typer.echo(f"run folder {run_dir}: {config.total_updates:,} updates "
+                           f"({config.unsup_updates:,} unsupervised + {config.sup_updates:,} "
+                           f"supervised), 784-{'-'.join([str(config.n_hidden)] * config.layers)}-10, "
+                           f"pretrain {config.pretrain}, kernel {trainer.kernel.name} on {trainer.device}")
+        except (ConfigError, SnapshotError, RunDirError) as exc:
+            _fail(str(exc), 2)
+
+        try:
+            result = trainer.run(progress=progress)
+        except TrainingInterrupted as exc:
+            typer.secho(f"\n{exc}\nresume with: onlinedeep train --resume {run_dir}", err=True,
+                        fg=typer.colors.YELLOW)
+            raise typer.Exit(128 + int(exc.signum)) from None
+        except NonFiniteLossError as exc:
+            _fail(str(exc), 1)
+        except ProducerError as exc:
+            _fail(f"{exc} (cause: {exc.__cause__!r})", 1)
+        except (ConfigError, SnapshotError) as exc:
+            _fail(str(exc), 2)
+
+        png = None
+        if len(result.series.supervised()):
+            png = plot_online_error([run_dir], run_dir / "online_error.png")
+        _summary(trainer, result, run_dir, png)
+
+    @app.command()
+    def plot(
+        runs: List[Path] = typer.Argument(..., help="Run folders or snapshot files."),
+        out: Path = typer.Option(Path("online_error.png"), "--out", help="Image to write (PNG)."),
+        label: Optional[List[str]] = typer.Option(
+            None, "--label", help="Legend entry per run (repeat; default from each configuration)."),
+        title: Optional[str] = typer.Option(None, "--title"),
+        log_y: bool = typer.Option(True, "--log-y/--linear-y", help="Logarithmic error axis."),
+    ):
+        """Figure 11-style curves: online error against examples seen, one line per run."""
+        from onlinedeep.plots import plot_online_error
+        from onlinedeep.snapshot import SnapshotError
+
+        try:
+            path = plot_online_error(runs, out, labels=label or None, title=title, log_y=log_y)
+        except (SnapshotError, ValueError) as exc:
+            _fail(str(exc), 2)
+        typer.echo(f"wrote {path}")

@@ -1,0 +1,140 @@
+"""Figure 11-style curves: online error against examples seen, from runs' HDF5 snapshots.
+
+Paper 8.1, Figure 11: the online classification error (mean of the last 100,000 0/1 errors, each
+recorded before the update on that example) of several architectures against the number of
+examples seen, pre-training examples included, so pre-trained curves start where fine-tuning starts.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from onlinedeep import snapshot as snapshots
+from onlinedeep.config import RunConfig
+from onlinedeep.metrics import Series
+
+__all__ = ["load_curve", "run_label", "plot_online_error"]
+
+_MODEL_NAMES = {"dae": "SDAE", "rbm": "DBN", "none": "no pre-training"}
+
+
+def run_label(config: RunConfig) -> str:
+    """Legend text: ``"3-layer SDAE, 1000 units"`` (with the run name when it has one)."""
+    kind = _MODEL_NAMES[config.pretrain if config.pretrain_layers else "none"]
+    if config.pretrain != "none" and 0 < config.pretrain_layers < config.layers:
+        kind += f" ({config.pretrain_layers} pre-trained)"
+    label = f"{config.layers}-layer {kind}, {config.n_hidden} units"
+    return f"{label} [{config.name}]" if config.name else label
+
+
+def _resolve(source: str | os.PathLike) -> Path:
+    path = Path(source)
+    if not path.exists():
+        raise snapshots.SnapshotError(f"{path}: no such run folder or snapshot file")
+    if path.is_dir():
+        folder = path / "snapshots" if (path / "snapshots").is_dir() else path
+        return snapshots.latest(folder)
+    return path
+
+
+def load_curve(source: str | os.PathLike) -> tuple[RunConfig, Series, Path]:
+    """The configuration and metrics series of a run.
+
+    Parameters
+    ----------
+    source : path-like
+        A run folder (its latest snapshot is read) or a snapshot file.
+
+    Returns
+    -------
+    config : RunConfig
+    series : Series
+    path : Path
+        The snapshot file read.
+
+    Raises
+    ------
+    SnapshotError
+        If there is no snapshot or it cannot be read (the message names the file).
+    """
+    path = _resolve(source)
+    config, series = snapshots.read_series(path)
+    return config, series, path
+
+
+def plot_online_error(
+    sources: Sequence[str | os.PathLike],
+    out: str | os.PathLike,
+    *,
+    labels: Sequence[str] | None = None,
+    title: str | None = None,
+    log_y: bool = True,
+) -> Path:
+    """Draw the online error of several runs on one figure and write it (PNG) atomically.
+
+    Parameters
+    ----------
+    sources : sequence of path-like
+        Run folders or snapshot files.
+    out : path-like
+        Output image (``.png``; the format follows the suffix).
+    labels : sequence of str, optional
+        Legend entries (default: :func:`run_label` of each configuration).
+    title : str, optional
+    log_y : bool
+        Logarithmic error axis (as in the paper's Figure 11).
+
+    Returns
+    -------
+    Path
+
+    Raises
+    ------
+    ValueError
+        If no source is given or ``labels`` has the wrong length.
+    SnapshotError
+        If a source cannot be read.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not sources:
+        raise ValueError("sources: expected at least one run folder or snapshot file")
+    if labels is not None and len(labels) != len(sources):
+        raise ValueError(f"labels: expected {len(sources)} entries, found {len(labels)}")
+    fig, ax = plt.subplots(figsize=(7.5, 4.8), dpi=120)
+    plotted = 0
+    for i, source in enumerate(sources):
+        config, series, path = load_curve(source)
+        sup = series.supervised()
+        keep = np.isfinite(sup.online_error)
+        label = labels[i] if labels is not None else run_label(config)
+        if not keep.any():
+            ax.plot([], [], label=f"{label} (no supervised records yet)")
+            continue
+        x, y = sup.position[keep], sup.online_error[keep]
+        if log_y:
+            y = np.maximum(y, 1e-4)  # a window with no error would vanish from a log axis
+        (line,) = ax.plot(x, y, label=label, linewidth=1.4)
+        plotted += 1
+        if config.unsup_updates:
+            ax.axvline(config.unsup_updates, color=line.get_color(), linestyle=":", linewidth=0.8)
+    if log_y and plotted:
+        ax.set_yscale("log")
+    ax.set_xlabel("examples seen (pre-training included)")
+    ax.set_ylabel("online error (last window of 0/1 errors)")
+    ax.set_title(title or "Online classification error (Erhan et al. 2010, Figure 11)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    out = Path(out)
+    fmt = out.suffix.lstrip(".") or "png"
+    with snapshots.atomic_file(out) as tmp:
+        fig.savefig(tmp, format=fmt)
+    plt.close(fig)
+    return out

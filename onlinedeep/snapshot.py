@@ -1,0 +1,522 @@
+"""HDF5 snapshots of a run: atomic writes, validated reads, no pickle.
+
+A snapshot holds everything a run needs to continue bit-identically: the parameters, the stream
+position (hence the phase), the metrics windows and series so far, the configuration and schedule
+(JSON), and the provenance of the data and software. Opening one runs no code (plain HDF5 datasets
+and string attributes only).
+
+Layout (format ``onlinedeep.snapshot``, version 1)::
+
+    /                         attrs: format, format_version, position (int64), phase
+                                     ("pretrain" | "supervised" | "done"), layer (int, -1 if none),
+                                     config (RunConfig JSON), schedule (Schedule JSON),
+                                     provenance (JSON), created (ISO 8601, UTC)
+    /params/W{k}              (fan_in_k, n_hidden) float32     hidden layer k weights
+    /params/b{k}, /params/c{k} (n_hidden,), (fan_in_k,) float32 hidden and visible biases
+    /params/W_out, /params/b_out (n_hidden, 10), (10,) float32
+    /counters                 attrs: unsup_done, sup_done (updates), elapsed_s (seconds of training)
+    /metrics                  attrs: window, log_every, layer, n_examples, n_errors, nll_sum
+    /metrics/errors           (window,) uint8 ring buffer of 0/1 errors; attrs n_seen, total
+    /metrics/nll              (window,) float64 ring buffer of NLL (nats); attrs n_seen, total
+    /metrics/reconstruction   (window,) float64 ring buffer of reconstruction costs; attrs n_seen, total
+    /series/{position,layer,online_error,nll,reconstruction}   (m,) records (see metrics.Series)
+    /train_error/{block_start,block_stop,error}   (optional) Figure 12 blocks, positions and 0/1 rate
+
+Datasets are chunked with the Fletcher-32 checksum filter, so a damaged file is reported, not read
+as garbage.
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import json
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+import h5py
+import numpy as np
+
+from onlinedeep.config import ConfigError, RunConfig, RESUME_MUTABLE
+from onlinedeep.metrics import MetricsStateError, Series
+
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "Snapshot",
+    "SnapshotError",
+    "atomic_file",
+    "save",
+    "load",
+    "list_snapshots",
+    "latest",
+    "snapshot_name",
+    "param_shapes",
+    "read_series",
+]
+
+FORMAT = "onlinedeep.snapshot"
+FORMAT_VERSION = 1
+_NAME_RE = re.compile(r"^snapshot-(\d{12})(\.pinned)?\.h5$")
+
+
+class SnapshotError(ValueError):
+    """A snapshot that cannot be used; the message names the file and the dataset or attribute."""
+
+
+@dataclass
+class Snapshot:
+    """The content of one snapshot file (see the module docstring for the layout).
+
+    Attributes
+    ----------
+    path : str
+    config : RunConfig
+    schedule : dict
+        ``Schedule.to_dict()``.
+    position : int
+        Examples seen (updates done, unsupervised included).
+    phase : str
+        ``"pretrain"``, ``"supervised"`` or ``"done"``; ``layer`` the layer being pre-trained or -1.
+    params : dict of str to ndarray
+        float32 arrays, keys as in ``onlinedeep.model``.
+    metrics : dict
+        ``RunMetrics.state()``.
+    counters : dict
+        ``unsup_done``, ``sup_done`` (updates), ``elapsed_s`` (seconds).
+    provenance : dict
+        ``{"data": ..., "software": ...}``.
+    train_error : dict or None
+        ``block_start``, ``block_stop`` (int64 positions) and ``error`` (float64) arrays.
+    """
+
+    path: str
+    config: RunConfig
+    schedule: dict
+    position: int
+    phase: str
+    layer: int
+    params: dict[str, np.ndarray]
+    metrics: dict
+    counters: dict
+    provenance: dict
+    created: str = ""
+    train_error: dict | None = None
+
+
+# ---------------------------------------------------------------------------- file helpers
+@contextlib.contextmanager
+def atomic_file(path: str | os.PathLike) -> Iterator[str]:
+    """Write ``path`` atomically: yield a temporary path in the same folder, then publish it.
+
+    On normal exit the temporary file is fsync'ed and renamed over ``path`` (atomic on POSIX), and
+    the folder is fsync'ed; on an exception it is removed. A kill at any moment leaves either the old
+    file or the new one, never a mix. Temporary names end in ``.tmp<random>`` (git-ignored).
+
+    Yields
+    ------
+    str
+        The temporary path to write.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as f:
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    with contextlib.suppress(OSError):
+        dfd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+
+
+def snapshot_name(position: int, *, pinned: bool = False) -> str:
+    """File name of a snapshot: ``snapshot-000002500000.h5`` (``.pinned.h5`` if never pruned)."""
+    return f"snapshot-{position:012d}{'.pinned' if pinned else ''}.h5"
+
+
+def list_snapshots(folder: str | os.PathLike) -> list[tuple[int, bool, Path]]:
+    """Snapshot files of a folder as ``(position, pinned, path)``, by position (pinned last on ties).
+
+    Temporary files left by a killed writer are ignored.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    out = []
+    for p in folder.iterdir():
+        m = _NAME_RE.match(p.name)
+        if m:
+            out.append((int(m.group(1)), m.group(2) is not None, p))
+    out.sort(key=lambda t: (t[0], t[1]))
+    return out
+
+
+def latest(folder: str | os.PathLike) -> Path:
+    """The snapshot with the highest position in ``folder``.
+
+    Raises
+    ------
+    SnapshotError
+        If the folder holds no snapshot.
+    """
+    snaps = list_snapshots(folder)
+    if not snaps:
+        raise SnapshotError(f"{folder}: no snapshot files (expected snapshot-<position>.h5)")
+    return snaps[-1][2]
+
+
+def param_shapes(config: RunConfig) -> dict[str, tuple[int, ...]]:
+    """Expected parameter shapes for a configuration (architecture doc, ``onlinedeep.model``)."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    fan_in = 784
+    for k in range(config.layers):
+        shapes[f"W{k}"] = (fan_in, config.n_hidden)
+        shapes[f"b{k}"] = (config.n_hidden,)
+        shapes[f"c{k}"] = (fan_in,)
+        fan_in = config.n_hidden
+    shapes["W_out"] = (config.n_hidden, 10)
+    shapes["b_out"] = (10,)
+    return shapes
+
+
+def _json_default(o: Any):
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.floating):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(f"not JSON-serialisable: {type(o).__name__}")
+
+
+def _to_numpy(t) -> np.ndarray:
+    if hasattr(t, "detach"):
+        t = t.detach().cpu().numpy()
+    return np.asarray(t)
+
+
+# ---------------------------------------------------------------------------- writing
+def save(
+    path: str | os.PathLike,
+    *,
+    config: RunConfig,
+    schedule: Mapping[str, Any],
+    position: int,
+    phase: str,
+    layer: int,
+    params: Mapping[str, Any],
+    metrics: Mapping[str, Any],
+    counters: Mapping[str, Any],
+    provenance: Mapping[str, Any],
+    train_error: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write a snapshot atomically (temporary file in the same folder, fsync, rename).
+
+    Parameters
+    ----------
+    path : path-like
+        Destination ``.h5`` file.
+    config : RunConfig
+    schedule : dict
+        ``Schedule.to_dict()``.
+    position : int
+        Examples seen.
+    phase, layer : str, int
+        Phase label (``"pretrain"``, ``"supervised"``, ``"done"``) and pre-trained layer (or -1).
+    params : mapping of str to tensor or ndarray
+        float32 parameters (torch tensors are copied to the host).
+    metrics : dict
+        ``RunMetrics.state()``.
+    counters : dict
+        ``unsup_done``, ``sup_done``, ``elapsed_s``.
+    provenance : dict
+        JSON-able.
+    train_error : dict, optional
+        ``block_start``, ``block_stop``, ``error`` arrays.
+
+    Returns
+    -------
+    Path
+
+    Raises
+    ------
+    SnapshotError
+        If a parameter is not finite or has the wrong shape for ``config`` (nothing is written).
+    """
+    path = Path(path)
+    arrays = {k: np.ascontiguousarray(_to_numpy(v), dtype=np.float32) for k, v in params.items()}
+    _check_params(arrays, config, where=f"{path} (not written)")
+    with atomic_file(path) as tmp:
+        with h5py.File(tmp, "w") as f:
+            f.attrs["format"] = FORMAT
+            f.attrs["format_version"] = FORMAT_VERSION
+            f.attrs["position"] = np.int64(position)
+            f.attrs["phase"] = phase
+            f.attrs["layer"] = int(layer)
+            f.attrs["config"] = config.to_json()
+            f.attrs["schedule"] = json.dumps(dict(schedule), sort_keys=True, default=_json_default)
+            f.attrs["provenance"] = json.dumps(dict(provenance), sort_keys=True,
+                                               default=_json_default)
+            f.attrs["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+            g = f.create_group("params")
+            for k, a in arrays.items():
+                _dataset(g, k, a)
+            c = f.create_group("counters")
+            for k, v in counters.items():
+                c.attrs[k] = v
+            m = f.create_group("metrics")
+            for k in ("window", "log_every", "layer", "n_examples", "n_errors", "nll_sum"):
+                m.attrs[k] = metrics[k]
+            for name in ("errors", "nll", "reconstruction"):
+                st = metrics[name]
+                d = _dataset(m, name, np.asarray(st["buffer"]))
+                d.attrs["n_seen"] = np.int64(st["n_seen"])
+                d.attrs["total"] = st["total"]
+            s = f.create_group("series")
+            series: Series = metrics["series"]
+            for name in Series.FIELDS:
+                _dataset(s, name, np.asarray(getattr(series, name), dtype=Series.DTYPES[name]))
+            if train_error is not None:
+                t = f.create_group("train_error")
+                for name in ("block_start", "block_stop", "error"):
+                    _dataset(t, name, np.asarray(train_error[name]))
+            f.flush()
+    return path
+
+
+def _dataset(group: h5py.Group, name: str, a: np.ndarray) -> h5py.Dataset:
+    if a.size == 0:
+        return group.create_dataset(name, data=a)
+    return group.create_dataset(name, data=a, chunks=True, fletcher32=True)
+
+
+# ---------------------------------------------------------------------------- reading
+def _check_params(arrays: Mapping[str, np.ndarray], config: RunConfig, *, where: str) -> None:
+    expected = param_shapes(config)
+    missing = sorted(set(expected) - set(arrays))
+    if missing:
+        raise SnapshotError(f"{where}: missing parameter dataset(s) {['/params/' + k for k in missing]}")
+    extra = sorted(set(arrays) - set(expected))
+    if extra:
+        raise SnapshotError(
+            f"{where}: unexpected parameter dataset(s) {['/params/' + k for k in extra]} for "
+            f"layers={config.layers}"
+        )
+    for k, shape in expected.items():
+        a = arrays[k]
+        if a.shape != shape:
+            raise SnapshotError(
+                f"{where}: dataset /params/{k} has shape {a.shape}, expected {shape} "
+                f"(layers={config.layers}, n_hidden={config.n_hidden})"
+            )
+        bad = ~np.isfinite(a)
+        if bad.any():
+            first = tuple(int(i) for i in np.argwhere(bad)[0])
+            raise SnapshotError(
+                f"{where}: dataset /params/{k} holds {int(bad.sum())} non-finite value(s) "
+                f"(NaN/Inf), first at index {first}: {a[first]}"
+            )
+
+
+def _read(f: h5py.File, name: str, path: Path) -> np.ndarray:
+    if name not in f:
+        raise SnapshotError(f"{path}: missing dataset {name!r} (not an onlinedeep snapshot, or damaged)")
+    obj = f[name]
+    if not isinstance(obj, h5py.Dataset):
+        raise SnapshotError(f"{path}: {name!r} is a {type(obj).__name__}, expected a dataset")
+    try:
+        return obj[()]
+    except Exception as exc:  # h5py raises OSError / RuntimeError on checksum or I/O failure
+        raise SnapshotError(f"{path}: cannot read dataset {name!r} (damaged file?): {exc}") from None
+
+
+def _attr(obj, name: str, path: Path, where: str = "/"):
+    if name not in obj.attrs:
+        raise SnapshotError(f"{path}: missing attribute {name!r} on {where!r}")
+    v = obj.attrs[name]
+    if isinstance(v, bytes):
+        v = v.decode("utf-8")
+    if isinstance(v, np.generic):
+        v = v.item()
+    return v
+
+
+def _json_attr(f, name: str, path: Path) -> Any:
+    text = _attr(f, name, path)
+    try:
+        return json.loads(text)
+    except (TypeError, json.JSONDecodeError) as exc:
+        raise SnapshotError(f"{path}: attribute {name!r} is not valid JSON ({exc})") from None
+
+
+def load(path: str | os.PathLike, *, expect_config: RunConfig | None = None) -> Snapshot:
+    """Read and validate a snapshot.
+
+    Parameters
+    ----------
+    path : path-like
+    expect_config : RunConfig, optional
+        The configuration the caller intends to continue with. Any difference in a field outside
+        ``config.RESUME_MUTABLE`` is an error (the run would not be the same experiment).
+
+    Returns
+    -------
+    Snapshot
+
+    Raises
+    ------
+    SnapshotError
+        If the file is missing, truncated or damaged (not HDF5, a checksum fails), is not an onlinedeep
+        snapshot of a supported version, lacks a dataset or attribute, holds NaN/Inf or wrongly shaped
+        parameters, or its configuration differs from ``expect_config``. The message names the file
+        and the dataset or attribute.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise SnapshotError(f"{path}: no such snapshot file")
+    try:
+        f = h5py.File(path, "r")
+    except Exception as exc:
+        size = path.stat().st_size
+        raise SnapshotError(
+            f"{path}: cannot open as HDF5 ({size} bytes; truncated or not an HDF5 file?): {exc}"
+        ) from None
+    with f:
+        try:
+            fmt = _attr(f, "format", path)
+        except SnapshotError:
+            raise SnapshotError(f"{path}: not an onlinedeep snapshot (no 'format' attribute)") from None
+        if fmt != FORMAT:
+            raise SnapshotError(f"{path}: attribute 'format' is {fmt!r}, expected {FORMAT!r}")
+        version = _attr(f, "format_version", path)
+        if version != FORMAT_VERSION:
+            raise SnapshotError(
+                f"{path}: attribute 'format_version' is {version}, expected {FORMAT_VERSION}"
+            )
+        try:
+            config = RunConfig.from_json(_attr(f, "config", path), where=f"{path}: attribute 'config'")
+        except ConfigError as exc:
+            raise SnapshotError(str(exc)) from None
+        schedule = _json_attr(f, "schedule", path)
+        provenance = _json_attr(f, "provenance", path)
+        position = int(_attr(f, "position", path))
+        if not 0 <= position <= config.total_updates:
+            raise SnapshotError(
+                f"{path}: attribute 'position' is {position}, expected 0..{config.total_updates}"
+            )
+        phase = str(_attr(f, "phase", path))
+        layer = int(_attr(f, "layer", path))
+        if "params" not in f:
+            raise SnapshotError(f"{path}: missing group '/params'")
+        params = {k: _read(f, f"params/{k}", path) for k in f["params"].keys()}
+        _check_params(params, config, where=str(path))
+        counters = {}
+        if "counters" in f:
+            counters = {k: _attr(f["counters"], k, path, "/counters") for k in f["counters"].attrs}
+        if "metrics" not in f:
+            raise SnapshotError(f"{path}: missing group '/metrics'")
+        mg = f["metrics"]
+        metrics: dict[str, Any] = {
+            k: _attr(mg, k, path, "/metrics")
+            for k in ("window", "log_every", "layer", "n_examples", "n_errors", "nll_sum")
+        }
+        for name in ("errors", "nll", "reconstruction"):
+            buf = _read(f, f"metrics/{name}", path)
+            d = mg[name]
+            metrics[name] = {
+                "window": metrics["window"],
+                "buffer": buf,
+                "n_seen": _attr(d, "n_seen", path, f"/metrics/{name}"),
+                "total": _attr(d, "total", path, f"/metrics/{name}"),
+            }
+            if buf.shape != (metrics["window"],):
+                raise SnapshotError(
+                    f"{path}: dataset '/metrics/{name}' has shape {buf.shape}, expected "
+                    f"({metrics['window']},) for window={metrics['window']}"
+                )
+        cols = {name: _read(f, f"series/{name}", path) for name in Series.FIELDS}
+        lengths = {c.shape for c in cols.values()}
+        if len(lengths) != 1:
+            raise SnapshotError(f"{path}: datasets under '/series' have different shapes {lengths}")
+        metrics["series"] = Series(**{k: v.astype(Series.DTYPES[k]) for k, v in cols.items()})
+        train_error = None
+        if "train_error" in f:
+            train_error = {n: _read(f, f"train_error/{n}", path)
+                           for n in ("block_start", "block_stop", "error")}
+        created = str(f.attrs.get("created", ""))
+    if config.window != metrics["window"]:
+        raise SnapshotError(
+            f"{path}: '/metrics' window is {metrics['window']}, but the configuration says "
+            f"window={config.window}"
+        )
+    try:  # validate the metrics state now, so a resume fails before any training
+        from onlinedeep.metrics import RunMetrics
+
+        RunMetrics.from_state(metrics)
+    except (MetricsStateError, KeyError, ValueError) as exc:
+        raise SnapshotError(f"{path}: invalid metrics state: {exc}") from None
+    if expect_config is not None:
+        diff = {k: v for k, v in config.diff(expect_config).items() if k not in RESUME_MUTABLE}
+        if diff:
+            lines = ", ".join(f"{k}: snapshot {a!r} vs requested {b!r}" for k, (a, b) in sorted(diff.items()))
+            raise SnapshotError(
+                f"{path}: configuration does not match the snapshot's ({lines}); only "
+                f"{sorted(RESUME_MUTABLE)} may change when resuming"
+            )
+        if expect_config.total_updates < position:
+            raise SnapshotError(
+                f"{path}: snapshot is at position {position}, beyond the requested run's end "
+                f"{expect_config.total_updates}"
+            )
+    return Snapshot(
+        path=str(path),
+        config=config,
+        schedule=schedule,
+        position=position,
+        phase=phase,
+        layer=layer,
+        params=params,
+        metrics=metrics,
+        counters=counters,
+        provenance=provenance,
+        created=created,
+        train_error=train_error,
+    )
+
+
+def read_series(path: str | os.PathLike) -> tuple[RunConfig, Series]:
+    """Only the configuration and metrics series of a snapshot (for plots), validated lightly.
+
+    Raises
+    ------
+    SnapshotError
+        As :func:`load` for an unreadable file or missing dataset.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise SnapshotError(f"{path}: no such snapshot file")
+    try:
+        f = h5py.File(path, "r")
+    except Exception as exc:
+        raise SnapshotError(f"{path}: cannot open as HDF5 (truncated or not HDF5?): {exc}") from None
+    with f:
+        try:
+            config = RunConfig.from_json(_attr(f, "config", path), where=f"{path}: attribute 'config'")
+        except ConfigError as exc:
+            raise SnapshotError(str(exc)) from None
+        cols = {name: _read(f, f"series/{name}", path) for name in Series.FIELDS}
+    return config, Series(**{k: v.astype(Series.DTYPES[k]) for k, v in cols.items()})

@@ -1,0 +1,406 @@
+"""The ordering-variance experiment (paper 8.2, Figure 13): plan, executors, jobs, pipeline."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from infinite_mnist.schedule import training_ids_to_indices
+from onlinedeep import executors
+from onlinedeep.config import ConfigError, RunConfig
+from onlinedeep.ordering_variance import (
+    Job,
+    OrderingPlan,
+    load_table,
+    output_variance,
+    report,
+    run_experiment,
+    run_job,
+    save_or_check_plan,
+)
+from onlinedeep.model import predict_proba
+from onlinedeep.trainer import Trainer
+
+
+def small_config(**kw) -> RunConfig:
+    values = dict(layers=1, n_hidden=8, unsup_updates=0, sup_updates=1200, pretrain="none",
+                  chunk_size=100, snapshot_every=200, window=100, log_every=100)
+    values.update(kw)
+    return RunConfig(**values)
+
+
+# ------------------------------------------------------------------------------------------ plan
+def test_swap_in_covers_exactly_the_intended_indices_without_overlap():
+    plan = OrderingPlan.preset("smoke")
+    n, seg = plan.n_examples, plan.segment_length
+    base = plan.base_schedule().indices(0, n)
+    assert len(np.unique(base)) == n
+    swapped_sets = []
+    for condition in plan.conditions:
+        assert np.array_equal(plan.schedule(Job(condition)).indices(0, n), base)
+        for s in range(plan.n_segments):
+            for d in range(plan.n_draws):
+                seq = plan.schedule(Job(condition, s, d)).indices(0, n)
+                lo, hi = plan.boundary(s), plan.boundary(s) + seg
+                outside = np.r_[0:lo, hi:n]
+                assert np.array_equal(seq[outside], base[outside]), (s, d)
+                start, length = plan.draw_range(s, d)
+                assert length == seg
+                expected = training_ids_to_indices(np.arange(start, start + length), plan.split)
+                assert np.array_equal(seq[lo:hi], expected), (s, d)
+                if condition == plan.conditions[0]:
+                    swapped_sets.append(seq[lo:hi])
+                else:  # paired design: every condition sees the same fresh ranges
+                    assert np.array_equal(seq[lo:hi], swapped_sets[s * plan.n_draws + d])
+    swapped = np.concatenate(swapped_sets)
+    # pairwise disjoint draws, all disjoint from the base sequence
+    assert len(np.unique(swapped)) == plan.n_segments * plan.n_draws * seg
+    assert not np.intersect1d(swapped, base).size
+    # protocol split: only deformations of training digits 0-49,999; never the held-out digits
+    everything = np.concatenate([base, swapped])
+    assert everything.min() >= 70_000
+    assert ((everything - 10_000) % 60_000 < 50_000).all()
+
+
+def test_paper_plan_ranges_are_disjoint_and_boundaries_exact():
+    plan = OrderingPlan.preset("paper")
+    assert (plan.n_examples, plan.n_segments, plan.n_draws, plan.segment_length) == (
+        10_000_000, 10, 10, 1_000_000)
+    assert plan.configs["dae"].unsup_updates == 2_500_000
+    assert plan.configs["none"].sup_updates == 10_000_000
+    ranges = [(0, plan.n_examples)] + [plan.draw_range(s, d) for s in range(10) for d in range(10)]
+    ranges.sort()
+    for (a, la), (b, _) in zip(ranges, ranges[1:]):
+        assert a + la <= b
+    base = plan.base_schedule()
+    for s, d in ((0, 0), (3, 7), (9, 9)):
+        sched = plan.schedule(Job("dae", s, d))
+        assert sched.total == plan.n_examples
+        lo, hi = plan.boundary(s), plan.boundary(s) + plan.segment_length
+        start, _ = plan.draw_range(s, d)
+        for p in {max(lo - 1, 0), lo, hi - 1, min(hi, plan.n_examples - 1)}:
+            got = int(sched.indices(p, 1)[0])
+            want = (training_ids_to_indices([start + p - lo])[0] if lo <= p < hi
+                    else base.indices(p, 1)[0])
+            assert got == want, (s, d, p)
+
+
+def test_costs_with_and_without_prefix_sharing():
+    costs = OrderingPlan.preset("paper").costs()
+    # per condition: base run (10M) + 10 draws x sum_{s=0}^{9} (10 - s) segments of 1M = 560M
+    assert costs == {"runs_shared": 202, "jobs_shared": 220,
+                     "updates_shared": 2 * (10_000_000 + 10 * 55 * 1_000_000),
+                     "jobs_unshared": 200, "updates_unshared": 2 * 100 * 10_000_000}
+
+
+def test_job_keys_and_dependencies(tmp_path):
+    plan = OrderingPlan({"none": small_config()}, n_segments=4, n_draws=2)
+    jobs = plan.jobs()
+    assert [j.key for j in jobs[:4]] == ["none/base-s01", "none/base-s02", "none/base-s03", "none/base"]
+    assert len(jobs) == 4 + 4 * 2 == plan.costs()["jobs_shared"]
+    for job in jobs:
+        assert Job.from_key(job.key) == job
+    # base stages chain; each segment's draws wait only for the stage that pins their branch point
+    assert plan.depends_on(Job("none", 1)) == ()
+    assert plan.depends_on(Job("none", 3)) == (Job("none", 2),)
+    assert plan.depends_on(Job("none")) == (Job("none", 3),)
+    assert plan.depends_on(Job("none", 0, 1)) == ()  # differs from the start: nothing to share
+    assert plan.depends_on(Job("none", 2, 1)) == (Job("none", 2),)
+    # a stage's product is its branch point, in the base run's folder
+    assert plan.output_path(tmp_path, Job("none", 2)) == plan.branch_point(tmp_path, "none", 2)
+    assert plan.branch_point(tmp_path, "none", 2) == (
+        tmp_path / "none" / "base" / "snapshots" / "snapshot-000000000600.pinned.h5")
+    assert plan.run_dir(tmp_path, Job("none", 2)) == plan.run_dir(tmp_path, Job("none"))
+    assert plan.output_path(tmp_path, Job("none", 2, 1)) == tmp_path / "none" / "s02-d01.h5"
+    for bad in ("none/s1", "none/base-x", "base", "none/s01-d01-x"):
+        with pytest.raises(ValueError, match="CONDITION/sSS-dDD"):
+            Job.from_key(bad)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"n_segments": 7}, "divisor of N=1200"),
+    ({"n_segments": 8}, "multiple of chunk_size=100"),
+    ({"n_draws": 1}, "n_draws: expected an integer >= 2"),
+    ({"draw_start": 600}, "must not overlap the base sequence"),
+    ({"test_count": 0}, "test_count"),
+])
+def test_plan_rejects_bad_geometry(kwargs, match):
+    args = {"n_segments": 4, "n_draws": 2, **kwargs}
+    with pytest.raises(ConfigError, match=match):
+        OrderingPlan({"none": small_config()}, **args)
+
+
+def test_plan_rejects_conditions_on_different_data():
+    with pytest.raises(ConfigError, match=r"configs\['b'\]: expected the same N"):
+        OrderingPlan({"a": small_config(), "b": small_config(sup_updates=2400)}, 4, 2)
+    with pytest.raises(ConfigError, match=r"configs\['b'\].stream_seed"):
+        OrderingPlan({"a": small_config(), "b": small_config(stream_seed=3)}, 4, 2)
+
+
+def test_plan_roundtrip_and_folder_mismatch(tmp_path):
+    plan = OrderingPlan.preset("smoke")
+    assert OrderingPlan.from_dict(json.loads(json.dumps(plan.to_dict()))).to_dict() == plan.to_dict()
+    save_or_check_plan(plan, tmp_path)
+    # execution-only fields may change between reruns
+    save_or_check_plan(OrderingPlan.preset("smoke", kernel="reference", log_every=500), tmp_path)
+    with pytest.raises(ConfigError, match=r"different experiment.*n_draws: 3 vs 4"):
+        save_or_check_plan(OrderingPlan.preset("smoke", n_draws=4), tmp_path)
+    with pytest.raises(ConfigError, match=r"learning_rate"):
+        save_or_check_plan(OrderingPlan.preset("smoke", learning_rate=0.2), tmp_path)
+
+
+# ------------------------------------------------------------------------------------ variance
+def test_output_variance():
+    rng = np.random.default_rng(0)
+    p = rng.dirichlet(np.ones(10), size=(1, 50)).astype(np.float32)
+    assert output_variance(np.repeat(p, 4, axis=0)) == 0.0
+    q = rng.dirichlet(np.ones(10), size=(1, 50))
+    # two networks: unbiased variance of {a, b} is (a - b)^2 / 2, averaged over examples and classes
+    expected = float(np.mean((p[0].astype(np.float64) - q[0]) ** 2 / 2))
+    assert output_variance(np.concatenate([p, q])) == pytest.approx(expected, rel=1e-12)
+    many = rng.dirichlet(np.ones(10), size=(7, 30))
+    assert output_variance(many) == pytest.approx(
+        np.mean([[np.var(many[:, i, k], ddof=1) for k in range(10)] for i in range(30)]))
+    with pytest.raises(ValueError, match=r"expected shape \(D >= 2, n, k\)"):
+        output_variance(p)
+
+
+# ----------------------------------------------------------------------------------- executors
+def _ok(x):
+    t0 = time.monotonic()
+    time.sleep(0.05)
+    return {"x": x, "start": t0, "stop": time.monotonic()}
+
+
+def _boom(x):
+    raise ValueError(f"boom {x}")
+
+
+@pytest.fixture(scope="module")
+def dask_cluster():
+    """A real Dask cluster in this process (threads), as the distributed executor sees one."""
+    from distributed import LocalCluster
+
+    # tcp, not inproc: the CLI in a subprocess connects to it with --scheduler
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, protocol="tcp",
+                      dashboard_address=None) as cluster:
+        yield cluster
+
+
+def test_failed_task_is_reported_and_others_finish(dask_cluster):
+    tasks = [
+        executors.Task("a", _ok, (1,)),
+        executors.Task("bad", _boom, (7,)),
+        executors.Task("after-bad", _ok, (2,), depends_on=("bad",)),
+        executors.Task("after-after-bad", _ok, (3,), depends_on=("after-bad",)),
+        executors.Task("after-a", _ok, (4,), depends_on=("a",)),
+        executors.Task("free", _ok, (5,)),
+    ]
+    seen = []
+    with executors.remote_client(dask_cluster.scheduler_address) as client:
+        out = executors.run_tasks(client, tasks, on_outcome=lambda o: seen.append(o.key))
+    assert list(out) == [t.key for t in tasks]
+    assert sorted(seen) == sorted(out)
+    assert out["bad"].status == "failed"
+    assert out["bad"].error == "ValueError: boom 7"
+    assert "_boom" in out["bad"].traceback
+    for key in ("after-bad", "after-after-bad"):
+        assert out[key].status == "skipped"
+        assert "dependency 'bad' failed: ValueError: boom 7" in out[key].error
+    for key, x in (("a", 1), ("after-a", 4), ("free", 5)):
+        assert out[key].status == "done" and out[key].value["x"] == x
+    assert out["after-a"].value["start"] >= out["a"].value["stop"]
+
+
+def test_run_tasks_rejects_malformed_graphs(dask_cluster):
+    with executors.remote_client(dask_cluster.scheduler_address) as client:
+        with pytest.raises(ValueError, match="duplicate task key 'a'"):
+            executors.run_tasks(client, [executors.Task("a", _ok), executors.Task("a", _ok)])
+        with pytest.raises(ValueError, match="depends on 'zz'"):
+            executors.run_tasks(client, [executors.Task("a", _ok, depends_on=("zz",))])
+        with pytest.raises(ValueError, match="cycle"):
+            executors.run_tasks(client, [executors.Task("a", _ok, depends_on=("b",)),
+                                         executors.Task("b", _ok, depends_on=("a",))])
+
+
+# ------------------------------------------------------------------------------- jobs (trainer)
+def _network(output: Path) -> dict[str, np.ndarray]:
+    from onlinedeep import snapshot
+
+    with h5py.File(output, "r") as f:
+        network = output.parent / f.attrs["network"]
+    return snapshot.load(network).params
+
+
+def _attrs(output: Path) -> dict:
+    with h5py.File(output, "r") as f:
+        return dict(f.attrs)
+
+
+def test_branching_and_resuming_equal_training_from_scratch(tmp_path, mnist_dir):
+    plan = OrderingPlan.preset("smoke", n_draws=2)
+    data, out = plan.to_dict(), str(tmp_path)
+    # the base run in stages, each continuing the previous one and pinning its branch point
+    for s in range(1, plan.n_segments):
+        summary = run_job(data, out, Job("dae", s).key)
+        assert summary["started_from"] == ("initial weights" if s == 1 else "resumed")
+        assert summary["position"] == plan.boundary(s)
+        assert plan.branch_point(out, "dae", s).is_file()
+    assert run_job(data, out, "dae/base")["start_position"] == plan.boundary(plan.n_segments - 1)
+    base = _network(plan.output_path(out, Job("dae")))
+    whole = Trainer(plan.config(Job("dae")))
+    whole.run(progress=False)
+    for name, value in whole.params.items():
+        assert torch.equal(torch.from_numpy(base[name]), value), name
+
+    # s = 2: interrupted half-way through the replaced segment (a snapshot in its run folder), then
+    # run again; s = 1: branched at the end of pre-training (a phase boundary) in one go.
+    interrupted = Job("dae", 2, 1)
+    trainer = Trainer.from_snapshot(plan.branch_point(out, "dae", 2),
+                                    schedule=plan.schedule(interrupted),
+                                    run_dir=plan.run_dir(out, interrupted))
+    trainer.run(stop=plan.boundary(2) + 500, progress=False)
+    del trainer
+    expected_start = {1: ("branch point", 1000), 2: ("resumed", 2500)}
+
+    test_x = torch.from_numpy(Trainer(plan.config(Job("dae"))).stream.floats(np.arange(10_000)))
+    for s in (1, 2):
+        job = Job("dae", s, 1)
+        summary = run_job(data, out, job.key)
+        assert (summary["started_from"], summary["start_position"]) == expected_start[s]
+        scratch = Trainer(plan.config(job), schedule=plan.schedule(job))
+        scratch.run(progress=False)
+        branched = _network(plan.output_path(out, job))
+        assert sorted(branched) == sorted(scratch.params)
+        for name, value in scratch.params.items():
+            assert torch.equal(torch.from_numpy(branched[name]), value), (s, name)
+        # the swap did change the network (the comparison above is not vacuous)
+        assert not np.array_equal(branched["W_out"], base["W_out"])
+        with h5py.File(plan.output_path(out, job), "r") as f:
+            assert np.array_equal(f["probabilities"][...], predict_proba(scratch.params, test_x).numpy())
+            assert f.attrs["position"] == plan.n_examples
+    # finished: a second call does nothing
+    assert run_job(data, out, Job("dae", 1, 1).key) == {"key": "dae/s01-d01",
+                                                        "status": "already finished"}
+
+
+# ---------------------------------------------------------------------------- smoke pipelines
+def _cli(*args, **kw) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    return subprocess.run([sys.executable, "-m", "cli.main", "ordering-variance", *args],
+                          capture_output=True, text=True, env=env, timeout=300, **kw)
+
+
+def _state(plan: OrderingPlan, out: Path) -> tuple[dict[str, int], set[str]]:
+    """Finished jobs (key -> output mtime) and started-but-unfinished jobs (snapshot, no output)."""
+    finished, started = {}, set()
+    for job in plan.jobs():
+        output = plan.output_path(out, job)
+        if output.exists():
+            finished[job.key] = output.stat().st_mtime_ns
+        elif Trainer.has_snapshot(plan.run_dir(out, job)):
+            started.add(job.key)
+    return finished, started
+
+
+def _check_report(out: Path, plan: OrderingPlan) -> None:
+    result = _cli("report", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert (out / "figure13.png").stat().st_size > 10_000
+    table = load_table(out / "ordering_variance.h5")
+    assert list(table["condition"]) == [c for c in plan.conditions for _ in range(plan.n_segments)]
+    assert np.allclose(table["fraction"], np.tile(np.arange(plan.n_segments) / plan.n_segments, 2))
+    assert (table["n_draws"] == plan.n_draws).all()
+    assert np.isfinite(table["variance"]).all() and (table["variance"] > 0).all()
+    assert ((table["online_error_mean"] > 0) & (table["online_error_mean"] < 0.9)).all()
+
+
+@pytest.mark.slow
+def test_smoke_pipeline_local_executor_killed_and_rerun(tmp_path, mnist_dir):
+    out = tmp_path / "ov"
+    plan = OrderingPlan.preset("smoke")
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cli.main", "ordering-variance", "run", "--out", str(out),
+         "--preset", "smoke", "--jobs", "2"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and proc.poll() is None:
+            finished, started = _state(plan, out) if (out / "plan.json").exists() else ({}, set())
+            if len(finished) >= 3 and started:
+                break
+            time.sleep(0.02)
+        assert proc.poll() is None, f"the run ended before it could be killed: {proc.stderr.read()}"
+    finally:
+        # the whole session: the CLI, the Dask nannies and their worker processes
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        proc.stderr.close()
+    for _ in range(200):  # wait until every process of that session is gone
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    finished, started = _state(plan, out)
+    assert 3 <= len(finished) < len(plan.jobs())
+
+    result = _cli("run", "--out", str(out), "--preset", "smoke", "--jobs", "2")
+    assert result.returncode == 0, result.stderr
+    assert f"{len(finished)} of {len(plan.jobs())} jobs already finished" in result.stdout
+    last_run = json.loads((out / "last_run.json").read_text())
+    for key, mtime in finished.items():  # skipped, not redone
+        assert last_run[key]["value"]["status"] == "already finished"
+        assert plan.output_path(out, Job.from_key(key)).stat().st_mtime_ns == mtime
+    for key in started:  # continued from the snapshot in their run folder
+        assert last_run[key]["value"]["started_from"] == "resumed"
+        if not Job.from_key(key).is_stage:
+            assert _attrs(plan.output_path(out, Job.from_key(key)))["started_from"] == "resumed"
+    assert all(v["status"] == "done" for v in last_run.values())
+    _check_report(out, plan)
+
+
+@pytest.mark.slow
+def test_smoke_pipeline_dask_cluster_with_a_failed_job(tmp_path, dask_cluster, mnist_dir):
+    out = tmp_path / "ov"
+    plan = OrderingPlan.preset("smoke")
+    # A damaged snapshot in one job's run folder: that job must fail with a clear error, alone.
+    victim = Job("none", 2, 1)
+    bad = plan.run_dir(out, victim) / "snapshots" / "snapshot-000000002500.h5"
+    bad.parent.mkdir(parents=True)
+    bad.write_bytes(b"this is not an HDF5 file")
+
+    def connect():
+        return executors.remote_client(dask_cluster.scheduler_address)
+
+    outcomes = run_experiment(plan, out, connect)
+    assert outcomes[victim.key].status == "failed"
+    assert "SnapshotError" in outcomes[victim.key].error and str(bad) in outcomes[victim.key].error
+    others = [o for key, o in outcomes.items() if key != victim.key]
+    assert all(o.status == "done" and o.value["status"] == "finished" for o in others)
+    last_run = json.loads((out / "last_run.json").read_text())
+    assert last_run[victim.key]["status"] == "failed" and "Traceback" in last_run[victim.key]["traceback"]
+    table, _, _ = report(out)
+    row = (table["condition"] == "none") & (table["segment"] == 2)
+    assert table["n_draws"][row] == [plan.n_draws - 1] and np.isfinite(table["variance"][row]).all()
+
+    # Remove the cause and rerun through the CLI on the same cluster: only the failed job runs.
+    finished, _ = _state(plan, out)
+    bad.unlink()
+    result = _cli("run", "--out", str(out), "--preset", "smoke", "--scheduler",
+                  dask_cluster.scheduler_address)
+    assert result.returncode == 0, result.stderr
+    assert f"{len(plan.jobs()) - 1} of {len(plan.jobs())} jobs already finished" in result.stdout
+    assert _state(plan, out)[0] == {**finished, victim.key: _state(plan, out)[0][victim.key]}
+    assert _attrs(plan.output_path(out, victim))["started_from"] == "branch point"
+    _check_report(out, plan)

@@ -1,0 +1,323 @@
+"""The run loop: prequential bookkeeping, resume and branch bit-identity, Ctrl-C, failures.
+
+A synthetic stream (``FakeStream`` in conftest) keeps these fast and independent of MNIST; the
+real-MNIST runs are in test_train_cli.py.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+
+import numpy as np
+import pytest
+import torch
+
+from infinite_mnist import Schedule
+from onlinedeep import kernels, model, snapshot
+from onlinedeep.config import ConfigError, RunConfig
+from onlinedeep.producer import ProducerError
+from onlinedeep.trainer import (NonFiniteLossError, RunDirError, Trainer, TrainingInterrupted,
+                                resume)
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+KERNELS = [k for k in ("reference", "numba") if k in kernels.available("cpu")]
+
+
+def _config(pretrain="dae", **kw):
+    base = dict(layers=2, n_hidden=16, pretrain=pretrain, unsup_updates=400, sup_updates=600,
+                chunk_size=100, snapshot_every=200, window=100, log_every=50, learning_rate=0.1,
+                unsup_learning_rate=0.01, kernel="reference", device="cpu", keep_snapshots=2)
+    if pretrain == "none":
+        base["unsup_updates"] = 0
+    base.update(kw)
+    return RunConfig(**base)
+
+
+def _assert_same_run(a: Trainer, b: Trainer):
+    assert a.position == b.position
+    for k in a.params:
+        assert torch.equal(a.params[k], b.params[k]), f"{k} differs"
+    sa, sb = a.metrics.series(), b.metrics.series()
+    for f in ("position", "layer", "online_error", "nll", "reconstruction"):
+        np.testing.assert_array_equal(getattr(sa, f), getattr(sb, f), err_msg=f)
+    assert a.metrics.prequential.n_errors == b.metrics.prequential.n_errors
+
+
+# ------------------------------------------------------------------------------------ prequential
+def test_prequential_error_is_recorded_before_each_update(fake_stream):
+    cfg = _config("none", layers=1, sup_updates=300, window=64, log_every=50, chunk_size=100)
+    stream = fake_stream()
+    trainer = Trainer(cfg, stream=stream)
+    result = trainer.run(progress=False)
+
+    # the same thing by hand: predict with the weights before the example, then update on it
+    params = model.init_params(784, cfg.n_hidden, 1, cfg.seed)
+    kernel = kernels.get("reference", "cpu")
+    schedule = Schedule.contiguous(cfg.total_updates)
+    errors, nll = [], []
+    for p in range(cfg.total_updates):
+        idx = schedule.indices(p, 1)
+        x = torch.from_numpy(stream.floats(idx))
+        y = torch.from_numpy(stream.labels(idx).astype(np.int64))
+        logits = model.predict_proba(params, x).log()
+        errors.append(int(logits.argmax(1).item() != y.item()))
+        nll.append(float(-logits[0, y.item()]))
+        kernel.supervised(params, x, y, learning_rate=cfg.learning_rate, l1=0.0, l2=0.0)
+    errors = np.array(errors)
+    series = result.series
+    assert list(series.position) == list(range(50, 301, 50))
+    for pos, err, v in zip(series.position, series.online_error, series.nll):
+        assert err == errors[max(0, pos - 64):pos].mean()  # exact window of 0/1 errors
+        assert v == pytest.approx(np.mean(nll[max(0, pos - 64):pos]), rel=1e-4)
+    assert result.online_error == errors[-64:].mean()
+    assert trainer.metrics.prequential.n_errors == errors.sum()
+    for k in params:
+        torch.testing.assert_close(trainer.params[k], params[k], rtol=0, atol=1e-6)
+    assert 0 < errors[:64].mean() and errors[-64:].mean() < errors[:64].mean()  # it learns
+
+
+# ------------------------------------------------------------------------------------ pre-training
+@pytest.mark.parametrize("pretrain, extra", [
+    ("dae", {}),
+    ("dae", {"noise": "salt-pepper", "corruption_level": 0.4}),
+    ("rbm", {"cd_k": 2, "sample_reconstruction": True}),
+])
+def test_pretraining_is_greedy_and_uses_the_draws_of_each_position(fake_stream, pretrain, extra):
+    """Layer k is trained on the deterministic output of the fixed layers below, with the noise
+    of (seed, absolute stream position), one layer after the other (paper 5.1)."""
+    cfg = _config(pretrain, seed=7, **extra)
+    stream = fake_stream()
+    trainer = Trainer(cfg, stream=stream)
+    trainer.run(stop=cfg.unsup_updates, progress=False)
+
+    from onlinedeep import noise
+
+    params = model.init_params(784, cfg.n_hidden, cfg.layers, cfg.seed)
+    kernel = kernels.get("reference", "cpu")
+    schedule = Schedule.contiguous(cfg.total_updates)
+    for a, b in cfg.chunk_ranges(0, cfg.unsup_updates):
+        k = cfg.phase_at(a).layer
+        x = torch.from_numpy(stream.floats(schedule.indices(a, b - a)))
+        h = model.hidden_forward(params, x, k)
+        pos = np.arange(a, b, dtype=np.int64)
+        fan_in = h.shape[1]
+        if pretrain == "dae":
+            n_corrupt = noise.corruption_count(cfg.corruption_level, fan_in)
+            if cfg.noise == "masking":
+                keep, values = noise.masking_keep(cfg.seed, pos, k, fan_in, n_corrupt), None
+            else:
+                keep, values = noise.salt_pepper(cfg.seed, pos, k, fan_in, n_corrupt)
+                values = torch.from_numpy(values)
+            kernel.dae(params, k, h, torch.from_numpy(keep), values,
+                       learning_rate=cfg.unsup_learning_rate)
+        else:
+            n = b - a
+            u_h = noise.uniforms(cfg.seed, pos, noise.PURPOSE_RBM_HIDDEN, k,
+                                 cfg.cd_k * cfg.n_hidden).reshape(n, cfg.cd_k, cfg.n_hidden)
+            u_v = noise.uniforms(cfg.seed, pos, noise.PURPOSE_RBM_VISIBLE, k,
+                                 cfg.cd_k * fan_in).reshape(n, cfg.cd_k, fan_in)
+            kernel.rbm(params, k, h, torch.from_numpy(u_h), torch.from_numpy(u_v),
+                       learning_rate=cfg.unsup_learning_rate, cd_k=cfg.cd_k)
+    for key in params:
+        assert torch.equal(trainer.params[key], params[key]), key
+    init = model.init_params(784, cfg.n_hidden, cfg.layers, cfg.seed)
+    for key in ("W0", "W1", "c0", "c1"):
+        assert not torch.equal(params[key], init[key]), f"{key} was not pre-trained"
+    for key in ("W_out", "b_out"):
+        assert torch.equal(params[key], init[key]), f"{key} changed during pre-training"
+    series = trainer.metrics.series()
+    assert list(series.layer[series.position <= 200]) == [0] * 4
+    assert list(series.layer[(series.position > 200) & (series.position <= 400)]) == [1] * 4
+
+
+# ------------------------------------------------------------------------------------ resume
+@pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize("pretrain, extra", [
+    ("dae", {}),
+    ("dae", {"noise": "salt-pepper", "unsup_split": "1,3"}),
+    ("rbm", {"cd_k": 2, "sample_reconstruction": True}),
+    ("none", {}),
+])
+def test_interrupted_and_resumed_equals_uninterrupted(tmp_path, fake_stream, kernel, pretrain,
+                                                      extra):
+    cfg = _config(pretrain, kernel=kernel, **extra)
+    whole = Trainer(cfg, stream=fake_stream(), run_dir=tmp_path / "whole")
+    whole.run(progress=False)
+
+    part = Trainer(cfg, stream=fake_stream(), run_dir=tmp_path / "part")
+    # stop inside the pre-training of layer 1 (phases [0,200) [200,400) with the equal split)
+    part.run(stop=300, progress=False)
+    assert Trainer.has_snapshot(tmp_path / "part")
+    del part
+    resumed = resume(tmp_path / "part", stream=fake_stream())
+    assert resumed.position == 300
+    resumed.run(progress=False)
+    _assert_same_run(whole, resumed)
+    last = snapshot.latest(tmp_path / "part" / "snapshots")
+    assert last.name == f"snapshot-{cfg.total_updates:012d}.pinned.h5"
+
+
+def test_ctrl_c_snapshots_then_resume_is_bit_identical(tmp_path, fake_stream):
+    cfg = _config("dae")
+    whole = Trainer(cfg, stream=fake_stream())
+    whole.run(progress=False)
+
+    trigger = Schedule.contiguous(cfg.total_updates).indices(550, 1)[0]
+    sent = []
+
+    def on_fetch(indices):
+        if trigger in indices and not sent:
+            sent.append(True)
+            os.kill(os.getpid(), signal.SIGINT)
+
+    run_dir = tmp_path / "run"
+    trainer = Trainer(cfg, stream=fake_stream(on_fetch=on_fetch), run_dir=run_dir)
+    with pytest.raises(TrainingInterrupted) as err:
+        trainer.run(progress=False)
+    stop = err.value.position
+    assert 0 < stop < cfg.total_updates and stop % cfg.chunk_size == 0
+    assert err.value.snapshot.name == f"snapshot-{stop:012d}.h5"
+    assert snapshot.load(err.value.snapshot).position == stop
+    assert "SIGINT received" in str(err.value)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
+
+    resumed = Trainer.resume(run_dir, stream=fake_stream())
+    resumed.run(progress=False)
+    _assert_same_run(whole, resumed)
+
+
+def test_extending_sup_updates_on_resume(tmp_path, fake_stream):
+    longer = Trainer(_config("rbm", sup_updates=800), stream=fake_stream())
+    longer.run(progress=False)
+    short = Trainer(_config("rbm"), stream=fake_stream(), run_dir=tmp_path / "r")
+    short.run(progress=False)
+    extended = Trainer.resume(tmp_path / "r", stream=fake_stream(), sup_updates=800)
+    assert extended.position == 1000
+    extended.run(progress=False)
+    _assert_same_run(longer, extended)
+    with pytest.raises(snapshot.SnapshotError, match=r"cannot change \['learning_rate'\]"):
+        Trainer.resume(tmp_path / "r", stream=fake_stream(), learning_rate=0.5)
+
+
+# ------------------------------------------------------------------------------------ branching
+def test_branch_from_snapshot_equals_training_from_scratch(tmp_path, fake_stream):
+    cfg = _config("dae")
+    base = Schedule.contiguous(cfg.total_updates)
+    trainer = Trainer(cfg, schedule=base, stream=fake_stream(), run_dir=tmp_path / "base")
+    trainer.run(snapshot_at=(600,), progress=False)
+    point = tmp_path / "base" / "snapshots" / "snapshot-000000000600.pinned.h5"
+    assert point.is_file()
+
+    branch = base.replace(600, 200, new_start=50_000)
+    scratch = Trainer(cfg, schedule=branch, stream=fake_stream())
+    scratch.run(progress=False)
+    branched = Trainer.from_snapshot(point, schedule=branch, stream=fake_stream(),
+                                     run_dir=tmp_path / "branch")
+    assert branched.position == 600
+    branched.run(progress=False)
+    _assert_same_run(scratch, branched)
+    assert not all(torch.equal(trainer.params[k], scratch.params[k]) for k in trainer.params)
+
+    # the ordering-variance usage: run to a boundary, save, continue
+    t = Trainer(cfg, schedule=base, stream=fake_stream())
+    t.run(stop=600, progress=False)
+    t.save_snapshot(tmp_path / "point.h5")
+    t.run(progress=False)
+    _assert_same_run(trainer, t)
+
+    with pytest.raises(ConfigError, match="differs from the snapshot's .* before its position 600"):
+        Trainer.from_snapshot(point, schedule=base.replace(100, 100, new_start=50_000),
+                              stream=fake_stream())
+
+
+# ------------------------------------------------------------------------------------ failures
+@pytest.mark.parametrize("position, phase", [(250, "pretrain L1"), (530, "supervised")])
+def test_non_finite_loss_names_the_update_and_keeps_last_good_snapshot(tmp_path, fake_stream,
+                                                                       position, phase):
+    cfg = _config("dae")
+    bad_index = Schedule.contiguous(cfg.total_updates).indices(position, 1)[0]
+    run_dir = tmp_path / "run"
+    trainer = Trainer(cfg, stream=fake_stream(nan_at=[bad_index]), run_dir=run_dir)
+    with pytest.raises(NonFiniteLossError) as err:
+        trainer.run(progress=False)
+    assert err.value.position == position
+    msg = str(err.value)
+    assert f"at update {position}" in msg and phase in msg and "last good snapshot" in msg
+    last = snapshot.latest(run_dir / "snapshots")
+    assert snapshot.load(last).position == (position // 200) * 200
+    assert all(p <= position for p, _, _ in snapshot.list_snapshots(run_dir / "snapshots"))
+    with pytest.raises(RuntimeError, match="failed"):
+        trainer.save_snapshot(tmp_path / "x.h5")
+    with pytest.raises(RuntimeError, match="cannot continue"):
+        trainer.run(progress=False)
+    assert "stopped: the" in (run_dir / "log.txt").read_text()
+
+
+def test_producer_failure_stops_the_trainer(tmp_path, fake_stream):
+    cfg = _config("none")
+    trigger = Schedule.contiguous(cfg.total_updates).indices(450, 1)[0]
+
+    def on_fetch(indices):
+        if trigger in indices:
+            raise OSError("stream source vanished")
+
+    trainer = Trainer(cfg, stream=fake_stream(on_fetch=on_fetch), run_dir=tmp_path / "run")
+    with pytest.raises(ProducerError, match=r"\[400, 500\).*stream source vanished") as err:
+        trainer.run(progress=False)
+    assert isinstance(err.value.__cause__, OSError)
+    assert trainer.position <= 400
+    assert snapshot.load(snapshot.latest(tmp_path / "run" / "snapshots")).position <= 400
+
+
+def test_bad_arguments(tmp_path, fake_stream):
+    cfg = _config("dae")
+    t = Trainer(cfg, stream=fake_stream())
+    with pytest.raises(ConfigError, match="stop: expected a chunk boundary"):
+        t.run(stop=150, progress=False)
+    with pytest.raises(ConfigError, match="snapshot_at"):
+        t.run(snapshot_at=(250,), progress=False)
+    with pytest.raises(ConfigError, match="needs a run folder"):
+        t.run(snapshot_at=(200,), progress=False)
+    with pytest.raises(ConfigError, match="schedule: covers 10 positions"):
+        Trainer(cfg, schedule=Schedule.contiguous(10), stream=fake_stream())
+    with pytest.raises(ConfigError, match="split"):
+        Trainer(cfg, schedule=Schedule.contiguous(2000, split="all"), stream=fake_stream())
+    run_dir = tmp_path / "run"
+    Trainer(cfg, stream=fake_stream(), run_dir=run_dir).run(stop=200, progress=False)
+    with pytest.raises(RunDirError, match="already holds a run"):
+        Trainer(cfg, stream=fake_stream(), run_dir=run_dir)
+    with pytest.raises(RunDirError, match="no snapshot to resume from"):
+        Trainer.resume(tmp_path / "empty")
+    with pytest.raises(ConfigError, match="data: the stream differs"):
+        Trainer.resume(run_dir, stream=fake_stream(seed=1)).run(progress=False)
+
+
+# ------------------------------------------------------------------------------------ run folder
+def test_run_folder_contents_and_training_sequence_error(tmp_path, fake_stream):
+    cfg = _config("dae", train_error_blocks=3, sup_updates=600, snapshot_every=100)
+    run_dir = tmp_path / "run"
+    stream = fake_stream()
+    result = Trainer(cfg, stream=stream, run_dir=run_dir).run(progress=False)
+    assert json.loads((run_dir / "config.json").read_text()) == cfg.to_dict()
+    assert json.loads((run_dir / "schedule.json").read_text())["segments"] == [[0, 1000]]
+    prov = json.loads((run_dir / "provenance.json").read_text())
+    assert prov["data"]["mnist.source"] == "FakeStream" and "torch" in prov["software"]
+    log = (run_dir / "log.txt").read_text()
+    assert "position 1000 supervised online_error" in log and "done: position 1000" in log
+    names = sorted(p.name for p in (run_dir / "snapshots").iterdir())
+    # initial and final pinned, the 2 newest periodic ones kept
+    assert names == ["snapshot-000000000000.pinned.h5", "snapshot-000000000800.h5",
+                     "snapshot-000000000900.h5", "snapshot-000000001000.pinned.h5"]
+
+    te = result.train_error
+    assert list(te["block_start"]) == [400, 600, 800] and list(te["block_stop"]) == [600, 800, 1000]
+    schedule = Schedule.contiguous(cfg.total_updates)
+    idx = schedule.indices(400, 600)
+    pred = model.predict(result.params, torch.from_numpy(stream.floats(idx))).numpy()
+    wrong = pred != stream.labels(idx)
+    np.testing.assert_allclose(te["error"], wrong.reshape(3, 200).mean(1))
+    final = snapshot.load(run_dir / "snapshots" / "snapshot-000000001000.pinned.h5")
+    np.testing.assert_array_equal(final.train_error["error"], te["error"])
+    assert final.phase == "done" and final.counters["sup_done"] == 600
