@@ -1,0 +1,319 @@
+"""Batch-size-1 training throughput: naive autograd loop vs the reference and numba kernels.
+
+Prints, in one run (issue 5):
+
+* updates/s for 784-2000-10 and 784-1000-1000-1000-10 (supervised), one 784-1000 DAE layer (masking
+  noise, corruption 0.25) and one 784-1000 RBM layer (CD-1), for
+  - ``naive``: autograd + ``torch.optim.SGD``, one example per step (the baseline; for the RBM, whose
+    CD update is not the gradient of a loss, the baseline is the reference kernel),
+  - ``reference``: :mod:`onlinedeep.kernels.reference` (hand-written PyTorch, no autograd),
+  - ``numba 1t`` / ``numba Nt``: :mod:`onlinedeep.kernels.numba_cpu` with 1 and N threads;
+  and the ratio of each to the baseline, all measured in the same run (medians over repeats);
+* a roofline: the weight bytes each update must move (every weight the update reads or writes, once
+  per sweep the dependencies force: first layer rows of non-zero pixels read+written once, other
+  hidden layers read twice and written once, the softmax layer likewise) divided by the bandwidth of
+  an in-place rank-1 update over an array of the same size, measured in the same run; and the
+  fraction of that ceiling the numba kernel achieves;
+* model-updates/s of :class:`onlinedeep.kernels.replicas.Replicas` for R = 1, 2, 4, 10 replicas of
+  784-2000-10, next to R sequential runs of the single-model kernel.
+
+Inputs are real MNIST training digits (``$ONLINEDEEP_MNIST_DIR`` or ``--mnist-dir``, IDX gz files).
+
+Usage::
+
+    ONLINEDEEP_MNIST_DIR=../shared/data/mnist python benchmarks/bench_train.py [--seconds 2]
+        [--repeats 3] [--threads 2] [--skip-replicas]
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import statistics
+import time
+from pathlib import Path
+
+import numba
+import numpy as np
+import torch
+import typer
+from numba import njit, prange
+
+from onlinedeep.kernels.numba_cpu import NumbaKernel
+from onlinedeep.kernels.replicas import Replicas
+from onlinedeep.model import clone_params, init_params
+
+try:
+    from onlinedeep.kernels.reference import ReferenceKernel
+except ImportError:  # pragma: no cover - the reference lands with issue 3
+    ReferenceKernel = None
+
+N_DIGITS = 20_000
+CHUNK = 1_000
+
+
+def load_digits(mnist_dir: str | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first N_DIGITS MNIST training digits: (n, 784) float32 in [0, 1], (n,) int64."""
+    root = mnist_dir or os.environ.get("ONLINEDEEP_MNIST_DIR")
+    if not root:
+        raise typer.BadParameter("set ONLINEDEEP_MNIST_DIR or pass --mnist-dir (folder of MNIST "
+                                 "IDX .gz files)")
+    root = Path(root)
+    images_path, labels_path = root / "train-images-idx3-ubyte.gz", root / "train-labels-idx1-ubyte.gz"
+    with gzip.open(images_path, "rb") as f:
+        raw = f.read(16 + 784 * N_DIGITS)
+    with gzip.open(labels_path, "rb") as f:
+        labels = f.read(8 + N_DIGITS)
+    if len(raw) != 16 + 784 * N_DIGITS or len(labels) != 8 + N_DIGITS:
+        raise ValueError(f"{images_path} / {labels_path}: expected at least {N_DIGITS} digits")
+    x = np.frombuffer(raw, dtype=np.uint8, offset=16).reshape(N_DIGITS, 784)
+    y = np.frombuffer(labels, dtype=np.uint8, offset=8)
+    return (torch.from_numpy(x.astype(np.float32) / np.float32(255.0)),
+            torch.from_numpy(y.astype(np.int64)))
+
+
+def rate(run_chunk, seconds: float, repeats: int, warm_up: bool = True) -> float:
+    """Median over ``repeats`` of updates/s; ``run_chunk(i)`` runs chunk i and returns its length."""
+    if warm_up:
+        run_chunk(0)  # compilation, caches
+    rates = []
+    chunk = 1
+    for _ in range(repeats):
+        done, t0 = 0, time.perf_counter()
+        while True:
+            done += run_chunk(chunk)
+            chunk += 1
+            elapsed = time.perf_counter() - t0
+            if elapsed >= seconds:
+                break
+        rates.append(done / elapsed)
+    return statistics.median(rates)
+
+
+# --------------------------------------------------------------------------- naive baselines
+
+def naive_supervised(params, x, y, lr):
+    """autograd + torch.optim.SGD, batch 1: the loop a user would write first."""
+    depth = sum(1 for k in params if k.startswith("W") and k[1:].isdigit())
+    layers = []
+    for k in range(depth):
+        lin = torch.nn.Linear(*params[f"W{k}"].shape)
+        with torch.no_grad():
+            lin.weight.copy_(params[f"W{k}"].t())
+            lin.bias.zero_()
+        layers += [lin, torch.nn.Sigmoid()]
+    out = torch.nn.Linear(*params["W_out"].shape)
+    with torch.no_grad():
+        out.weight.copy_(params["W_out"].t())
+        out.bias.zero_()
+    model = torch.nn.Sequential(*layers, out)
+    opt = torch.optim.SGD(model.parameters(), lr=lr)
+    loss_fn = torch.nn.CrossEntropyLoss()
+
+    def run(i):
+        lo = (i * 200) % (len(x) - 200)
+        for j in range(lo, lo + 200):
+            opt.zero_grad()
+            loss = loss_fn(model(x[j:j + 1]), y[j:j + 1])
+            loss.backward()
+            opt.step()
+        return 200
+    return run
+
+
+def naive_dae(params, x, keep, lr):
+    W = params["W0"].clone().requires_grad_(True)
+    b = params["b0"].clone().requires_grad_(True)
+    c = params["c0"].clone().requires_grad_(True)
+    opt = torch.optim.SGD([W, b, c], lr=lr)
+
+    def run(i):
+        lo = (i * 200) % (len(x) - 200)
+        for j in range(lo, lo + 200):
+            opt.zero_grad()
+            xt = x[j] * keep[j]
+            h = torch.sigmoid(xt @ W + b)
+            z = h @ W.t() + c
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(z, x[j], reduction="sum")
+            loss.backward()
+            opt.step()
+        return 200
+    return run
+
+
+# --------------------------------------------------------------------------- roofline
+
+@njit(nogil=True, parallel=True)
+def _rank1_sweep(W, u, v, T):
+    """W += u vᵀ in place, rows split between T threads (the bandwidth probe)."""
+    n = W.shape[0]
+    for t in prange(T):
+        for j in range(n * t // T, n * (t + 1) // T):
+            row = W[j]
+            s = u[j]
+            for c in range(row.shape[0]):
+                row[c] += s * v[c]
+
+
+def bandwidth(n_floats: int, threads: int, seconds: float) -> float:
+    """Bytes/s (read + write) of an in-place rank-1 update over ``n_floats`` float32 weights."""
+    cols = 1000
+    W = np.zeros((max(1, n_floats // cols), cols), dtype=np.float32)
+    u = np.full(W.shape[0], 1e-7, dtype=np.float32)
+    v = np.ones(cols, dtype=np.float32)
+    numba.set_num_threads(threads)
+    _rank1_sweep(W, u, v, threads)
+    best = []
+    for _ in range(3):
+        reps, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < seconds / 3:
+            _rank1_sweep(W, u, v, threads)
+            reps += 1
+        best.append(reps * 2 * W.nbytes / (time.perf_counter() - t0))
+    return statistics.median(best)
+
+
+def weight_bytes(sizes: list[int], nz_rows: float, kind: str) -> float:
+    """Bytes per update that no batch-1 implementation can avoid (weights only, float32).
+
+    supervised: first layer, nz_rows rows read + written (fused with the next forward); each
+    other weight matrix read twice (forward; backward) and written once. dae/rbm (one layer):
+    read twice (decode/Gibbs sweep; update) and written once, all rows.
+    """
+    if kind in ("dae", "rbm"):
+        return 3 * 4 * sizes[0] * sizes[1]
+    total = 2 * 4 * nz_rows * sizes[1]
+    for a, b in zip(sizes[1:-1], sizes[2:]):
+        total += 3 * 4 * a * b
+    return total
+
+
+def main(
+    seconds: float = typer.Option(2.0, help="seconds per measurement"),
+    repeats: int = typer.Option(3, help="repeats per measurement (median reported)"),
+    threads: int = typer.Option(numba.config.NUMBA_NUM_THREADS,
+                                 help="threads of the multi-threaded runs (torch and numba)"),
+    mnist_dir: str = typer.Option(None, help="folder of the MNIST IDX .gz files"),
+    skip_replicas: bool = typer.Option(False, help="skip the replicas table"),
+) -> None:
+    torch.set_num_threads(threads)
+    x, y = load_digits(mnist_dir)
+    nz_rows = float((x != 0).sum(dim=1).float().mean())
+    rng = np.random.default_rng(0)
+    keep = torch.from_numpy(rng.random((N_DIGITS, 784)) >= 0.25)
+    uh = torch.from_numpy(rng.random((N_DIGITS, 1, 1000), dtype=np.float32))
+    print(f"onlinedeep bench_train: {N_DIGITS} MNIST digits ({nz_rows:.0f} of 784 pixels non-zero "
+          f"on average), {seconds:g} s x {repeats} repeats per cell (median), torch threads "
+          f"{threads}, numba threading layer: {_layer_name(threads)}, cpu: {os.cpu_count()} cores")
+
+    cases = [
+        ("784-2000-10", "supervised", [784, 2000, 10], 1),
+        ("784-1000-1000-1000-10", "supervised", [784, 1000, 1000, 1000, 10], 3),
+        ("784-1000 DAE layer", "dae", [784, 1000], 1),
+        ("784-1000 RBM layer CD-1", "rbm", [784, 1000], 1),
+    ]
+    thread_counts = [1] if threads == 1 else [1, threads]
+    header = (f"{'network':26s} {'path':12s} {'updates/s':>10s} {'x baseline':>10s} "
+              f"{'roofline/s':>10s} {'fraction':>8s}")
+    print(header)
+    print("-" * len(header))
+    for label, kind, sizes, depth in cases:
+        lr = 0.01
+        params = init_params(784, sizes[1], depth, seed=0)
+        n_floats = sum(v.numel() for k, v in params.items() if k.startswith("W"))
+
+        def kernel_run(kernel, chunk=CHUNK):
+            p = clone_params(params)
+
+            def run(i):
+                lo = (i * chunk) % (N_DIGITS - chunk)
+                sl = slice(lo, lo + chunk)
+                if kind == "supervised":
+                    kernel.supervised(p, x[sl], y[sl], learning_rate=lr)
+                elif kind == "dae":
+                    kernel.dae(p, 0, x[sl], keep[sl], None, learning_rate=lr)
+                else:
+                    kernel.rbm(p, 0, x[sl], uh[sl], None, learning_rate=lr, cd_k=1)
+                return chunk
+            return run
+
+        # Interleaved repeats: every path is measured once per round, and its ratio to the baseline
+        # of the same round is kept, so load from other processes hits all paths alike.
+        paths = {}
+        if kind in ("supervised", "dae"):
+            make = naive_supervised if kind == "supervised" else naive_dae
+            data = (x, y) if kind == "supervised" else (x, keep)
+            for t in sorted({1, threads}):
+                paths[f"naive {t}t"] = (make(clone_params(params), *data, lr), t)
+        if ReferenceKernel is not None:
+            paths["reference 1t"] = (kernel_run(ReferenceKernel(), 200), 1)
+        for t in thread_counts:
+            paths[f"numba {t}t"] = (kernel_run(NumbaKernel(n_threads=t)), t)
+        rounds = {name: [] for name in paths}
+        for name, (run, t) in paths.items():
+            torch.set_num_threads(t)
+            run(0)  # compilation, caches
+        for _ in range(repeats):
+            for name, (run, t) in paths.items():
+                torch.set_num_threads(t)
+                rounds[name].append(rate(run, seconds, 1, warm_up=False))
+        torch.set_num_threads(threads)
+        naive_names = [name for name in paths if name.startswith("naive")] or ["reference 1t"]
+        # baseline of a round: the faster of the naive loop with 1 or N torch threads
+        base = [max(rounds[name][i] for name in naive_names) for i in range(repeats)]
+        per_update = weight_bytes(sizes, nz_rows, kind)
+        for name in paths:
+            r = statistics.median(rounds[name])
+            ratio = statistics.median(rounds[name][i] / base[i] for i in range(repeats))
+            line = f"{label:26s} {name:12s} {r:10.0f} {ratio:10.2f}"
+            if name.startswith("numba"):
+                t = int(name.split()[1][:-1])
+                bw = bandwidth(n_floats, t, seconds)
+                ceiling = bw / per_update
+                line += (f" {ceiling:10.0f} {r / ceiling:8.2f}   ({per_update / 1e6:.2f} MB/update,"
+                         f" rank-1 bandwidth {bw / 1e9:.0f} GB/s)")
+            print(line, flush=True)
+    print("x baseline: median over rounds of updates/s ÷ the same round's baseline = the faster of "
+          "naive 1t / naive Nt (autograd + torch.optim.SGD; for the RBM, whose CD-1 update has no "
+          "autograd form, the reference kernel)")
+
+    if skip_replicas:
+        return
+    print()
+    print("Replicas of 784-2000-10 (supervised), model-updates/s (each model one example per update):")
+    print(f"{'R':>3s} {'Replicas':>10s} {'R x numba 1t':>13s} {f'R x numba {threads}t':>13s}")
+    params = init_params(784, 2000, 1, seed=0)
+    for R in (1, 2, 4, 10):
+        models = [clone_params(params) for _ in range(R)]
+        offsets = [(r * 1_777) % (N_DIGITS - CHUNK) for r in range(R)]
+        with Replicas(models) as reps:
+            def run(i):
+                los = [(off + i * CHUNK) % (N_DIGITS - CHUNK) for off in offsets]
+                reps.supervised([x[lo:lo + CHUNK] for lo in los], [y[lo:lo + CHUNK] for lo in los],
+                                learning_rate=0.01)
+                return R * CHUNK
+            r_rep = rate(run, seconds, repeats)
+        seq = []
+        for t in sorted(set([1, threads])):
+            kernel = NumbaKernel(n_threads=t)
+
+            def run_seq(i):
+                for r, p in enumerate(models):
+                    lo = (offsets[r] + i * CHUNK) % (N_DIGITS - CHUNK)
+                    kernel.supervised(p, x[lo:lo + CHUNK], y[lo:lo + CHUNK], learning_rate=0.01)
+                return R * CHUNK
+            seq.append(rate(run_seq, seconds, repeats))
+        seq_txt = " ".join(f"{s:13.0f}" for s in seq)
+        print(f"{R:3d} {r_rep:10.0f} {seq_txt}", flush=True)
+
+
+def _layer_name(threads: int) -> str:
+    if threads == 1:
+        return "none (1 thread)"
+    numba.set_num_threads(threads)
+    _rank1_sweep(np.zeros((2, 8), np.float32), np.zeros(2, np.float32), np.zeros(8, np.float32), 2)
+    return numba.threading_layer()
+
+
+if __name__ == "__main__":
+    typer.run(main)
