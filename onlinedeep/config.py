@@ -216,8 +216,12 @@ class RunConfig:
     kernel : str
         ``onlinedeep.kernels.get`` name (``auto``, ``reference``, ``numba``, ...).
     threads : int
-        CPU threads for torch and Numba during the run; 0 leaves the libraries' defaults. On a
-        machine shared with other jobs, 1 can be many times faster than oversubscribed cores.
+        CPU threads of the kernel (``onlinedeep.kernels.get(kernel, device, threads=...)``); 0 =
+        auto: ``$ONLINEDEEP_NUMBA_THREADS``, else the cores available to the process, at most 2.
+        numba kernel: its own threads, which never change the weights (so a run may resume with
+        another count); the PyTorch operations in its training loop run on one thread. reference /
+        cuda-graph kernels: PyTorch's threads (0 leaves PyTorch's default). On a machine shared with
+        other jobs, 1 can be many times faster than oversubscribed cores.
     mnist_dir : str or None
         Base MNIST directory (else ``$ONLINEDEEP_MNIST_DIR``, the cache, ...).
     name, out : str
@@ -352,7 +356,7 @@ class RunConfig:
             )
         need(self.device in DEVICES, "device", f"one of {DEVICES}")
         need(isinstance(self.kernel, str) and self.kernel != "", "kernel", "a kernel name")
-        need(is_int(self.threads) and self.threads >= 0, "threads", "an integer >= 0 (0: default)")
+        need(is_int(self.threads) and self.threads >= 0, "threads", "an integer >= 0 (0: auto)")
         need(self.mnist_dir is None or isinstance(self.mnist_dir, str), "mnist_dir",
              "a directory path or null")
         need(self.name is None or (isinstance(self.name, str) and re.fullmatch(r"[\w.+-]+", self.name)

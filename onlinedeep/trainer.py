@@ -196,13 +196,29 @@ def _schedule_prefix(schedule, position: int) -> tuple[str, list[tuple[int, int]
 
 
 def _set_threads(n: int) -> None:
+    """PyTorch's intra-op threads; the numba kernel carries its own count (``kernels.get``)."""
     torch.set_num_threads(n)
-    try:
-        import numba
 
-        numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
-    except (ImportError, ValueError):
-        pass
+
+@contextlib.contextmanager
+def _loop_torch_threads(kernel):
+    """PyTorch threads inside the training loop, restored afterwards.
+
+    With the numba kernel, whose weights do not depend on its thread count, the PyTorch operations
+    that feed it (the forward through the fixed layers below in pre-training) run on one thread:
+    MKL's sgemm gives different bits on 1 and 2 threads for some row counts (5, 37 and 333 of
+    1..1000 measured), which would make ``threads`` change the weights of a resumed run; and a
+    second OpenMP pool would compete with the kernel's threads for the cores.
+    """
+    if getattr(kernel, "name", None) != "numba":
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _write_json_atomic(path: Path, data: Any) -> None:
@@ -210,6 +226,13 @@ def _write_json_atomic(path: Path, data: Any) -> None:
         with open(tmp, "w") as f:
             json.dump(data, f, indent=2, sort_keys=True)
             f.write("\n")
+
+
+@dataclass
+class _DrawnChunk(Chunk):
+    """A chunk with its random draws (``Trainer._chunk_draws``), computed in the producer thread."""
+
+    draws: dict | None = None
 
 
 # ---------------------------------------------------------------------------- the trainer
@@ -261,7 +284,7 @@ class Trainer:
                 f"schedule: split is {self.schedule.split!r}, the configuration says {config.split!r}"
             )
         self.device = resolve_device(config.device)
-        self.kernel = kernels.get(config.kernel, self.device)
+        self.kernel = kernels.get(config.kernel, self.device, threads=config.threads)
         self._stream = stream
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self._elapsed_before = 0.0
@@ -546,36 +569,71 @@ class Trainer:
         return path
 
     # ------------------------------------------------------------------ one chunk
+    def _chunk_draws(self, start: int, stop: int) -> dict[str, np.ndarray | None] | None:
+        """The random draws of the updates at positions ``[start, stop)`` (one phase), or None.
+
+        A pure function of the configuration and the positions (``onlinedeep.noise``), so the
+        producer thread computes it ahead, while the kernel runs (issue 5: computed on the main
+        thread between chunks, the draws cost 10% of a 784-1000 DAE layer's rate on the loaded
+        development machine; ``benchmarks/bench_pipeline.py``).
+
+        Returns
+        -------
+        dict or None
+            None for a supervised chunk. DAE: ``keep (n, fan_in) bool``, ``values (n, fan_in)
+            float32`` or None (masking). RBM: ``u_hidden (n, cd_k, n_hidden) float32``,
+            ``u_visible (n, cd_k, fan_in) float32`` or None.
+        """
+        cfg = self.config
+        phase = cfg.phase_at(start)
+        if phase.kind != "pretrain":
+            return None
+        k, n = phase.layer, stop - start
+        fan_in = 784 if k == 0 else cfg.n_hidden
+        pos = np.arange(start, stop, dtype=np.int64)
+        if cfg.pretrain == "dae":
+            n_corrupt = noise.corruption_count(cfg.corruption_level, fan_in)
+            if cfg.noise == "masking":
+                return {"keep": noise.masking_keep(cfg.seed, pos, k, fan_in, n_corrupt),
+                        "values": None}
+            keep, values = noise.salt_pepper(cfg.seed, pos, k, fan_in, n_corrupt)
+            return {"keep": keep, "values": values}
+        nh = cfg.n_hidden
+        u_h = noise.uniforms(cfg.seed, pos, noise.PURPOSE_RBM_HIDDEN, k, cfg.cd_k * nh)
+        u_v = None
+        if cfg.sample_reconstruction:
+            u_v = noise.uniforms(cfg.seed, pos, noise.PURPOSE_RBM_VISIBLE, k,
+                                 cfg.cd_k * fan_in).reshape(n, cfg.cd_k, fan_in)
+        return {"u_hidden": u_h.reshape(n, cfg.cd_k, nh), "u_visible": u_v}
+
+    def _fetcher(self):
+        """The producer's fetch function: the stream's examples plus the chunk's random draws."""
+        fetch = stream_fetcher(self.stream, self.schedule)
+
+        def fetch_with_draws(start: int, stop: int) -> _DrawnChunk:
+            chunk = fetch(start, stop)
+            return _DrawnChunk(chunk.start, chunk.stop, chunk.indices, chunk.x, chunk.labels,
+                               draws=self._chunk_draws(start, stop))
+
+        return fetch_with_draws
+
     def _train_chunk(self, chunk: Chunk, phase: Phase) -> None:
         cfg = self.config
         x = torch.from_numpy(chunk.x).to(self.device)
-        n = len(chunk)
         if phase.kind == "pretrain":
             k = phase.layer
             h = model.hidden_forward(self.params, x, k)
-            fan_in = int(h.shape[1])
-            pos = chunk.positions
+            draws = getattr(chunk, "draws", None) or self._chunk_draws(chunk.start, chunk.stop)
+
+            def dev(a):
+                return None if a is None else torch.from_numpy(a).to(self.device)
+
             if cfg.pretrain == "dae":
-                n_corrupt = noise.corruption_count(cfg.corruption_level, fan_in)
-                if cfg.noise == "masking":
-                    keep = noise.masking_keep(cfg.seed, pos, k, fan_in, n_corrupt)
-                    values = None
-                else:
-                    keep, values = noise.salt_pepper(cfg.seed, pos, k, fan_in, n_corrupt)
-                    values = torch.from_numpy(values).to(self.device)
-                keep = torch.from_numpy(keep).to(self.device)
-                cost = self.kernel.dae(self.params, k, h, keep, values,
+                cost = self.kernel.dae(self.params, k, h, dev(draws["keep"]), dev(draws["values"]),
                                        learning_rate=cfg.unsup_learning_rate)
             else:
-                nh = cfg.n_hidden
-                u_h = noise.uniforms(cfg.seed, pos, noise.PURPOSE_RBM_HIDDEN, k, cfg.cd_k * nh)
-                u_h = torch.from_numpy(u_h.reshape(n, cfg.cd_k, nh)).to(self.device)
-                u_v = None
-                if cfg.sample_reconstruction:
-                    u_v = noise.uniforms(cfg.seed, pos, noise.PURPOSE_RBM_VISIBLE, k,
-                                         cfg.cd_k * fan_in)
-                    u_v = torch.from_numpy(u_v.reshape(n, cfg.cd_k, fan_in)).to(self.device)
-                cost = self.kernel.rbm(self.params, k, h, u_h, u_v,
+                cost = self.kernel.rbm(self.params, k, h, dev(draws["u_hidden"]),
+                                       dev(draws["u_visible"]),
                                        learning_rate=cfg.unsup_learning_rate, cd_k=cfg.cd_k)
             cost = cost.cpu().numpy()
             self._check_loss(cost, chunk, phase, "reconstruction cost")
@@ -715,8 +773,8 @@ class Trainer:
                        dynamic_ncols=True, smoothing=0.05, mininterval=0.5, file=sys.stderr)
         n_records = len(self.metrics.series())
         try:
-            with self._signals(), Producer(stream_fetcher(self.stream, self.schedule), ranges,
-                                           maxsize=cfg.queue_size) as producer:
+            with self._signals(), _loop_torch_threads(self.kernel), Producer(
+                    self._fetcher(), ranges, maxsize=cfg.queue_size) as producer:
                 for chunk in producer:
                     phase = cfg.phase_at(chunk.start)
                     self._train_chunk(chunk, phase)

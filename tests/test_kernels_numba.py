@@ -2,7 +2,8 @@
 
 Small networks on real MNIST digits (so the first-layer sparsity path sees ~81% zero pixels), every
 mode of docs/architecture.md, serial and with two threads. Tolerances are float32 ones: both kernels
-compute the same maths, summing in different orders.
+compute the same maths, summing in different orders. Between thread counts of the numba kernel the
+weights must be bit-identical.
 """
 
 from __future__ import annotations
@@ -109,14 +110,74 @@ def test_rbm_matches_reference(sample_reconstruction, cd_k, n_threads):
     assert torch.allclose(cost_f, cost_r, rtol=1e-5, atol=1e-3)
 
 
-def test_threads_change_only_summation_order():
-    """Row updates are identical between thread counts; only forward sums are reordered."""
-    x, y = mnist_inputs(100)
-    start = init_params(784, 30, 2, seed=1)
-    a, b = clone_params(start), clone_params(start)
-    NumbaKernel(n_threads=1).supervised(a, x, y, learning_rate=0.1)
-    NumbaKernel(n_threads=2).supervised(b, x, y, learning_rate=0.1)
-    _assert_params_close(a, b, atol=1e-5)
+def _run_mode(mode, kernel, params, x, y):
+    """One chunk of ``mode`` updates; returns the monitoring values."""
+    n = len(x)
+    pos = np.arange(n)
+    if mode.startswith("supervised"):
+        return kernel.supervised(params, x, y, learning_rate=0.1, l1=1e-5, l2=1e-4)
+    if mode == "dae":
+        keep = torch.from_numpy(noise.masking_keep(4, pos, 0, 784, noise.corruption_count(0.25, 784)))
+        return (kernel.dae(params, 0, x, keep, None, learning_rate=0.05),)
+    if mode == "dae-salt-pepper":
+        keep, values = noise.salt_pepper(4, pos, 0, 784, noise.corruption_count(0.25, 784))
+        return (kernel.dae(params, 0, x, torch.from_numpy(keep), torch.from_numpy(values),
+                           learning_rate=0.01),)
+    n_hidden = params["W0"].shape[1]
+    u_h = torch.from_numpy(noise.uniforms(4, pos, noise.PURPOSE_RBM_HIDDEN, 0, 2 * n_hidden))
+    u_v = torch.from_numpy(noise.uniforms(4, pos, noise.PURPOSE_RBM_VISIBLE, 0, 2 * 784))
+    return (kernel.rbm(params, 0, x, u_h.reshape(n, 2, n_hidden), u_v.reshape(n, 2, 784),
+                       learning_rate=0.05, cd_k=2),)
+
+
+@pytest.mark.parametrize("mode,n_layers", [("supervised", 1), ("supervised", 3), ("dae", 1),
+                                           ("dae-salt-pepper", 1), ("rbm", 1)])
+def test_weights_are_bit_identical_for_any_thread_count(mode, n_layers):
+    """Every sweep is cut into the same fixed row blocks whatever the thread count, so 1, 2 and 4
+    threads (and the serial and parallel compiled loops) give the same bits, chunk split or not."""
+    x, y = mnist_inputs(90)
+    start = init_params(784, 37, n_layers, seed=8)  # 37 rows: blocks of unequal size
+    runs = {}
+    for n_threads in (1, 2, 4):
+        params = clone_params(start)
+        kernel = NumbaKernel(n_threads=n_threads)
+        out = [_run_mode(mode, kernel, params, x[:41], y[:41]),
+               _run_mode(mode, kernel, params, x[41:], y[41:])]
+        runs[n_threads] = params, [torch.cat(v) for v in zip(*out)]
+    assert _moved(start, runs[1][0]) > 1e-3
+    for n_threads in (2, 4):
+        for key in start:
+            assert torch.equal(runs[n_threads][0][key], runs[1][0][key]), \
+                f"{mode}: {key} differs between 1 and {n_threads} threads"
+        for got, want in zip(runs[n_threads][1], runs[1][1]):
+            assert torch.equal(got, want), f"{mode}: monitoring values differ"
+
+
+def test_thread_count_default_and_cap(monkeypatch):
+    import numba
+
+    from onlinedeep import kernels
+    from onlinedeep.kernels import numba_cpu
+
+    monkeypatch.setenv("ONLINEDEEP_NUMBA_THREADS", "1")
+    assert NumbaKernel().n_threads == 1
+    assert kernels.get("numba", "cpu").n_threads == 1
+    assert kernels.get("numba", "cpu", threads=0).n_threads == 1
+    monkeypatch.setenv("ONLINEDEEP_NUMBA_THREADS", "two")
+    with pytest.raises(ValueError, match="ONLINEDEEP_NUMBA_THREADS must be an integer >= 1, found 'two'"):
+        NumbaKernel()
+    monkeypatch.delenv("ONLINEDEEP_NUMBA_THREADS")
+    expected = min(numba_cpu.available_cores(), numba_cpu.AUTO_THREADS_CAP, numba.get_num_threads(),
+                   numba.config.NUMBA_NUM_THREADS)
+    if not numba_cpu._fast_threading_layer():
+        expected = 1
+    assert numba_cpu.default_threads() == expected
+    assert kernels.get("numba", "cpu", threads=2).n_threads == 2
+    assert NumbaKernel(n_threads=9).n_threads == numba_cpu.N_BLOCKS
+    with pytest.raises(ValueError, match="n_threads must be an integer >= 1"):
+        NumbaKernel(n_threads=-1)
+    with pytest.raises(ValueError, match="threads must be an integer >= 0"):
+        kernels.get("numba", "cpu", threads=-1)
 
 
 def test_bad_inputs_raise_clear_errors():

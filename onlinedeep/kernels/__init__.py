@@ -14,7 +14,11 @@ name              devices    module                                       note
 ================  =========  ===========================================  ============================
 
 Each kernel module exposes ``make_kernel(device: torch.device) -> Kernel``; modules are imported
-lazily, on first use.
+lazily, on first use. CPU threads: ``get(name, device, threads=n)`` passes ``n`` to the numba
+kernel's ``make_kernel(device, threads=n)`` (0 = auto: ``$ONLINEDEEP_NUMBA_THREADS``, else the
+cores available to the process, at most 2); for the PyTorch kernels (``reference``, ``cuda-graph``)
+it is PyTorch's process-wide intra-op thread count (``torch.set_num_threads``, CPU devices only;
+0 leaves it as it is).
 """
 
 from __future__ import annotations
@@ -55,11 +59,14 @@ class Kernel(Protocol):
 class _Entry:
     module: str
     devices: tuple[str, ...]
+    # True: make_kernel(device, threads=n) owns its thread count; False: the kernel computes with
+    # PyTorch, whose threads are process-wide, set here.
+    own_threads: bool = False
 
 
 _REGISTRY: dict[str, _Entry] = {
     "reference": _Entry("onlinedeep.kernels.reference", ("cpu", "cuda")),
-    "numba": _Entry("onlinedeep.kernels.numba_cpu", ("cpu",)),
+    "numba": _Entry("onlinedeep.kernels.numba_cpu", ("cpu",), own_threads=True),
     "cuda-graph": _Entry("onlinedeep.kernels.cuda", ("cuda",)),
 }
 # Preference order of "auto", fastest first, per device type.
@@ -91,7 +98,15 @@ def available(device: str | torch.device = "cpu") -> list[str]:
             if dev.type in entry.devices and _import(name) is not None]
 
 
-def get(name: str, device: str | torch.device = "cpu") -> Kernel:
+def _make(name: str, module, dev: torch.device, threads: int) -> Kernel:
+    if _REGISTRY[name].own_threads:
+        return module.make_kernel(dev, threads=threads)
+    if threads and dev.type == "cpu":
+        torch.set_num_threads(threads)
+    return module.make_kernel(dev)
+
+
+def get(name: str, device: str | torch.device = "cpu", threads: int = 0) -> Kernel:
     """Build the kernel called ``name`` for ``device``.
 
     Parameters
@@ -101,6 +116,11 @@ def get(name: str, device: str | torch.device = "cpu") -> Kernel:
         on CPU and the cuda-graph kernel on CUDA when their modules are installed, else the reference.
     device : str or torch.device
         Device of the parameters the kernel will update.
+    threads : int
+        CPU threads, >= 0. numba: the kernel's own threads (0 = auto,
+        :func:`onlinedeep.kernels.numba_cpu.default_threads`; results do not depend on it).
+        reference / cuda-graph on a CPU device: ``torch.set_num_threads(threads)`` (process-wide;
+        0 leaves PyTorch's setting).
 
     Returns
     -------
@@ -109,14 +129,18 @@ def get(name: str, device: str | torch.device = "cpu") -> Kernel:
     Raises
     ------
     ValueError
-        If the name is unknown, the kernel does not run on that device type, or its module is missing.
+        If the name is unknown, the kernel does not run on that device type, its module is missing,
+        or ``threads`` is not an integer >= 0.
     """
     dev = torch.device(device)
+    if isinstance(threads, bool) or int(threads) != threads or threads < 0:
+        raise ValueError(f"threads must be an integer >= 0 (0: auto), found {threads!r}")
+    threads = int(threads)
     if name == "auto":
         for candidate in _AUTO_ORDER.get(dev.type, ("reference",)):
             module = _import(candidate)
             if module is not None and dev.type in _REGISTRY[candidate].devices:
-                return module.make_kernel(dev)
+                return _make(candidate, module, dev, threads)
         raise ValueError(f"no kernel runs on device {dev} (kernels support cpu and cuda)")
     if name not in _REGISTRY:
         raise ValueError(f"unknown kernel {name!r}; expected one of {', '.join(KERNEL_NAMES)}")
@@ -129,4 +153,4 @@ def get(name: str, device: str | torch.device = "cpu") -> Kernel:
     module = _import(name)
     if module is None:
         raise ValueError(f"kernel {name!r} is not available: module {entry.module} is not installed")
-    return module.make_kernel(dev)
+    return _make(name, module, dev, threads)

@@ -13,9 +13,12 @@ only changes how the weights are swept, never what is computed:
 * the backward pass of a hidden layer and its weight update share one sweep (the dot product of a
   row with the layer's delta is taken before the row is overwritten, so gradients are those at the
   pre-update weights);
-* with ``n_threads > 1`` every sweep is split between threads by whole rows; forward sums go through
-  per-thread partial sums. Row updates are identical to the serial ones; only the order of the
-  forward sums changes (float tolerance).
+* every sweep that feeds a sum is cut into ``N_BLOCKS`` (4) fixed blocks of whole rows, each with
+  its own partial sum, added in a fixed order; ``n_threads`` threads (1 to 4) share out the blocks.
+  The arithmetic and its order do not depend on the thread count, so weights are **bit-identical**
+  for 1, 2 or 4 threads (tested) and a run can resume with another count. The fixed blocks cost
+  nothing measurable at 1 thread (784-2000-10, 3×1000 MLP, DAE, RBM: 0.99-1.03× the rate of the
+  former per-thread split, same run).
 
 All arithmetic is float32. Dot products (row · delta) are compiled with the ``reassoc`` fast-math
 flag alone, which lets LLVM vectorise the reduction by summing in a different order — the same
@@ -38,7 +41,8 @@ import torch
 from numba import njit, prange
 from numba.typed import List
 
-__all__ = ["NumbaKernel", "make_kernel", "default_threads"]
+__all__ = ["NumbaKernel", "make_kernel", "default_threads", "available_cores", "N_BLOCKS",
+           "AUTO_THREADS_CAP"]
 
 _F32 = np.float32
 
@@ -143,7 +147,7 @@ def _active_rows(xa, use_a, xb, use_b, dense, rows):
 
 @njit(cache=True, nogil=True)
 def _sum_partials(out, bias, partial, n_parts, width):
-    """out = bias + Σ_t partial[t] (the order is fixed: bias last, as x·W + b)."""
+    """out = (Σ_{b=0..n_parts-1} partial[b]) + bias, summed in that order (bias last, as x·W + b)."""
     for c in range(width):
         s = _F32(0.0)
         for t in range(n_parts):
@@ -152,48 +156,73 @@ def _sum_partials(out, bias, partial, n_parts, width):
 
 
 # ---------------------------------------------------------------------------------------------
-# Row-block bodies: thread t of T handles rows [n·t/T, n·(t+1)/T) of a sweep (whole rows, so the
-# updates of different threads never touch the same memory; forward sums go to a per-thread
-# partial vector ``part``).
+# Row-block bodies. Every sweep that feeds a sum (a forward pass) is cut into N_BLOCKS fixed row
+# blocks, whatever the thread count: block b covers rows [n·b/B, n·(b+1)/B) and accumulates into its
+# own partial vector P[b]; the partials are then added in the order b = 0..B-1 (_sum_partials).
+# Thread t of T (T <= B) runs blocks [B·t/T, B·(t+1)/T) one after the other. So every float
+# operation, and its order, is the same for 1, 2 or 4 threads: results are bit-identical. Blocks are
+# whole rows, so the updates of different threads never touch the same memory.
+
+N_BLOCKS = 4
+"""Fixed number of row blocks per sweep (and the most threads a sweep can use)."""
+
 
 @njit(cache=True, nogil=True)
-def _block(count, t, T):
-    return count * t // T, count * (t + 1) // T
+def _block(count, b, n_parts):
+    """Rows [lo, hi) of part b of n_parts of a sweep over ``count`` rows."""
+    return count * b // n_parts, count * (b + 1) // n_parts
 
 
 @njit(cache=True, nogil=True)
-def _forward_sparse_block(W, rows, m, x, part, t, T):
-    """part = Σ_{rows j of this block} x_j W_j (rows lists the non-zero inputs first)."""
-    part[:] = 0
+def _blocks_of(t, T):
+    """The fixed row blocks [b0, b1) that thread t of T runs."""
+    return N_BLOCKS * t // T, N_BLOCKS * (t + 1) // T
+
+
+@njit(cache=True, nogil=True)
+def _forward_sparse_block(W, rows, m, x, P, w, t, T):
+    """P[b, :w] = Σ_{rows j of block b} x_j W_j for the blocks of thread t (rows lists the
+    candidate rows; zero inputs are skipped)."""
     idx = np.empty(4, dtype=np.int64)
     coef = np.empty(4, dtype=_F32)
-    cnt = 0
-    q0, q1 = _block(m, t, T)
-    for q in range(q0, q1):
-        j = rows[q]
-        xj = x[j]
-        if xj != 0:
-            cnt = _push(part, W, j, xj, idx, coef, cnt)
-    _flush(part, W, idx, coef, cnt)
+    b0, b1 = _blocks_of(t, T)
+    for b in range(b0, b1):
+        part = P[b, :w]
+        part[:] = 0
+        cnt = 0
+        q0, q1 = _block(m, b, N_BLOCKS)
+        for q in range(q0, q1):
+            j = rows[q]
+            xj = x[j]
+            if xj != 0:
+                cnt = _push(part, W, j, xj, idx, coef, cnt)
+        _flush(part, W, idx, coef, cnt)
 
 
 @njit(cache=True, nogil=True)
-def _forward_dense_block(W, h_in, part, t, T):
-    part[:] = 0
-    j0, j1 = _block(W.shape[0], t, T)
-    j = j0
-    while j + 4 <= j1:
-        _axpy4(part, h_in[j], W[j], h_in[j + 1], W[j + 1], h_in[j + 2], W[j + 2], h_in[j + 3],
-               W[j + 3])
-        j += 4
-    while j < j1:
-        _axpy(part, h_in[j], W[j])
-        j += 1
+def _forward_dense_block(W, h_in, P, w, t, T):
+    """P[b, :w] = Σ_{rows j of block b} h_j W_j for the blocks of thread t."""
+    b0, b1 = _blocks_of(t, T)
+    for b in range(b0, b1):
+        part = P[b, :w]
+        part[:] = 0
+        j0, j1 = _block(W.shape[0], b, N_BLOCKS)
+        j = j0
+        while j + 4 <= j1:
+            _axpy4(part, h_in[j], W[j], h_in[j + 1], W[j + 1], h_in[j + 2], W[j + 2],
+                   h_in[j + 3], W[j + 3])
+            j += 4
+        while j < j1:
+            _axpy(part, h_in[j], W[j])
+            j += 1
 
 
 @njit(cache=True, nogil=True)
 def _backward_sgd_block(W, h_in, delta, delta_in, lr, l1, l2, t, T):
-    """δ_in_j = (W_j·δ) h_j (1-h_j) at the pre-update row, then the row's SGD step."""
+    """δ_in_j = (W_j·δ) h_j (1-h_j) at the pre-update row, then the row's SGD step.
+
+    Every row's result depends on that row alone, so any split between threads gives the same bits.
+    """
     j0, j1 = _block(W.shape[0], t, T)
     for j in range(j0, j1):
         row = W[j]
@@ -260,83 +289,96 @@ def _out_backward10(W, h, d, delta_in, lr, l1, l2):
 
 
 @njit(cache=True, nogil=True)
-def _first_layer_block(W, rows, m, x, delta, lr, l1, l2, decay, x_next, has_next, part, t, T):
-    """SGD step of example i on its rows of W0, then example i+1's forward over the same rows."""
-    part[:] = 0
+def _first_layer_block(W, rows, m, x, delta, lr, l1, l2, decay, x_next, has_next, P, w, t, T):
+    """SGD step of example i on its rows of W0, then example i+1's forward over the same rows
+    (into P[b, :w] for the blocks of thread t)."""
     idx = np.empty(4, dtype=np.int64)
     coef = np.empty(4, dtype=_F32)
-    cnt = 0
-    q0, q1 = _block(m, t, T)
-    for q in range(q0, q1):
-        j = rows[q]
-        row = W[j]
-        xj = x[j]
-        if decay or xj != 0:
-            _sgd_row(row, lr, xj, delta, l1, l2)
-        if has_next:
-            xn = x_next[j]
-            if xn != 0:
-                cnt = _push(part, W, j, xn, idx, coef, cnt)
-    _flush(part, W, idx, coef, cnt)
+    b0, b1 = _blocks_of(t, T)
+    for b in range(b0, b1):
+        part = P[b, :w]
+        part[:] = 0
+        cnt = 0
+        q0, q1 = _block(m, b, N_BLOCKS)
+        for q in range(q0, q1):
+            j = rows[q]
+            row = W[j]
+            xj = x[j]
+            if decay or xj != 0:
+                _sgd_row(row, lr, xj, delta, l1, l2)
+            if has_next:
+                xn = x_next[j]
+                if xn != 0:
+                    cnt = _push(part, W, j, xn, idx, coef, cnt)
+        _flush(part, W, idx, coef, cnt)
 
 
 @njit(cache=True, nogil=True)
-def _dae_decode_block(W, h, c, x, terms, dx, part, t, T):
-    """x̂_j = σ(W_j·h + c_j); CE term; δ_x̂_j = x̂_j - x_j; part += δ_x̂_j W_j (same rows)."""
-    part[:] = 0
+def _dae_decode_block(W, h, c, x, terms, dx, P, t, T):
+    """x̂_j = σ(W_j·h + c_j); CE term; δ_x̂_j = x̂_j - x_j; P[b] += δ_x̂_j W_j (same rows)."""
     idx = np.empty(4, dtype=np.int64)
     coef = np.empty(4, dtype=_F32)
-    cnt = 0
-    j0, j1 = _block(W.shape[0], t, T)
-    for j in range(j0, j1):
-        row = W[j]
-        zj = _dot(row, h) + c[j]
-        terms[j] = _softplus(zj) - x[j] * zj
-        dx[j] = _sigmoid(zj) - x[j]
-        cnt = _push(part, W, j, dx[j], idx, coef, cnt)
-    _flush(part, W, idx, coef, cnt)
+    b0, b1 = _blocks_of(t, T)
+    for b in range(b0, b1):
+        part = P[b]
+        part[:] = 0
+        cnt = 0
+        j0, j1 = _block(W.shape[0], b, N_BLOCKS)
+        for j in range(j0, j1):
+            row = W[j]
+            zj = _dot(row, h) + c[j]
+            terms[j] = _softplus(zj) - x[j] * zj
+            dx[j] = _sigmoid(zj) - x[j]
+            cnt = _push(part, W, j, dx[j], idx, coef, cnt)
+        _flush(part, W, idx, coef, cnt)
 
 
 @njit(cache=True, nogil=True)
-def _rank2_block(W, lr, s, d, u, e, x_next, has_next, part, t, T):
+def _rank2_block(W, lr, s, d, u, e, x_next, has_next, P, t, T):
     """W_j -= lr·(s_j d + u_j e) on every row, then the next example's forward over the rows."""
-    part[:] = 0
     idx = np.empty(4, dtype=np.int64)
     coef = np.empty(4, dtype=_F32)
-    cnt = 0
-    j0, j1 = _block(W.shape[0], t, T)
-    for j in range(j0, j1):
-        row = W[j]
-        _rank2_row(row, lr, s[j], d, u[j], e)
-        if has_next:
-            xn = x_next[j]
-            if xn != 0:
-                cnt = _push(part, W, j, xn, idx, coef, cnt)
-    _flush(part, W, idx, coef, cnt)
+    b0, b1 = _blocks_of(t, T)
+    for b in range(b0, b1):
+        part = P[b]
+        part[:] = 0
+        cnt = 0
+        j0, j1 = _block(W.shape[0], b, N_BLOCKS)
+        for j in range(j0, j1):
+            row = W[j]
+            _rank2_row(row, lr, s[j], d, u[j], e)
+            if has_next:
+                xn = x_next[j]
+                if xn != 0:
+                    cnt = _push(part, W, j, xn, idx, coef, cnt)
+        _flush(part, W, idx, coef, cnt)
 
 
 @njit(cache=True, nogil=True)
-def _rbm_gibbs_block(W, hs, c, v0, terms, first, uv, has_uv, v, part, t, T):
-    """pv_j = σ(W_j·h + c_j), v_j = pv_j or [u_j < pv_j], and part += v_j W_j (same rows)."""
-    part[:] = 0
+def _rbm_gibbs_block(W, hs, c, v0, terms, first, uv, has_uv, v, P, t, T):
+    """pv_j = σ(W_j·h + c_j), v_j = pv_j or [u_j < pv_j], and P[b] += v_j W_j (same rows)."""
     idx = np.empty(4, dtype=np.int64)
     coef = np.empty(4, dtype=_F32)
-    cnt = 0
-    j0, j1 = _block(W.shape[0], t, T)
-    for j in range(j0, j1):
-        row = W[j]
-        zj = _dot(row, hs) + c[j]
-        pv = _sigmoid(zj)
-        if first:
-            terms[j] = _softplus(zj) - v0[j] * zj
-        if has_uv:
-            vj = _F32(1.0) if uv[j] < pv else _F32(0.0)
-        else:
-            vj = pv
-        v[j] = vj
-        if vj != 0:
-            cnt = _push(part, W, j, vj, idx, coef, cnt)
-    _flush(part, W, idx, coef, cnt)
+    b0, b1 = _blocks_of(t, T)
+    for b in range(b0, b1):
+        part = P[b]
+        part[:] = 0
+        cnt = 0
+        j0, j1 = _block(W.shape[0], b, N_BLOCKS)
+        for j in range(j0, j1):
+            row = W[j]
+            zj = _dot(row, hs) + c[j]
+            pv = _sigmoid(zj)
+            if first:
+                terms[j] = _softplus(zj) - v0[j] * zj
+            if has_uv:
+                vj = _F32(1.0) if uv[j] < pv else _F32(0.0)
+            else:
+                vj = pv
+            v[j] = vj
+            if vj != 0:
+                cnt = _push(part, W, j, vj, idx, coef, cnt)
+        _flush(part, W, idx, coef, cnt)
 
 
 @njit(cache=True, nogil=True)
@@ -373,7 +415,7 @@ def _supervised_impl(Ws, bs, W_out, b_out, X, Y, lr, l1, l2, n_threads, errors, 
     decay = l1 != 0 or l2 != 0
     H = np.zeros((n_layers, width), dtype=_F32)       # activations h_k
     D = np.zeros((n_layers, width), dtype=_F32)       # deltas δ_k
-    P = np.zeros((T, width), dtype=_F32)              # per-thread partial forward sums
+    P = np.zeros((N_BLOCKS, width), dtype=_F32)       # per-block partial forward sums
     rows = np.empty(n_in, dtype=np.int64)
     o = np.empty(n_out, dtype=_F32)
     d_out = np.empty(n_out, dtype=_F32)
@@ -385,20 +427,20 @@ def _supervised_impl(Ws, bs, W_out, b_out, X, Y, lr, l1, l2, n_threads, errors, 
     # Forward of the first example over W0 (later forwards are fused with the previous update).
     m = _active_rows(X[0], False, X[0], True, False, rows)
     for t in prange(T):
-        _forward_sparse_block(W0, rows, m, X[0], P[t, :w0], t, T)
+        _forward_sparse_block(W0, rows, m, X[0], P, w0, t, T)
 
     for i in range(n):
         x = X[i]
         # ---- forward: h_k = σ(h_{k-1} W_k + b_k)
-        _sum_partials(H[0, :w0], bs[0], P, T, w0)
+        _sum_partials(H[0, :w0], bs[0], P, N_BLOCKS, w0)
         _sigmoid_(H[0, :w0])
         for k in range(1, n_layers):
             Wk = Ws[k]
             wk = Wk.shape[1]
             h_in = H[k - 1, :Wk.shape[0]]
             for t in prange(T):
-                _forward_dense_block(Wk, h_in, P[t, :wk], t, T)
-            _sum_partials(H[k, :wk], bs[k], P, T, wk)
+                _forward_dense_block(Wk, h_in, P, wk, t, T)
+            _sum_partials(H[k, :wk], bs[k], P, N_BLOCKS, wk)
             _sigmoid_(H[k, :wk])
         htop = H[top, :n_top]
         if n_out == 10:
@@ -454,7 +496,7 @@ def _supervised_impl(Ws, bs, W_out, b_out, X, Y, lr, l1, l2, n_threads, errors, 
         m = _active_rows(x, True, x_next, has_next, decay, rows)
         for t in prange(T):
             _first_layer_block(W0, rows, m, x, d0, lr, l1, l2, decay, x_next, has_next,
-                               P[t, :w0], t, T)
+                               P, w0, t, T)
         b0 = bs[0]
         for c in range(w0):
             b0[c] -= lr * d0[c]
@@ -464,7 +506,7 @@ def _dae_impl(W, b, c, X, keep, values, has_values, lr, n_threads, cost):
     n = X.shape[0]
     n_in, n_hid = W.shape
     T = n_threads
-    P = np.zeros((T, n_hid), dtype=_F32)
+    P = np.zeros((N_BLOCKS, n_hid), dtype=_F32)
     rows = np.empty(n_in, dtype=np.int64)
     xt = np.empty(n_in, dtype=_F32)
     xt_next = np.zeros(n_in, dtype=_F32)
@@ -477,22 +519,22 @@ def _dae_impl(W, b, c, X, keep, values, has_values, lr, n_threads, cost):
     _corrupt_c(X[0], keep[0], values[0], has_values, xt)
     m = _active_rows(xt, True, xt, False, False, rows)
     for t in prange(T):
-        _forward_sparse_block(W, rows, m, xt, P[t], t, T)
+        _forward_sparse_block(W, rows, m, xt, P, n_hid, t, T)
 
     for i in range(n):
         x = X[i]
         # h = σ(x̃ W + b)
-        _sum_partials(h, b, P, T, n_hid)
+        _sum_partials(h, b, P, N_BLOCKS, n_hid)
         _sigmoid_(h)
         # decoder sweep: x̂ = σ(h Wᵀ + c), δ_x̂ = x̂ - x, and δ_x̂ W on the same rows
         for t in prange(T):
-            _dae_decode_block(W, h, c, x, terms, dx, P[t], t, T)
+            _dae_decode_block(W, h, c, x, terms, dx, P, t, T)
         s = _F32(0.0)
         for j in range(n_in):
             s += terms[j]
         cost[i] = s
         # δ_h = (δ_x̂ W) ⊙ h ⊙ (1-h)
-        _sum_partials(dh, zero, P, T, n_hid)
+        _sum_partials(dh, zero, P, N_BLOCKS, n_hid)
         for k in range(n_hid):
             dh[k] = dh[k] * (h[k] * (_F32(1.0) - h[k]))
         # W -= lr·(x̃ᵀ δ_h + δ_x̂ᵀ h), fused with the forward of the next example
@@ -501,7 +543,7 @@ def _dae_impl(W, b, c, X, keep, values, has_values, lr, n_threads, cost):
             _corrupt_c(X[i + 1], keep[i + 1], values[i + 1 if has_values else 0], has_values,
                        xt_next)
         for t in prange(T):
-            _rank2_block(W, lr, xt, dh, dx, h, xt_next, has_next, P[t], t, T)
+            _rank2_block(W, lr, xt, dh, dx, h, xt_next, has_next, P, t, T)
         for k in range(n_hid):
             b[k] -= lr * dh[k]
         for j in range(n_in):
@@ -513,7 +555,7 @@ def _rbm_impl(W, b, c, X, u_hidden, u_visible, has_uv, lr, cd_k, n_threads, cost
     n = X.shape[0]
     n_in, n_hid = W.shape
     T = n_threads
-    P = np.zeros((T, n_hid), dtype=_F32)
+    P = np.zeros((N_BLOCKS, n_hid), dtype=_F32)
     rows = np.empty(n_in, dtype=np.int64)
     ph0 = np.empty(n_hid, dtype=_F32)
     ph = np.empty(n_hid, dtype=_F32)
@@ -524,12 +566,12 @@ def _rbm_impl(W, b, c, X, u_hidden, u_visible, has_uv, lr, cd_k, n_threads, cost
 
     m = _active_rows(X[0], True, X[0], False, False, rows)
     for t in prange(T):
-        _forward_sparse_block(W, rows, m, X[0], P[t], t, T)
+        _forward_sparse_block(W, rows, m, X[0], P, n_hid, t, T)
 
     for i in range(n):
         v0 = X[i]
         # positive phase: ph0 = σ(v0 W + b), h = [u < ph0]
-        _sum_partials(ph0, b, P, T, n_hid)
+        _sum_partials(ph0, b, P, N_BLOCKS, n_hid)
         _sigmoid_(ph0)
         for k in range(n_hid):
             hs[k] = _F32(1.0) if u_hidden[i, 0, k] < ph0[k] else _F32(0.0)
@@ -537,13 +579,13 @@ def _rbm_impl(W, b, c, X, u_hidden, u_visible, has_uv, lr, cd_k, n_threads, cost
             # one sweep: pv = σ(h Wᵀ + c), v = pv (or a sample), and v W on the same rows
             uv = u_visible[i, step if has_uv else 0]
             for t in prange(T):
-                _rbm_gibbs_block(W, hs, c, v0, terms, step == 0, uv, has_uv, v, P[t], t, T)
+                _rbm_gibbs_block(W, hs, c, v0, terms, step == 0, uv, has_uv, v, P, t, T)
             if step == 0:
                 s = _F32(0.0)
                 for j in range(n_in):
                     s += terms[j]
                 cost[i] = s
-            _sum_partials(ph, b, P, T, n_hid)
+            _sum_partials(ph, b, P, N_BLOCKS, n_hid)
             _sigmoid_(ph)
             if step + 1 < cd_k:
                 for k in range(n_hid):
@@ -555,7 +597,7 @@ def _rbm_impl(W, b, c, X, u_hidden, u_visible, has_uv, lr, cd_k, n_threads, cost
         has_next = i + 1 < n
         x_next = X[i + 1] if has_next else v0
         for t in prange(T):
-            _rank2_block(W, lr, v, ph, neg_v0, ph0, x_next, has_next, P[t], t, T)
+            _rank2_block(W, lr, v, ph, neg_v0, ph0, x_next, has_next, P, t, T)
         for k in range(n_hid):
             b[k] += lr * (ph0[k] - ph[k])
         for j in range(n_in):
@@ -593,28 +635,58 @@ def _fast_threading_layer() -> bool:
     return False
 
 
-def default_threads() -> int:
-    """Threads the kernel uses by default: ``$ONLINEDEEP_NUMBA_THREADS``, else 1.
+AUTO_THREADS_CAP = 2
+"""Most threads ``threads=0`` (auto) picks: on the 2-core development machine class two threads
+are what the speed targets of issue 5 need; more than two were never measured to pay at batch size 1
+(every sweep ends at a barrier)."""
 
-    One thread by default because a row-split sweep waits at a barrier per layer and per example:
-    on a dedicated machine two threads pay, but when another process holds a core the barrier waits
-    for the scheduler and a 2-thread update ran 3-10× *slower* than a 1-thread one in
-    ``benchmarks/bench_train.py`` on the shared 2-core machine. Set the variable (or pass
-    ``n_threads``) on a dedicated machine. Without TBB/OpenMP (the "workqueue" layer, ~60 µs per
-    parallel region) more threads never pay and 1 is returned.
-    """
+
+def _env_threads() -> int | None:
     value = os.environ.get("ONLINEDEEP_NUMBA_THREADS")
     if not value:
-        return 1
+        return None
     try:
         n = int(value)
     except ValueError:
         raise ValueError(f"ONLINEDEEP_NUMBA_THREADS must be an integer >= 1, found {value!r}") from None
     if n < 1:
         raise ValueError(f"ONLINEDEEP_NUMBA_THREADS must be an integer >= 1, found {value!r}")
+    return n
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on (``os.sched_getaffinity``; ``os.cpu_count`` elsewhere)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def default_threads() -> int:
+    """Threads the kernel uses when none are asked for (``threads=0``, "auto").
+
+    ``$ONLINEDEEP_NUMBA_THREADS`` if set; else the cores available to the process
+    (:func:`available_cores`) capped at :data:`AUTO_THREADS_CAP` (2) and at the Numba thread limit
+    of the calling thread (``numba.get_num_threads()``, so a job runner that called
+    ``numba.set_num_threads(1)`` gets 1). Always at most :data:`N_BLOCKS`. Without TBB/OpenMP (the
+    "workqueue" layer, ~60 µs per parallel region) more threads never pay and 1 is returned.
+
+    The thread count never changes results (module docstring), only speed: on a dedicated 2-core
+    machine two threads pay (``benchmarks/bench_train.py``), but when another process holds a core a
+    row-split sweep waits at its barrier for the scheduler, and a 2-thread update was measured 3-100×
+    *slower* than a 1-thread one on the shared machine: pass ``threads=1`` there.
+
+    Raises
+    ------
+    ValueError
+        If ``$ONLINEDEEP_NUMBA_THREADS`` is not an integer >= 1.
+    """
+    n = _env_threads()
+    if n is None:
+        n = min(available_cores(), AUTO_THREADS_CAP, numba.get_num_threads())
     if not _fast_threading_layer():
         return 1
-    return min(n, int(numba.config.NUMBA_NUM_THREADS))
+    return max(1, min(n, int(numba.config.NUMBA_NUM_THREADS), N_BLOCKS))
 
 
 def _param(params: dict, key: str) -> np.ndarray:
@@ -659,10 +731,22 @@ class NumbaKernel:
     Parameters
     ----------
     n_threads : int, optional
-        Threads splitting each weight sweep by whole rows (default :func:`default_threads`). With 1,
-        a serial compiled function runs (used by :mod:`onlinedeep.kernels.replicas`, one model per
-        thread). Results differ between thread counts only by the summation order of the forward
-        pass (float tolerance).
+        Threads running each weight sweep (default or 0: :func:`default_threads`). With 1, a serial
+        compiled function runs (used by :mod:`onlinedeep.kernels.replicas`, one model per thread).
+        At most :data:`N_BLOCKS` (4) threads work on a sweep; a larger count is reduced to it.
+        **Results are bit-identical for every thread count**: each sweep is cut into the same
+        :data:`N_BLOCKS` row blocks whose partial sums are added in a fixed order, whichever thread
+        runs which block (tests/test_kernels_numba.py). So a run may be resumed with another count.
+
+    Attributes
+    ----------
+    n_threads : int
+        The threads used (after the default and the :data:`N_BLOCKS` cap).
+
+    Raises
+    ------
+    ValueError
+        If ``n_threads`` is not an integer >= 0 (or ``$ONLINEDEEP_NUMBA_THREADS`` is invalid).
 
     Notes
     -----
@@ -672,17 +756,23 @@ class NumbaKernel:
     name = "numba"
 
     def __init__(self, n_threads: int | None = None):
-        if n_threads is None:
+        if n_threads is None or (not isinstance(n_threads, bool) and n_threads == 0):
             n_threads = default_threads()
-        if int(n_threads) != n_threads or n_threads < 1:
-            raise ValueError(f"n_threads must be an integer >= 1, found {n_threads!r}")
-        self.n_threads = int(n_threads)
+        if isinstance(n_threads, bool) or int(n_threads) != n_threads or n_threads < 1:
+            raise ValueError(f"n_threads must be an integer >= 1 (0 or None: auto), found {n_threads!r}")
+        self.n_threads = min(int(n_threads), N_BLOCKS)
 
     def _run(self, table, *args):
-        parallel = self.n_threads > 1
-        if parallel:
-            numba.set_num_threads(min(self.n_threads, numba.config.NUMBA_NUM_THREADS))
-        table[parallel](*args)
+        if self.n_threads == 1:
+            table[False](*args)
+            return
+        # numba's thread count is per calling thread: set it for this call only
+        before = numba.get_num_threads()
+        numba.set_num_threads(min(self.n_threads, numba.config.NUMBA_NUM_THREADS))
+        try:
+            table[True](*args)
+        finally:
+            numba.set_num_threads(before)
 
     def supervised(self, params, x, y, *, learning_rate, l1=0.0, l2=0.0):
         """Prequential supervised SGD on a chunk: record the error and NLL, then update.
@@ -806,9 +896,22 @@ class NumbaKernel:
         return torch.from_numpy(cost)
 
 
-def make_kernel(device) -> NumbaKernel:
-    """Entry point of :func:`onlinedeep.kernels.get` (CPU only)."""
+def make_kernel(device, threads: int = 0) -> NumbaKernel:
+    """Entry point of :func:`onlinedeep.kernels.get` (CPU only).
+
+    Parameters
+    ----------
+    device : str or torch.device
+        Must be a CPU device.
+    threads : int
+        Threads of the kernel, 0 = auto (:func:`default_threads`).
+
+    Raises
+    ------
+    ValueError
+        On a non-CPU device or a bad thread count.
+    """
     dev = torch.device(device)
     if dev.type != "cpu":
         raise ValueError(f"the numba kernel runs on cpu only, not on {dev}")
-    return NumbaKernel()
+    return NumbaKernel(n_threads=threads)
