@@ -87,7 +87,7 @@ def register(app: typer.Typer) -> None:
         learning_rate: Optional[float] = typer.Option(
             None, "--lr", "--learning-rate", help="Supervised learning rate (constant) [0.05]."),
         unsup_learning_rate: Optional[float] = typer.Option(
-            None, "--unsup-lr", "--unsup-learning-rate", help="Pre-training learning rate [0.005]."),
+            None, "--unsup-lr", "--unsup-learning-rate", help="Pre-training learning rate [0.01]."),
         corruption_level: Optional[float] = typer.Option(
             None, "--corruption", "--corruption-level", help="DAE: fraction of inputs corrupted [0.25]."),
         noise: Optional[str] = typer.Option(None, "--noise", help="DAE noise: masking or salt-pepper [masking]."),

@@ -236,7 +236,7 @@ class RunConfig:
     sup_updates: int | None = None
     unsup_split: str = "equal"
     learning_rate: float = 0.05
-    unsup_learning_rate: float = 0.005
+    unsup_learning_rate: float = 0.01
     corruption_level: float = 0.25
     noise: str = "masking"
     cd_k: int = 1
