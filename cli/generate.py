@@ -1,6 +1,8 @@
 """``onlinedeep generate`` and ``onlinedeep preview``: the InfiniteMNIST stream on disk or as a picture."""
 from __future__ import annotations
 
+import math
+from enum import Enum
 from pathlib import Path
 from typing import Optional
 
@@ -10,13 +12,25 @@ import typer
 MNIST_DIR_HELP = "Directory of the four MNIST IDX files (default: $ONLINEDEEP_MNIST_DIR, cache, download)."
 
 
+class Mode(str, Enum):
+    first_order = "first-order"
+    elastic = "elastic"
+
+
+def _finite(value: Optional[float]) -> Optional[float]:
+    if value is not None and not math.isfinite(value):
+        raise typer.BadParameter(f"expected a finite number, found {value}")
+    return value
+
+
 def _stream(mnist_dir, infimnist_dir, mode, alpha, translate, seed):
     from infinite_mnist import InfiniteMNIST
 
     if infimnist_dir is not None:
         return InfiniteMNIST.from_infimnist_dir(infimnist_dir, alpha=1.0 if alpha is None else alpha,
                                                 translate=translate)
-    return InfiniteMNIST(mnist_dir=mnist_dir, mode=mode, alpha=alpha, translate=translate, seed=seed)
+    return InfiniteMNIST(mnist_dir=mnist_dir, mode=Mode(mode).value, alpha=alpha, translate=translate,
+                         seed=seed)
 
 
 def preview_grid(stream, digits, n_columns: int) -> np.ndarray:
@@ -46,10 +60,13 @@ def register(app: typer.Typer) -> None:
         mnist_dir: Optional[Path] = typer.Option(None, "--mnist-dir", help=MNIST_DIR_HELP),
         infimnist_dir: Optional[Path] = typer.Option(
             None, "--infimnist-dir", help="infimnist's data directory: reproduce its bytes exactly."),
-        mode: str = typer.Option("first-order", "--mode", help="first-order | elastic"),
-        alpha: Optional[float] = typer.Option(None, "--alpha", help="Field scale (default per mode)."),
+        mode: Mode = typer.Option(Mode.first_order, "--mode", help="Deformation (ignored with "
+                                  "--infimnist-dir)."),
+        alpha: Optional[float] = typer.Option(None, "--alpha", callback=_finite,
+                                              help="Field scale (default per mode)."),
         translate: bool = typer.Option(True, "--translate/--no-translate"),
-        seed: int = typer.Option(0, "--seed"),
+        seed: int = typer.Option(0, "--seed", min=0, max=2**64 - 1,
+                                 help="Seed of the displacement fields."),
         chunk_size: int = typer.Option(65_536, "--chunk-size", min=1),
     ):
         """Write stream examples [start, start + count) to FILE, atomically."""
@@ -61,6 +78,10 @@ def register(app: typer.Typer) -> None:
             output_kind(out)
         except ValueError as exc:
             raise typer.BadParameter(str(exc), param_hint="--out") from exc
+        if start + count > 2**63:
+            raise typer.BadParameter(
+                f"expected start + count <= 2**63 (stream indices are int64, the last one "
+                f"{2**63 - 1}), found {start} + {count}", param_hint="--start")
         stream = _stream(mnist_dir, infimnist_dir, mode, alpha, translate, seed)
         chunks = (np.arange(lo, min(lo + chunk_size, start + count), dtype=np.int64)
                   for lo in range(start, start + count, chunk_size))
@@ -73,10 +94,12 @@ def register(app: typer.Typer) -> None:
     def preview(
         out: Path = typer.Option(Path("preview.png"), "--out", help="PNG file to write."),
         mnist_dir: Optional[Path] = typer.Option(None, "--mnist-dir", help=MNIST_DIR_HELP),
-        mode: str = typer.Option("first-order", "--mode", help="first-order | elastic"),
-        alpha: Optional[float] = typer.Option(None, "--alpha"),
+        mode: Mode = typer.Option(Mode.first_order, "--mode", help="Deformation."),
+        alpha: Optional[float] = typer.Option(None, "--alpha", callback=_finite,
+                                              help="Field scale (default per mode)."),
         translate: bool = typer.Option(True, "--translate/--no-translate"),
-        seed: int = typer.Option(0, "--seed"),
+        seed: int = typer.Option(0, "--seed", min=0, max=2**64 - 1,
+                                 help="Seed of the displacement fields."),
         digits: str = typer.Option("1,3,5,7,2,0,13,15,17,4", "--digits",
                                    help="Comma-separated training-digit numbers, one row each."),
         columns: int = typer.Option(12, "--columns", min=1, help="Deformations per row."),
@@ -86,6 +109,8 @@ def register(app: typer.Typer) -> None:
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+
+        from infinite_mnist.atomic import atomic_file
 
         stream = _stream(mnist_dir, None, mode, alpha, translate, seed)
         try:
@@ -101,8 +126,9 @@ def register(app: typer.Typer) -> None:
         ax.set_title(f"InfiniteMNIST {stream.mode}, alpha={stream.alpha:g}, translate={stream.translate}"
                      f" (left: original)", fontsize=8)
         fig.tight_layout(pad=0.2)
-        tmp = out.with_name(f".{out.name}.tmp.png")
-        fig.savefig(tmp, dpi=100)
-        plt.close(fig)
-        tmp.replace(out)
+        try:
+            with atomic_file(out) as tmp:
+                fig.savefig(tmp, format="png", dpi=100)
+        finally:
+            plt.close(fig)
         typer.echo(f"wrote {out}")

@@ -66,7 +66,7 @@ def run(
     segments: Optional[int] = typer.Option(None, "--segments", min=1, help="S [preset]."),
     draws: Optional[int] = typer.Option(None, "--draws", min=2, help="D [preset]."),
     test_count: Optional[int] = typer.Option(None, "--test-count", min=1, help="Test digits "
-                                             "(stream indices 0..n-1) [10,000]."),
+                                             "(stream indices 0..n-1, at most 10,000) [10,000]."),
     layers: Optional[int] = typer.Option(None, "--layers", help="Hidden layers [1]."),
     units: Optional[int] = typer.Option(None, "--units", help="Units per hidden layer [preset]."),
     unsup_updates: Optional[str] = typer.Option(None, "--unsup-updates", help="Pre-training updates "
@@ -90,27 +90,26 @@ def run(
     from onlinedeep import executors
     from onlinedeep.ordering_variance import OrderingPlan, run_experiment
 
-    try:
-        plan = OrderingPlan.preset(
-            preset.value, pretrain=pretrain.value, n_segments=segments, n_draws=draws,
-            test_count=test_count, layers=layers, n_hidden=units,
-            unsup_updates=_count(unsup_updates, "--unsup-updates"),
-            sup_updates=_count(sup_updates, "--sup-updates"), learning_rate=lr,
-            unsup_learning_rate=unsup_lr, corruption_level=corruption, seed=seed,
-            snapshot_every=_count(snapshot_every, "--snapshot-every"), device=device, kernel=kernel,
-            mnist_dir=str(mnist_dir.resolve()) if mnist_dir is not None else None,
-        )
-    except ConfigError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+    # ConfigError (an option, or a folder holding another experiment) and OSError (e.g. an
+    # unreachable --scheduler) are reported by cli.main as one line.
+    plan = OrderingPlan.preset(
+        preset.value, pretrain=pretrain.value, n_segments=segments, n_draws=draws,
+        test_count=test_count, layers=layers, n_hidden=units,
+        unsup_updates=_count(unsup_updates, "--unsup-updates"),
+        sup_updates=_count(sup_updates, "--sup-updates"), learning_rate=lr,
+        unsup_learning_rate=unsup_lr, corruption_level=corruption, seed=seed,
+        snapshot_every=_count(snapshot_every, "--snapshot-every"), device=device, kernel=kernel,
+        mnist_dir=str(mnist_dir.resolve()) if mnist_dir is not None else None,
+    )
     typer.echo(_describe(plan))
     if dry_run:
         return
 
     from tqdm import tqdm
 
-    from onlinedeep.ordering_variance import pending_jobs
+    from onlinedeep.ordering_variance import check_plan, pending_jobs
 
+    check_plan(plan, out)  # a changed plan is refused before anything runs
     total = len(plan.jobs())
     pending = pending_jobs(plan, out)
     typer.echo(f"{total - len(pending)} of {total} jobs already finished")
@@ -131,9 +130,6 @@ def run(
             return executors.local_client(jobs)
     try:
         outcomes = run_experiment(plan, out, connect, threads=threads, on_outcome=on_outcome)
-    except ConfigError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
     finally:
         bar.close()
     before = sum(1 for o in outcomes.values() if o.status == "done"

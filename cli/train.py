@@ -10,6 +10,8 @@ from typing import List, Optional
 import typer
 
 COUNT_HELP = "Accepts suffixes: 2.5M, 100k."
+# An online error at or above this (chance is 0.9 for ten classes) means the run did not learn.
+CHANCE_WARNING = 0.85
 # CLI option → RunConfig field, for the options that map onto the configuration.
 _FIELDS = (
     "layers", "n_hidden", "pretrain", "pretrain_layers", "unsup_updates", "sup_updates",
@@ -38,13 +40,18 @@ def _fail(message: str, code: int) -> None:
     raise typer.Exit(code)
 
 
+def _pretrain_text(cfg) -> str:
+    if not cfg.pretrain_layers:
+        return "no pre-training"
+    return f"pretrain {cfg.pretrain} ({cfg.pretrain_layers} of {cfg.layers} layers)"
+
+
 def _summary(trainer, result, run_dir: Optional[Path], png: Optional[Path]) -> None:
     cfg = trainer.config
     seconds = trainer.elapsed_s
     lines = [
         f"run          {run_dir}" if run_dir else None,
-        f"network      784-{'-'.join([str(cfg.n_hidden)] * cfg.layers)}-10, pretrain {cfg.pretrain}"
-        + (f" ({cfg.pretrain_layers} layers)" if cfg.pretrain != "none" else ""),
+        f"network      784-{'-'.join([str(cfg.n_hidden)] * cfg.layers)}-10, {_pretrain_text(cfg)}",
         f"position     {result.position:,} of {cfg.total_updates:,} examples "
         f"({cfg.unsup_updates:,} unsupervised + {cfg.sup_updates:,} supervised)",
         f"online_error {result.online_error:.4f} (last {min(cfg.window, max(result.position - cfg.unsup_updates, 0)):,} "
@@ -60,7 +67,15 @@ def _summary(trainer, result, run_dir: Optional[Path], png: Optional[Path]) -> N
     if result.train_error is not None:
         err = ", ".join(f"{e:.4f}" for e in result.train_error["error"])
         lines.append(f"train error  by block in presentation order (Figure 12): {err}")
+    if not png and cfg.sup_updates == 0:
+        lines.append("plot         none: no supervised updates, so no online error (the "
+                     "reconstruction cost is in log.txt and the snapshots' /series)")
     typer.echo("\n".join(line for line in lines if line))
+    if result.online_error >= CHANCE_WARNING:
+        typer.secho(
+            f"warning: the final online_error {result.online_error:.4f} is at chance level (0.9) "
+            f"or worse: the network did not learn (online NLL {result.online_nll:.4g} nats); "
+            f"try a smaller --lr (now {cfg.learning_rate:g})", err=True, fg=typer.colors.YELLOW)
 
 
 def register(app: typer.Typer) -> None:
@@ -131,7 +146,7 @@ def register(app: typer.Typer) -> None:
         resume: Optional[Path] = typer.Option(
             None, "--resume", help="Continue the run in this folder from its last snapshot."),
         preset: Optional[str] = typer.Option(
-            None, "--preset", help="paper (section 5.3 protocol) or smoke (small, about a minute) [paper]."),
+            None, "--preset", help="paper (section 5.3 protocol) or smoke (small, under a minute) [paper]."),
         progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
     ):
         """Pre-train greedily (SDAE or DBN) then fine-tune an MLP on the InfiniteMNIST stream, one
@@ -140,45 +155,40 @@ def register(app: typer.Typer) -> None:
         Writes runs/NAME/: config.json, schedule.json, provenance.json, log.txt, snapshots/*.h5 and
         online_error.png. Ctrl-C writes a snapshot and exits with status 130; --resume continues.
         """
-        from onlinedeep.config import ConfigError, RESUME_MUTABLE, RunConfig
+        from onlinedeep.config import RESUME_MUTABLE, RunConfig
         from onlinedeep.plots import plot_online_error
-        from onlinedeep.producer import ProducerError
-        from onlinedeep.snapshot import SnapshotError
-        from onlinedeep.trainer import (NonFiniteLossError, RunDirError, Trainer,
-                                        TrainingInterrupted)
+        from onlinedeep.trainer import Trainer, TrainingInterrupted
 
+        # Errors of the project's own classes (ConfigError, SnapshotError, RunDirError, MNIST
+        # errors, ...) are reported by cli.main as one line; the run folder is written only once
+        # the configuration, kernel, device and data source have been checked (Trainer.run).
         values = dict(locals())
         given = {f: values[f] for f in _FIELDS if values[f] is not None}
-        try:
-            if resume is not None:
-                if preset is not None:
-                    _fail("--preset cannot be combined with --resume (the run's configuration is "
-                          "read from its snapshot)", 2)
-                fixed = sorted(f for f in given if f not in RESUME_MUTABLE)
-                if fixed:
-                    _fail(f"{', '.join(_flag(f) for f in fixed)}: cannot change when resuming (the "
-                          f"snapshot's configuration is used); allowed: "
-                          f"{', '.join(_flag(f) for f in sorted(RESUME_MUTABLE))}", 2)
-                run_dir = Path(resume)
-                given.pop("name", None)
-                given.pop("out", None)
-                trainer = Trainer.resume(run_dir, **given)
-                typer.echo(f"resuming {run_dir} at position {trainer.position:,} of "
-                           f"{trainer.config.total_updates:,}")
-            else:
-                config = RunConfig.preset(preset or "paper", **given)
-                if config.name is None:
-                    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-                    config.name = f"{config.default_name()}-{stamp}"
-                    config.validate()
-                run_dir = Path(config.out) / config.name
-                trainer = Trainer(config, run_dir=run_dir)
-                typer.echo(f"run folder {run_dir}: {config.total_updates:,} updates "
-                           f"({config.unsup_updates:,} unsupervised + {config.sup_updates:,} "
-                           f"supervised), 784-{'-'.join([str(config.n_hidden)] * config.layers)}-10, "
-                           f"pretrain {config.pretrain}, kernel {trainer.kernel.name} on {trainer.device}")
-        except (ConfigError, SnapshotError, RunDirError) as exc:
-            _fail(str(exc), 2)
+        if resume is not None:
+            if preset is not None:
+                _fail("--preset cannot be combined with --resume (the run's configuration is "
+                      "read from its snapshot)", 2)
+            fixed = sorted(f for f in given if f not in RESUME_MUTABLE)
+            if fixed:
+                _fail(f"{', '.join(_flag(f) for f in fixed)}: cannot change when resuming (the "
+                      f"snapshot's configuration is used and the run continues in {resume}); "
+                      f"allowed: {', '.join(_flag(f) for f in sorted(RESUME_MUTABLE))}", 2)
+            run_dir = Path(resume)
+            trainer = Trainer.resume(run_dir, **given)
+            typer.echo(f"resuming {run_dir} at position {trainer.position:,} of "
+                       f"{trainer.config.total_updates:,}")
+        else:
+            config = RunConfig.preset(preset or "paper", **given)
+            if config.name is None:
+                stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+                config.name = f"{config.default_name()}-{stamp}"
+                config.validate()
+            run_dir = Path(config.out) / config.name
+            trainer = Trainer(config, run_dir=run_dir)
+            typer.echo(f"run folder {run_dir}: {config.total_updates:,} updates "
+                       f"({config.unsup_updates:,} unsupervised + {config.sup_updates:,} "
+                       f"supervised), 784-{'-'.join([str(config.n_hidden)] * config.layers)}-10, "
+                       f"{_pretrain_text(config)}, kernel {trainer.kernel.name} on {trainer.device}")
 
         try:
             result = trainer.run(progress=progress)
@@ -186,12 +196,6 @@ def register(app: typer.Typer) -> None:
             typer.secho(f"\n{exc}\nresume with: onlinedeep train --resume {run_dir}", err=True,
                         fg=typer.colors.YELLOW)
             raise typer.Exit(128 + int(exc.signum)) from None
-        except NonFiniteLossError as exc:
-            _fail(str(exc), 1)
-        except ProducerError as exc:
-            _fail(f"{exc} (cause: {exc.__cause__!r})", 1)
-        except (ConfigError, SnapshotError) as exc:
-            _fail(str(exc), 2)
 
         png = None
         if len(result.series.supervised()):
@@ -209,10 +213,9 @@ def register(app: typer.Typer) -> None:
     ):
         """Figure 11-style curves: online error against examples seen, one line per run."""
         from onlinedeep.plots import plot_online_error
-        from onlinedeep.snapshot import SnapshotError
 
         try:
             path = plot_online_error(runs, out, labels=label or None, title=title, log_y=log_y)
-        except (SnapshotError, ValueError) as exc:
+        except ValueError as exc:  # e.g. a --label count that does not match the runs
             _fail(str(exc), 2)
         typer.echo(f"wrote {path}")

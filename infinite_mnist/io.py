@@ -1,6 +1,7 @@
 """Writing generated examples to HDF5 or IDX files, atomically and in chunks."""
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import os
@@ -8,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from infinite_mnist.atomic import atomic_file
 from infinite_mnist.mnist import IMAGE_MAGIC, LABEL_MAGIC
 
 __all__ = ["output_kind", "idx_label_path", "write_stream"]
@@ -42,16 +44,6 @@ def idx_label_path(images_path: str | os.PathLike) -> Path:
     if not sep:
         raise ValueError(f"{p}: not an IDX image file name (expected ...images-idx3-ubyte[.gz])")
     return p.with_name(head + "labels-idx1-ubyte" + tail)
-
-
-def _tmp(path: Path) -> Path:
-    return path.with_name(f".{path.name}.tmp{os.getpid()}")
-
-
-def _fsync_replace(tmp: Path, path: Path) -> None:
-    with open(tmp, "rb+") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def write_stream(stream, indices_chunks, total: int, path: str | os.PathLike, *, progress=None) -> list[Path]:
@@ -93,34 +85,28 @@ def write_stream(stream, indices_chunks, total: int, path: str | os.PathLike, *,
 def _write_hdf5(stream, chunks, total, path, progress):
     import h5py
 
-    tmp = _tmp(path)
-    try:
-        with h5py.File(tmp, "w") as f:
-            chunk_rows = max(1, min(total, 4096))
-            images = f.create_dataset("images", (total, 28, 28), np.uint8, chunks=(chunk_rows, 28, 28)
-                                      if total else None)
-            labels = f.create_dataset("labels", (total,), np.uint8)
-            indices = f.create_dataset("indices", (total,), np.int64)
-            f.attrs["provenance"] = json.dumps(stream.provenance(), sort_keys=True)
-            pos = 0
-            for idx in chunks:
-                m = idx.shape[0]
-                if pos + m > total:
-                    raise ValueError(f"more than {total} indices given")
-                x, y = stream.examples(idx)
-                images[pos:pos + m] = x
-                labels[pos:pos + m] = y
-                indices[pos:pos + m] = idx
-                pos += m
-                if progress:
-                    progress(m)
-            if pos != total:
-                raise ValueError(f"expected {total} indices, got {pos}")
-            f.flush()
-        _fsync_replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_file(path) as tmp, h5py.File(tmp, "w") as f:
+        chunk_rows = max(1, min(total, 4096))
+        images = f.create_dataset("images", (total, 28, 28), np.uint8, chunks=(chunk_rows, 28, 28)
+                                  if total else None)
+        labels = f.create_dataset("labels", (total,), np.uint8)
+        indices = f.create_dataset("indices", (total,), np.int64)
+        f.attrs["provenance"] = json.dumps(stream.provenance(), sort_keys=True)
+        pos = 0
+        for idx in chunks:
+            m = idx.shape[0]
+            if pos + m > total:
+                raise ValueError(f"more than {total} indices given")
+            x, y = stream.examples(idx)
+            images[pos:pos + m] = x
+            labels[pos:pos + m] = y
+            indices[pos:pos + m] = idx
+            pos += m
+            if progress:
+                progress(m)
+        if pos != total:
+            raise ValueError(f"expected {total} indices, got {pos}")
+        f.flush()
     return path
 
 
@@ -129,9 +115,11 @@ def _write_idx(stream, chunks, total, path, progress):
         raise ValueError(f"{path}: IDX counts are 32-bit: at most {2**32 - 1} examples, asked {total}")
     label_path = idx_label_path(path)
     opener = gzip.open if path.name.endswith(".gz") else open
-    tmps = [_tmp(path), _tmp(label_path)]
-    try:
-        with opener(tmps[0], "wb") as fi, opener(tmps[1], "wb") as fl:
+    with contextlib.ExitStack() as files:
+        # both temporaries are renamed only once both are complete
+        tmp_images = files.enter_context(atomic_file(path))
+        tmp_labels = files.enter_context(atomic_file(label_path))
+        with opener(tmp_images, "wb") as fi, opener(tmp_labels, "wb") as fl:
             fi.write(IMAGE_MAGIC.to_bytes(4, "big") + b"".join(
                 d.to_bytes(4, "big") for d in (total, 28, 28)))
             fl.write(LABEL_MAGIC.to_bytes(4, "big") + total.to_bytes(4, "big"))
@@ -148,10 +136,4 @@ def _write_idx(stream, chunks, total, path, progress):
                     progress(m)
             if pos != total:
                 raise ValueError(f"expected {total} indices, got {pos}")
-        for tmp, final in zip(tmps, (path, label_path)):
-            _fsync_replace(tmp, final)
-    finally:
-        for tmp in tmps:
-            if tmp.exists():
-                tmp.unlink()
     return [path, label_path]

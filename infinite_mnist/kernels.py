@@ -23,6 +23,7 @@ __all__ = [
     "labels_batch",
     "deformation_choice",
     "index_key",
+    "check_seed",
 ]
 
 BLOCK = 64  # examples per parallel work item; any value gives the same bytes
@@ -41,9 +42,47 @@ def _mix64(z):
 
 
 @njit(cache=True, nogil=True)
-def index_key(seed):
-    """The per-stream hash key derived from a seed (uint64)."""
-    return _mix64(np.uint64(seed) * _GOLDEN + np.uint64(0x632BE59BD9B4E019))
+def _index_key(seed):
+    return _mix64(seed * _GOLDEN + np.uint64(0x632BE59BD9B4E019))
+
+
+def index_key(seed) -> np.uint64:
+    """The per-stream hash key derived from a seed.
+
+    Parameters
+    ----------
+    seed : int
+        In [0, 2**64 - 1].
+
+    Returns
+    -------
+    numpy.uint64
+        A NumPy scalar, never a Python int: the batch kernels are compiled for the type of their
+        ``key`` argument at their first call, and a Python int is typed int64 when it fits (so a
+        later key >= 2**63 would overflow that specialisation).
+
+    Raises
+    ------
+    ValueError
+        If ``seed`` is not an integer in [0, 2**64 - 1].
+    """
+    return np.uint64(_index_key(check_seed(seed)))
+
+
+def check_seed(seed) -> np.uint64:
+    """``seed`` as a ``numpy.uint64``, after checking it is an integer in [0, 2**64 - 1].
+
+    Raises
+    ------
+    ValueError
+        If it is not an integer (bools and floats included) or is outside that range.
+    """
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise ValueError(f"seed: expected an integer in [0, 2**64 - 1], found {seed!r}")
+    value = int(seed)
+    if not 0 <= value < 2**64:
+        raise ValueError(f"seed: expected an integer in [0, 2**64 - 1], found {value}")
+    return np.uint64(value)
 
 
 @njit(cache=True, nogil=True, inline="always")

@@ -50,7 +50,10 @@ def to_float(images) -> np.ndarray:
     images = np.asarray(images)
     if images.dtype != np.uint8:
         raise TypeError(f"images: expected uint8, found {images.dtype}")
-    return _TO_FLOAT[images.reshape(images.shape[0], -1)]
+    if images.ndim < 1:
+        raise ValueError(f"images: expected an (n, 28, 28) or (n, 784) array, found shape {images.shape}")
+    # not reshape(n, -1): with n = 0 the -1 is ambiguous and NumPy refuses it
+    return _TO_FLOAT[images.reshape(images.shape[0], int(np.prod(images.shape[1:], dtype=np.int64)))]
 
 
 def _as_indices(indices) -> np.ndarray:
@@ -95,11 +98,20 @@ class InfiniteMNIST:
     translate : bool
         Also shift each deformation by at most one pixel in each direction (9 cases, by index).
     seed : int
-        Seed of the field bank and of the per-index choice of fields and shift.
+        Seed of the field bank and of the per-index choice of fields and shift, in [0, 2**64 - 1].
+        Any number of streams with any seeds may be used in one process, in any order.
     n_fields : int
         Size of the field bank (default 256: 784 KiB, stays in L2 cache).
     sigma : float
         Gaussian smoothing of the fields in pixels (default 4, Simard et al.).
+
+    Raises
+    ------
+    ValueError
+        Unknown ``mode``, non-finite ``alpha``, or a seed outside [0, 2**64 - 1] (checked before
+        MNIST is read).
+    MnistNotFoundError, MnistFormatError
+        From :func:`load_mnist` when ``mnist`` is not given.
 
     Notes
     -----
@@ -125,19 +137,21 @@ class InfiniteMNIST:
                 f"mode: expected 'first-order' or 'elastic' (the infimnist mode is built by "
                 f"InfiniteMNIST.from_infimnist_dir), found {mode!r}"
             )
+        key = kernels.index_key(seed)  # validates the seed before any file is read; numpy.uint64
+        alpha = float(DEFAULT_ALPHA[mode] if alpha is None else alpha)
+        if not np.isfinite(alpha):
+            raise ValueError(f"alpha: expected a finite number, found {alpha}")
         if mnist is None:
             mnist = load_mnist(mnist_dir)
         self.mnist = mnist
         self.mode = mode
-        self.alpha = float(DEFAULT_ALPHA[mode] if alpha is None else alpha)
-        if not np.isfinite(self.alpha):
-            raise ValueError(f"alpha: expected a finite number, found {alpha}")
+        self.alpha = alpha
         self.translate = bool(translate)
+        self._key = key
         self.seed = int(seed)
         self.n_fields = int(n_fields)
         self.sigma = float(sigma)
         self._fields = field_bank(self.seed, self.n_fields, self.sigma)
-        self._key = kernels.index_key(np.uint64(self.seed & 0xFFFFFFFFFFFFFFFF))
         self._tangents = None
         self._init_arrays()
 

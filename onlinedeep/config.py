@@ -14,6 +14,7 @@ import dataclasses
 import json
 import math
 import re
+import struct
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +24,7 @@ __all__ = [
     "RunConfig",
     "PRESETS",
     "RESUME_MUTABLE",
+    "BRANCH_MUTABLE",
     "parse_count",
     "format_count",
 ]
@@ -31,13 +33,16 @@ N_INPUTS = 784
 N_CLASSES = 10
 
 PRETRAIN_MODES = ("dae", "rbm", "none")
+# infinite_mnist.stream.MODES (not imported: reading a configuration should not load numba)
+DEFORMATIONS = ("first-order", "elastic", "infimnist")
 NOISE_MODES = ("masking", "salt-pepper")
 SPLITS = ("protocol", "all")
 DEVICES = ("auto", "cpu", "cuda")
 
-# Fields that may differ between a snapshot's configuration and the configuration a resumed or
-# branched run continues with: they change where and how the run executes, how often it reports, or
-# (sup_updates) only extend the last phase, never what an update computes before the old end.
+# Fields that may differ between a snapshot's configuration and the configuration a resumed run
+# continues with: they change how the run executes, how often it reports, or (sup_updates) only
+# extend the last phase, never what an update computes before the old end. A resumed run continues
+# in its own folder, so its location (name, out) is not among them.
 RESUME_MUTABLE = frozenset(
     {
         "device",
@@ -49,14 +54,22 @@ RESUME_MUTABLE = frozenset(
         "keep_snapshots",
         "sup_updates",
         "train_error_blocks",
-        "name",
-        "out",
     }
 )
+# A branch (a snapshot continued into another run folder) may in addition be named and placed anew.
+BRANCH_MUTABLE = RESUME_MUTABLE | {"name", "out"}
 
 
 class ConfigError(ValueError):
     """An invalid configuration value (the message names the field, what was expected and found)."""
+
+
+def _f32(value: float) -> float:
+    """``value`` rounded to float32 (inf when it overflows), without importing NumPy."""
+    try:
+        return struct.unpack("f", struct.pack("f", value))[0]
+    except OverflowError:
+        return math.copysign(math.inf, value)
 
 
 _SUFFIXES = {"": 1, "k": 10**3, "K": 10**3, "M": 10**6, "G": 10**9, "B": 10**9}
@@ -301,6 +314,9 @@ class RunConfig:
         def is_num(v: Any) -> bool:
             return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
+        def is_f32(v: Any) -> bool:
+            return is_num(v) and math.isfinite(_f32(v))
+
         need(is_int(self.layers) and 1 <= self.layers <= 5, "layers", "an integer in 1..5")
         need(is_int(self.n_hidden) and self.n_hidden >= 1, "n_hidden", "an integer >= 1")
         need(self.pretrain in PRETRAIN_MODES, "pretrain", f"one of {PRETRAIN_MODES}")
@@ -319,21 +335,32 @@ class RunConfig:
         need(self.unsup_updates + self.sup_updates > 0, "sup_updates",
              "a positive total of updates (unsup_updates + sup_updates > 0)")
         self._split_weights()  # raises on a bad unsup_split
-        need(is_num(self.learning_rate) and self.learning_rate > 0, "learning_rate", "a number > 0")
-        need(is_num(self.unsup_learning_rate) and self.unsup_learning_rate > 0,
-             "unsup_learning_rate", "a number > 0")
+        # The kernels compute in float32: a value that overflows (1e39) or underflows (1e-46) there
+        # is not the value asked for.
+        need(is_f32(self.learning_rate) and self.learning_rate > 0 and _f32(self.learning_rate) > 0,
+             "learning_rate", "a number > 0, finite and non-zero in float32")
+        need(is_f32(self.unsup_learning_rate) and self.unsup_learning_rate > 0
+             and _f32(self.unsup_learning_rate) > 0,
+             "unsup_learning_rate", "a number > 0, finite and non-zero in float32")
         need(is_num(self.corruption_level) and 0 <= self.corruption_level < 1,
              "corruption_level", "a number in [0, 1)")
         need(self.noise in NOISE_MODES, "noise", f"one of {NOISE_MODES}")
         need(is_int(self.cd_k) and self.cd_k >= 1, "cd_k", "an integer >= 1")
         need(isinstance(self.sample_reconstruction, bool), "sample_reconstruction", "true or false")
-        need(is_num(self.l1) and self.l1 >= 0, "l1", "a number >= 0")
-        need(is_num(self.l2) and self.l2 >= 0, "l2", "a number >= 0")
+        need(is_f32(self.l1) and self.l1 >= 0, "l1", "a number >= 0, finite in float32")
+        need(is_f32(self.l2) and self.l2 >= 0, "l2", "a number >= 0, finite in float32")
+        # W -= lr·(... + 2·l2·W): with lr·l2 >= 0.5 the decay alone flips or blows up the weights
+        need(self.learning_rate * self.l2 < 0.5, "l2",
+             f"learning_rate·l2 < 0.5 (learning_rate={self.learning_rate:g}, so l2 < "
+             f"{0.5 / self.learning_rate:g})")
         need(is_int(self.seed) and 0 <= self.seed < 2**63, "seed", "an integer in [0, 2**63)")
         need(self.split in SPLITS, "split", f"one of {SPLITS}")
-        need(isinstance(self.deformation, str) and self.deformation != "", "deformation",
-             "a deformation mode name")
-        need(is_int(self.stream_seed) and self.stream_seed >= 0, "stream_seed", "an integer >= 0")
+        need(self.deformation in DEFORMATIONS, "deformation", f"one of {DEFORMATIONS}")
+        if self.deformation == "infimnist":
+            need(bool(self.mnist_dir), "mnist_dir",
+                 "infimnist's data directory with deformation='infimnist'")
+        need(is_int(self.stream_seed) and 0 <= self.stream_seed < 2**64, "stream_seed",
+             "an integer in [0, 2**64)")
         need(is_int(self.window) and self.window >= 1, "window", "an integer >= 1")
         need(is_int(self.log_every) and self.log_every >= 1, "log_every", "an integer >= 1")
         need(is_int(self.chunk_size) and self.chunk_size >= 1, "chunk_size", "an integer >= 1")
@@ -355,7 +382,9 @@ class RunConfig:
                 f"found {self.train_error_blocks}"
             )
         need(self.device in DEVICES, "device", f"one of {DEVICES}")
-        need(isinstance(self.kernel, str) and self.kernel != "", "kernel", "a kernel name")
+        from onlinedeep.kernels import KERNEL_NAMES  # lazily: torch
+
+        need(self.kernel in KERNEL_NAMES, "kernel", f"one of {KERNEL_NAMES}")
         need(is_int(self.threads) and self.threads >= 0, "threads", "an integer >= 0 (0: auto)")
         need(self.mnist_dir is None or isinstance(self.mnist_dir, str), "mnist_dir",
              "a directory path or null")
@@ -564,7 +593,9 @@ class RunConfig:
         ----------
         preset : {"paper", "smoke"}
             ``paper``: the protocol of section 5.3 / 8.1 (the dataclass defaults). ``smoke``: a
-            small net and a few thousand updates, for CI and a first try (about a minute on 2 cores).
+            small net and a few thousand updates, for CI and a first try (under a minute on 2
+            cores, most of it compiling the Numba kernels on a first run); chunks of 500, a
+            metrics record every 500 updates, a snapshot every 2,000, all kept.
         **overrides
             Field values; ``None`` means "not given" and leaves the preset's value.
 

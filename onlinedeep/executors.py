@@ -120,7 +120,13 @@ def remote_client(address: str, *, timeout: float = 30.0) -> Iterator[Any]:
     """
     from distributed import Client
 
-    with Client(address, timeout=timeout) as client:
+    try:
+        client = Client(address, timeout=timeout)
+    except (OSError, TimeoutError) as exc:
+        raise OSError(f"cannot reach the Dask scheduler at {address} within {timeout:g} s "
+                      f"({type(exc).__name__}: {exc}); check --scheduler and that the scheduler "
+                      f"runs") from exc
+    with client:
         yield client
 
 

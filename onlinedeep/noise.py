@@ -135,6 +135,10 @@ def _bits_where_dropped(keys, keep):
 
 
 def _check_seed(seed) -> np.uint64:
+    # Always a numpy.uint64: a Python int reaching the numba functions would be typed int64 at the
+    # first call (when small) and overflow for a later seed >= 2**63.
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise ValueError(f"seed must be an integer in [0, 2**64 - 1], got {seed!r}")
     seed = int(seed)
     if not 0 <= seed <= _U64_MAX:
         raise ValueError(f"seed must be an integer in [0, 2**64 - 1], got {seed}")

@@ -52,7 +52,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from onlinedeep.config import RESUME_MUTABLE, ConfigError, RunConfig
+from onlinedeep.config import BRANCH_MUTABLE, ConfigError, RunConfig
 from onlinedeep.executors import Outcome, Task, run_tasks
 from onlinedeep.snapshot import atomic_file, snapshot_name
 
@@ -65,6 +65,7 @@ __all__ = [
     "pending_jobs",
     "load_plan",
     "save_or_check_plan",
+    "check_plan",
     "report",
     "output_variance",
     "aggregate",
@@ -72,6 +73,8 @@ __all__ = [
     "load_table",
 ]
 
+# The MNIST test digits are stream indices 0..9,999 (infinite_mnist.stream.N_TEST).
+N_TEST_DIGITS = 10_000
 PLAN_FILE = "plan.json"
 LAST_RUN_FILE = "last_run.json"
 TABLE_FILE = "ordering_variance.h5"
@@ -82,7 +85,7 @@ TABLE_FORMAT = "onlinedeep.ordering_variance.table/1"
 # Fields of a condition's RunConfig that may change between two `run` calls on the same folder: they
 # change where and how jobs execute or report, never the updates. sup_updates is *not* among them
 # here (unlike a trainer resume): it changes N and thus every segment.
-_PLAN_MUTABLE = RESUME_MUTABLE - {"sup_updates"}
+_PLAN_MUTABLE = BRANCH_MUTABLE - {"sup_updates"}
 # Fields that define the examples of the training sequence: all conditions must agree on them, so the
 # conditions differ only by how they train, never by what they see.
 _STREAM_FIELDS = ("split", "stream_start", "deformation", "stream_seed", "chunk_size")
@@ -236,6 +239,13 @@ class OrderingPlan:
             raise ConfigError(f"test_start: expected a stream index >= 0, found {self.test_start!r}")
         if not isinstance(self.test_count, int) or self.test_count < 1:
             raise ConfigError(f"test_count: expected an integer >= 1, found {self.test_count!r}")
+        if self.test_start + self.test_count > N_TEST_DIGITS:
+            # indices from 10,000 on are training digits, whose deformations are trained on
+            raise ConfigError(
+                f"test_count: expected test_start + test_count <= {N_TEST_DIGITS:,} (the test set "
+                f"must be MNIST test digits, stream indices 0-{N_TEST_DIGITS - 1}), found "
+                f"{self.test_start} + {self.test_count}"
+            )
         if self.draw_start is None:
             self.draw_start = first.stream_start + n
         base_stop = first.stream_start + n
@@ -544,11 +554,10 @@ def load_plan(out: str | os.PathLike) -> OrderingPlan:
     return OrderingPlan.from_dict(data, where=str(path))
 
 
-def save_or_check_plan(plan: OrderingPlan, out: str | os.PathLike) -> None:
-    """Write ``out/plan.json``, or check that the one already there defines the same experiment.
+def check_plan(plan: OrderingPlan, out: str | os.PathLike) -> None:
+    """Check that ``out`` holds no experiment, or the same one as ``plan``; writes nothing.
 
-    Execution-only fields (device, kernel, mnist_dir, logging and snapshot cadence) may differ; the
-    stored plan is then rewritten with the new values.
+    Execution-only fields (device, kernel, mnist_dir, logging and snapshot cadence) may differ.
 
     Raises
     ------
@@ -564,7 +573,18 @@ def save_or_check_plan(plan: OrderingPlan, out: str | os.PathLike) -> None:
                 f"{path}: this folder holds a different experiment (stored vs requested): "
                 + "; ".join(diffs) + ". Use another --out, or the same options as before."
             )
-    _write_json_atomic(path, plan.to_dict())
+
+
+def save_or_check_plan(plan: OrderingPlan, out: str | os.PathLike) -> None:
+    """:func:`check_plan`, then write ``out/plan.json`` (with the new execution-only values).
+
+    Raises
+    ------
+    ConfigError
+        If the folder holds a different experiment (the message lists the differences).
+    """
+    check_plan(plan, out)
+    _write_json_atomic(Path(out) / PLAN_FILE, plan.to_dict())
 
 
 # ---------------------------------------------------------------------- one job
@@ -761,11 +781,12 @@ def run_experiment(
     Raises
     ------
     ConfigError
-        If ``out`` holds a different experiment.
+        If ``out`` holds a different experiment (checked before anything is written).
+    OSError
+        If ``connect`` fails (e.g. the scheduler cannot be reached); then nothing is written.
     """
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    save_or_check_plan(plan, out)
+    check_plan(plan, out)
     plan_data = plan.to_dict()
     pending = pending_jobs(plan, out)
     outcomes = {job.key: Outcome(job.key, "done", value={"key": job.key, "status": "already finished"})
@@ -775,8 +796,11 @@ def run_experiment(
         deps = tuple(d.key for d in plan.depends_on(job) if d in pending)
         tasks.append(Task(job.key, run_job, (plan_data, str(out), job.key, threads), deps))
     if tasks:
-        with connect() as client:
+        with connect() as client:  # connected before the first file is written
+            save_or_check_plan(plan, out)
             outcomes.update(run_tasks(client, tasks, on_outcome=on_outcome))
+    else:
+        save_or_check_plan(plan, out)
     _write_json_atomic(out / LAST_RUN_FILE, {
         key: {"status": o.status, "value": o.value, "error": o.error, "traceback": o.traceback}
         for key, o in outcomes.items()

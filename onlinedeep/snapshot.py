@@ -27,20 +27,19 @@ as garbage.
 """
 from __future__ import annotations
 
-import contextlib
 import datetime as _dt
 import json
 import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Mapping
 
 import h5py
 import numpy as np
 
-from onlinedeep.config import ConfigError, RunConfig, RESUME_MUTABLE
+from infinite_mnist.atomic import atomic_file  # the project's one atomic writer (re-exported)
+from onlinedeep.config import BRANCH_MUTABLE, ConfigError, RunConfig
 from onlinedeep.metrics import MetricsStateError, Series
 
 __all__ = [
@@ -48,6 +47,7 @@ __all__ = [
     "FORMAT_VERSION",
     "Snapshot",
     "SnapshotError",
+    "SnapshotFallbackWarning",
     "atomic_file",
     "save",
     "load",
@@ -56,6 +56,7 @@ __all__ = [
     "snapshot_name",
     "param_shapes",
     "read_series",
+    "expected_state",
 ]
 
 FORMAT = "onlinedeep.snapshot"
@@ -65,6 +66,10 @@ _NAME_RE = re.compile(r"^snapshot-(\d{12})(\.pinned)?\.h5$")
 
 class SnapshotError(ValueError):
     """A snapshot that cannot be used; the message names the file and the dataset or attribute."""
+
+
+class SnapshotFallbackWarning(UserWarning):
+    """A resume skipped newer snapshots that cannot be read and continues from an older one."""
 
 
 @dataclass
@@ -108,41 +113,6 @@ class Snapshot:
 
 
 # ---------------------------------------------------------------------------- file helpers
-@contextlib.contextmanager
-def atomic_file(path: str | os.PathLike) -> Iterator[str]:
-    """Write ``path`` atomically: yield a temporary path in the same folder, then publish it.
-
-    On normal exit the temporary file is fsync'ed and renamed over ``path`` (atomic on POSIX), and
-    the folder is fsync'ed; on an exception it is removed. A kill at any moment leaves either the old
-    file or the new one, never a mix. Temporary names end in ``.tmp<random>`` (git-ignored).
-
-    Yields
-    ------
-    str
-        The temporary path to write.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        yield tmp
-        with open(tmp, "rb+") as f:
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    with contextlib.suppress(OSError):
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-
-
 def snapshot_name(position: int, *, pinned: bool = False) -> str:
     """File name of a snapshot: ``snapshot-000002500000.h5`` (``.pinned.h5`` if never pruned)."""
     return f"snapshot-{position:012d}{'.pinned' if pinned else ''}.h5"
@@ -332,12 +302,99 @@ def _check_params(arrays: Mapping[str, np.ndarray], config: RunConfig, *, where:
             )
 
 
-def _read(f: h5py.File, name: str, path: Path) -> np.ndarray:
+_METRIC_DTYPES = {"errors": np.uint8, "nll": np.float64, "reconstruction": np.float64}
+
+
+def expected_state(config: RunConfig, position: int) -> dict[str, Any]:
+    """What a snapshot at ``position`` of a run of ``config`` must say about where it is.
+
+    Returns
+    -------
+    dict
+        ``phase`` (``"pretrain"``, ``"supervised"`` or ``"done"`` at ``total_updates``), ``layer``
+        (the layer being pre-trained, else -1), ``unsup_done`` and ``sup_done`` (updates; they sum
+        to ``position``).
+    """
+    if position >= config.total_updates:
+        phase, layer = "done", -1
+    else:
+        p = config.phase_at(position)
+        phase, layer = p.kind, p.layer
+    unsup_done = min(position, config.unsup_updates)
+    return {"phase": phase, "layer": layer, "unsup_done": unsup_done,
+            "sup_done": position - unsup_done}
+
+
+def _check_consistency(path: Path, config: RunConfig, position: int, phase: str, layer: int,
+                       counters: Mapping[str, Any], metrics: Mapping[str, Any]) -> None:
+    """The position is stored several times over (attribute, file name, counters, phase, metrics);
+    a resume trusts ``position``, so any disagreement means a damaged or edited file."""
+    m = _NAME_RE.match(path.name)
+    if m is not None and int(m.group(1)) != position:
+        raise SnapshotError(
+            f"{path}: attribute 'position' is {position}, but the file name says {int(m.group(1))}"
+        )
+    want = expected_state(config, position)
+    for key in ("unsup_done", "sup_done"):
+        if key not in counters:
+            raise SnapshotError(f"{path}: missing attribute {key!r} on '/counters'")
+        if counters[key] != want[key]:
+            raise SnapshotError(
+                f"{path}: '/counters' attribute {key} is {counters[key]!r}, expected {want[key]} "
+                f"for position {position} (unsup_done + sup_done = position, with "
+                f"unsup_updates={config.unsup_updates})"
+            )
+    if (phase, layer) != (want["phase"], want["layer"]):
+        raise SnapshotError(
+            f"{path}: attributes phase={phase!r}, layer={layer} do not match the configuration's "
+            f"phase at position {position}: phase={want['phase']!r}, layer={want['layer']}"
+        )
+    sup = want["sup_done"]
+    checks = [
+        ("'/metrics' attribute n_examples", metrics["n_examples"], sup),
+        ("'/metrics/errors' attribute n_seen", metrics["errors"]["n_seen"], sup),
+        ("'/metrics/nll' attribute n_seen", metrics["nll"]["n_seen"], sup),
+    ]
+    for what, found, expected in checks:
+        if found != expected:
+            raise SnapshotError(
+                f"{path}: {what} is {found!r}, expected {expected} (the supervised updates done at "
+                f"position {position})"
+            )
+    # the window's errors are some of all the errors counted, the others fall outside the window
+    in_window = int(metrics["errors"]["total"])
+    outside = sup - min(sup, int(metrics["window"]))
+    n_errors = metrics["n_errors"]
+    if not in_window <= n_errors <= in_window + outside:
+        raise SnapshotError(
+            f"{path}: '/metrics' attribute n_errors is {n_errors!r}, expected "
+            f"{in_window}..{in_window + outside} (the window's {in_window} errors plus at most one "
+            f"per earlier supervised example)"
+        )
+    recon = metrics["reconstruction"]["n_seen"]
+    if recon > want["unsup_done"]:
+        raise SnapshotError(
+            f"{path}: '/metrics/reconstruction' attribute n_seen is {recon!r}, expected at most "
+            f"{want['unsup_done']} (the unsupervised updates done at position {position})"
+        )
+    series = metrics["series"]
+    if len(series.position) and int(series.position[-1]) > position:
+        raise SnapshotError(
+            f"{path}: dataset '/series/position' ends at {int(series.position[-1])}, after the "
+            f"snapshot's position {position}"
+        )
+
+
+def _read(f: h5py.File, name: str, path: Path, dtype=None) -> np.ndarray:
     if name not in f:
         raise SnapshotError(f"{path}: missing dataset {name!r} (not an onlinedeep snapshot, or damaged)")
     obj = f[name]
     if not isinstance(obj, h5py.Dataset):
         raise SnapshotError(f"{path}: {name!r} is a {type(obj).__name__}, expected a dataset")
+    if dtype is not None and obj.dtype != dtype:
+        raise SnapshotError(
+            f"{path}: dataset /{name} has dtype {obj.dtype}, expected {np.dtype(dtype)}"
+        )
     try:
         return obj[()]
     except Exception as exc:  # h5py raises OSError / RuntimeError on checksum or I/O failure
@@ -371,7 +428,7 @@ def load(path: str | os.PathLike, *, expect_config: RunConfig | None = None) -> 
     path : path-like
     expect_config : RunConfig, optional
         The configuration the caller intends to continue with. Any difference in a field outside
-        ``config.RESUME_MUTABLE`` is an error (the run would not be the same experiment).
+        ``config.BRANCH_MUTABLE`` is an error (the run would not be the same experiment).
 
     Returns
     -------
@@ -381,9 +438,11 @@ def load(path: str | os.PathLike, *, expect_config: RunConfig | None = None) -> 
     ------
     SnapshotError
         If the file is missing, truncated or damaged (not HDF5, a checksum fails), is not an onlinedeep
-        snapshot of a supported version, lacks a dataset or attribute, holds NaN/Inf or wrongly shaped
-        parameters, or its configuration differs from ``expect_config``. The message names the file
-        and the dataset or attribute.
+        snapshot of a supported version, lacks a dataset or attribute, holds NaN/Inf,
+        wrongly shaped or non-float32 parameters, if its position disagrees with its file name,
+        counters (``unsup_done + sup_done``), phase and layer (:func:`expected_state`) or metrics
+        (supervised examples counted), or if its configuration differs from ``expect_config``. The
+        message names the file and the dataset or attribute.
     """
     path = Path(path)
     if not path.is_file():
@@ -422,11 +481,11 @@ def load(path: str | os.PathLike, *, expect_config: RunConfig | None = None) -> 
         layer = int(_attr(f, "layer", path))
         if "params" not in f:
             raise SnapshotError(f"{path}: missing group '/params'")
-        params = {k: _read(f, f"params/{k}", path) for k in f["params"].keys()}
+        params = {k: _read(f, f"params/{k}", path, np.float32) for k in f["params"].keys()}
         _check_params(params, config, where=str(path))
-        counters = {}
-        if "counters" in f:
-            counters = {k: _attr(f["counters"], k, path, "/counters") for k in f["counters"].attrs}
+        if "counters" not in f:
+            raise SnapshotError(f"{path}: missing group '/counters'")
+        counters = {k: _attr(f["counters"], k, path, "/counters") for k in f["counters"].attrs}
         if "metrics" not in f:
             raise SnapshotError(f"{path}: missing group '/metrics'")
         mg = f["metrics"]
@@ -435,7 +494,7 @@ def load(path: str | os.PathLike, *, expect_config: RunConfig | None = None) -> 
             for k in ("window", "log_every", "layer", "n_examples", "n_errors", "nll_sum")
         }
         for name in ("errors", "nll", "reconstruction"):
-            buf = _read(f, f"metrics/{name}", path)
+            buf = _read(f, f"metrics/{name}", path, _METRIC_DTYPES[name])
             d = mg[name]
             metrics[name] = {
                 "window": metrics["window"],
@@ -469,13 +528,14 @@ def load(path: str | os.PathLike, *, expect_config: RunConfig | None = None) -> 
         RunMetrics.from_state(metrics)
     except (MetricsStateError, KeyError, ValueError) as exc:
         raise SnapshotError(f"{path}: invalid metrics state: {exc}") from None
+    _check_consistency(path, config, position, phase, layer, counters, metrics)
     if expect_config is not None:
-        diff = {k: v for k, v in config.diff(expect_config).items() if k not in RESUME_MUTABLE}
+        diff = {k: v for k, v in config.diff(expect_config).items() if k not in BRANCH_MUTABLE}
         if diff:
             lines = ", ".join(f"{k}: snapshot {a!r} vs requested {b!r}" for k, (a, b) in sorted(diff.items()))
             raise SnapshotError(
                 f"{path}: configuration does not match the snapshot's ({lines}); only "
-                f"{sorted(RESUME_MUTABLE)} may change when resuming"
+                f"{sorted(BRANCH_MUTABLE)} may change when continuing a run"
             )
         if expect_config.total_updates < position:
             raise SnapshotError(

@@ -22,10 +22,12 @@ import contextlib
 import datetime as _dt
 import json
 import platform
+import shutil
 import signal
 import sys
 import threading
 import time
+import warnings
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -34,9 +36,10 @@ from typing import Any, Iterable
 import numpy as np
 import torch
 
+from infinite_mnist.atomic import make_folder
 from onlinedeep import kernels, model, noise
 from onlinedeep import snapshot as snapshots
-from onlinedeep.config import ConfigError, Phase, RunConfig, RESUME_MUTABLE
+from onlinedeep.config import BRANCH_MUTABLE, ConfigError, Phase, RunConfig, RESUME_MUTABLE
 from onlinedeep.metrics import RunMetrics, Series
 from onlinedeep.producer import Chunk, Producer, stream_fetcher
 
@@ -74,14 +77,17 @@ class NonFiniteLossError(RuntimeError):
 
 
 class TrainingInterrupted(KeyboardInterrupt):
-    """The run was stopped by SIGINT (Ctrl-C) or SIGTERM after writing a snapshot.
+    """The run was stopped by SIGINT (Ctrl-C) or SIGTERM: at the next chunk boundary after writing a
+    snapshot, or, on a second signal, at once (the message says so; ``log.txt`` records it).
 
     Attributes
     ----------
     position : int
-        Examples trained when it stopped (a chunk boundary).
+        Examples trained when it stopped (a chunk boundary; on a second signal, the last one
+        completed).
     snapshot : Path or None
-        The snapshot written on the way out (None without a run folder).
+        The snapshot written on the way out, or on a second signal the last one written (None
+        without a run folder).
     signum : int
     """
 
@@ -255,9 +261,10 @@ class Trainer:
     Raises
     ------
     ConfigError
-        On an invalid configuration or a schedule shorter than the run.
+        On an invalid configuration, a kernel that does not run on the device, or a schedule
+        shorter than the run.
     RunDirError
-        If ``run_dir`` already holds a run (resume it with :meth:`resume`).
+        If ``run_dir`` already holds a run (resume it with :meth:`resume`) or is not a folder.
 
     Attributes
     ----------
@@ -284,9 +291,15 @@ class Trainer:
                 f"schedule: split is {self.schedule.split!r}, the configuration says {config.split!r}"
             )
         self.device = resolve_device(config.device)
-        self.kernel = kernels.get(config.kernel, self.device, threads=config.threads)
+        try:
+            self.kernel = kernels.get(config.kernel, self.device, threads=config.threads)
+        except ValueError as exc:  # an unknown name, or one that does not run on this device
+            raise ConfigError(f"kernel: {exc}") from None
         self._stream = stream
         self.run_dir = Path(run_dir) if run_dir is not None else None
+        if self.run_dir is not None and self.run_dir.exists() and not self.run_dir.is_dir():
+            raise RunDirError(f"{self.run_dir}: exists and is not a folder; choose another run "
+                              f"folder (--name / --out)")
         self._elapsed_before = 0.0
         self._train_error: dict | None = None
         self._failed: str | None = None
@@ -343,8 +356,8 @@ class Trainer:
         stream : optional
             As in :class:`Trainer`.
         **overrides
-            New values of fields in ``config.RESUME_MUTABLE`` (``device``, ``kernel``, ``mnist_dir``,
-            ``log_every``, ``snapshot_every``, ``keep_snapshots``, ``sup_updates``,
+            New values of fields in ``config.BRANCH_MUTABLE`` (``device``, ``kernel``, ``threads``,
+            ``mnist_dir``, ``log_every``, ``snapshot_every``, ``keep_snapshots``, ``sup_updates``,
             ``train_error_blocks``, ``name``, ``out``).
 
         Raises
@@ -363,11 +376,13 @@ class Trainer:
                      resuming: bool) -> "Trainer":
         from infinite_mnist import Schedule
 
-        bad = sorted(set(overrides) - RESUME_MUTABLE)
+        allowed = RESUME_MUTABLE if resuming else BRANCH_MUTABLE
+        bad = sorted(set(overrides) - allowed)
         if bad:
+            where = (f"when resuming (the run continues in its own folder {run_dir})" if resuming
+                     else "when continuing a run")
             raise snapshots.SnapshotError(
-                f"{snap.path}: cannot change {bad} when continuing a run; only "
-                f"{sorted(RESUME_MUTABLE)} may change"
+                f"{snap.path}: cannot change {bad} {where}; only {sorted(allowed)} may change"
             )
         given = {k: v for k, v in overrides.items() if v is not None}
         config = RunConfig.from_dict({**snap.config.to_dict(), **given},
@@ -411,26 +426,53 @@ class Trainer:
         run_dir : path-like
         stream : optional
         **overrides
-            As in :meth:`from_snapshot`.
+            New values of fields in ``config.RESUME_MUTABLE`` (as :meth:`from_snapshot`, but not
+            ``name`` or ``out``: the run continues in ``run_dir``).
 
         Raises
         ------
         RunDirError
             If the folder holds no snapshot.
         SnapshotError
-            If the latest snapshot is damaged (the message names it; earlier ones are kept).
+            If no snapshot of the folder can be read (the message lists each file tried and why it
+            failed), or an override is not allowed.
+
+        Warns
+        -----
+        snapshot.SnapshotFallbackWarning
+            When the newest snapshot(s) cannot be read and the run resumes from an older one; the
+            same line goes to ``log.txt``. The damaged files are left in place (the resumed run
+            overwrites them when it reaches their positions).
         """
         run_dir = Path(run_dir)
-        try:
-            path = snapshots.latest(run_dir / SNAPSHOT_DIR)
-        except snapshots.SnapshotError:
+        held = snapshots.list_snapshots(run_dir / SNAPSHOT_DIR)
+        if not held:
             raise RunDirError(
                 f"{run_dir}: no snapshot to resume from (expected {run_dir / SNAPSHOT_DIR}/"
                 f"snapshot-<position>.h5)"
-            ) from None
-        snap = snapshots.load(path)
-        return cls._from_loaded(snap, schedule=None, run_dir=run_dir, stream=stream,
-                                overrides=overrides, resuming=True)
+            )
+        failed: list[str] = []
+        snap = None
+        for _, _, path in reversed(held):  # newest first
+            try:
+                snap = snapshots.load(path)
+                break
+            except snapshots.SnapshotError as exc:
+                failed.append(str(exc))
+        if snap is None:
+            raise snapshots.SnapshotError(
+                f"{run_dir}: none of its {len(held)} snapshot(s) can be read; tried, newest first: "
+                + " | ".join(failed)
+            )
+        trainer = cls._from_loaded(snap, schedule=None, run_dir=run_dir, stream=stream,
+                                   overrides=overrides, resuming=True)
+        if failed:
+            message = (f"resuming from the older snapshot {Path(snap.path).name} (position "
+                       f"{snap.position}): {len(failed)} newer snapshot(s) cannot be read: "
+                       + " | ".join(failed))
+            trainer._log(f"warning: {message}")
+            warnings.warn(message, snapshots.SnapshotFallbackWarning, stacklevel=2)
+        return trainer
 
     @staticmethod
     def has_snapshot(run_dir) -> bool:
@@ -533,7 +575,7 @@ class Trainer:
 
     def _write_run_files(self) -> None:
         d = self.run_dir
-        d.mkdir(parents=True, exist_ok=True)
+        make_folder(d, "the run folder")
         _write_json_atomic(d / "config.json", self.config.to_dict())
         _write_json_atomic(d / "schedule.json", self.schedule.to_dict())
         _write_json_atomic(d / "provenance.json", self.provenance())
@@ -541,6 +583,33 @@ class Trainer:
             # left by a writer killed mid-write; the snapshot it was replacing is intact
             with contextlib.suppress(OSError):
                 stale.unlink()
+
+    def _start_run_dir(self) -> None:
+        """Write a fresh run folder up to its first (pinned) snapshot, or nothing.
+
+        A folder without a snapshot is not a run (``--resume`` refuses it), so if the start fails
+        the files it wrote are removed again, and the folder too if this call created it.
+        """
+        d = self.run_dir
+        created = []
+        for folder in reversed([d, *d.parents]):
+            if not folder.exists():
+                created.append(folder)
+        before = set(d.iterdir()) if d.is_dir() else set()
+        try:
+            self._write_run_files()
+            self._log(f"start at position {self.position} from {self._origin}; "
+                      f"config {self.config.to_json()}")
+            self._snapshot_in_run_dir(pinned=True)  # the starting point, kept
+        except BaseException:
+            if d in created:
+                shutil.rmtree(d, ignore_errors=True)
+            elif d.is_dir():
+                for path in set(d.iterdir()) - before:
+                    with contextlib.suppress(OSError):
+                        shutil.rmtree(path) if path.is_dir() else path.unlink()
+            raise
+        self._fresh_run_dir = False
 
     def _log(self, text: str) -> None:
         if self.run_dir is None:
@@ -655,12 +724,22 @@ class Trainer:
         position = chunk.start + i
         keep = (f"; the last good snapshot is {self._last_snapshot}" if self._last_snapshot
                 else "; no snapshot was written from these parameters")
+        cfg = self.config
+        if phase.kind == "supervised":
+            rates = f"learning rate {cfg.learning_rate}, l1 {cfg.l1}, l2 {cfg.l2}"
+        else:
+            rates = f"unsupervised learning rate {cfg.unsup_learning_rate}"
         self._failed = (
             f"the {what} became non-finite ({values[i]}) at update {position} (stream position "
-            f"{position}, {phase.label}, learning rate "
-            f"{self.config.learning_rate if phase.kind == 'supervised' else self.config.unsup_learning_rate})"
+            f"{position}, {phase.label}, {rates})"
         )
-        raise NonFiniteLossError(self._failed + keep + "; try a smaller learning rate", position)
+        cfg = self.config
+        if phase.kind == "supervised":
+            hint = "learning rate" + ("".join(f" or {name}" for name in ("l1", "l2")
+                                              if getattr(cfg, name) > 0))
+        else:
+            hint = "unsupervised learning rate"
+        raise NonFiniteLossError(self._failed + keep + f"; try a smaller {hint}", position)
 
     # ------------------------------------------------------------------ signals
     @contextlib.contextmanager
@@ -677,10 +756,14 @@ class Trainer:
             if self._stop_signal is not None:
                 for s, h in previous.items():
                     signal.signal(s, h)
-                raise KeyboardInterrupt(
-                    "interrupted again: stopping at once, without a final snapshot (the last "
-                    f"snapshot written is {self._last_snapshot})"
+                message = (
+                    f"{signal.Signals(signum).name} received again: stopped at once, without a "
+                    f"final snapshot; the updates after the last snapshot "
+                    f"({self._last_snapshot or 'none written'}) are lost"
                 )
+                self._log(f"interrupted again by signal {signum} after position {self.position}: "
+                          f"{message}")
+                raise TrainingInterrupted(message, self.position, self._last_snapshot, signum)
             self._stop_signal = signum
 
         for s in (signal.SIGINT, signal.SIGTERM):
@@ -750,13 +833,13 @@ class Trainer:
             self._snapshot_provenance = None
 
         if self.run_dir is not None:
-            self._write_run_files()
+            # Everything that can fail on the user's input (MNIST files, deformation settings) is
+            # checked before the first file is written: the stream is built here.
+            self.provenance()
             if self._fresh_run_dir:
-                self._log(f"start at position {self.position} from {self._origin}; "
-                          f"config {cfg.to_json()}")
-                self._snapshot_in_run_dir(pinned=True)  # the starting point, kept
-                self._fresh_run_dir = False
+                self._start_run_dir()
             else:
+                self._write_run_files()
                 self._log(f"resume at position {self.position} (run until {stop})")
                 if self.position in pins:
                     self._snapshot_in_run_dir(pinned=True)

@@ -79,12 +79,35 @@ def test_smoke_preset_and_overrides():
     ("kernel", ""), ("name", "a/b"), ("name", ".."), ("keep_snapshots", -1), ("threads", -2),
     ("sample_reconstruction", "yes"), ("unsup_split", "1,x,1"), ("unsup_split", "1,1"),
     ("unsup_split", "1,0,1"), ("sup_updates", -1), ("queue_size", 0),
+    # values that overflow or vanish in the kernels' float32
+    ("learning_rate", 1e300), ("learning_rate", 1e39), ("learning_rate", 1e-50),
+    ("unsup_learning_rate", 1e39), ("l1", 1e39), ("l2", 1e39),
+    ("l2", 10.0),  # learning_rate·l2 = 0.5: the decay alone flips the weights
+    ("kernel", "foo"), ("deformation", "foo"), ("stream_seed", 2**64), ("stream_seed", -1),
 ])
 def test_invalid_field_is_named(field, value):
     with pytest.raises(ConfigError) as err:
         RunConfig(**{"layers": 3, field: value})
     assert field in str(err.value)
     assert repr(value) in str(err.value) or str(value) in str(err.value)
+
+
+def test_l2_error_names_l2_and_the_bound():
+    with pytest.raises(ConfigError, match=r"^l2: expected learning_rate·l2 < 0\.5 \(learning_rate=0\.1, "
+                                          r"so l2 < 5\), found 1e\+30$"):
+        RunConfig(learning_rate=0.1, l2=1e30)
+    RunConfig(learning_rate=0.1, l2=4.9)
+
+
+def test_deformations_are_the_stream_modes():
+    from infinite_mnist.stream import MODES
+
+    from onlinedeep.config import DEFORMATIONS
+
+    assert DEFORMATIONS == MODES
+    with pytest.raises(ConfigError, match="mnist_dir: expected infimnist's data directory"):
+        RunConfig(deformation="infimnist")
+    RunConfig(deformation="infimnist", mnist_dir="/some/infimnist/data")
 
 
 def test_cross_field_errors():

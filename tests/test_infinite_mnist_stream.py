@@ -130,6 +130,46 @@ def test_same_bytes_in_another_process(stream, mnist_dir):
     assert out.stdout.strip() == _digest(stream, idx)
 
 
+_SEEDS = [0, 3, 2**32, 2**63 - 1, 2**63, 2**64 - 1]
+
+
+def test_every_seed_works_in_any_order_in_one_process(mnist_dir):
+    # The kernels are specialised on the type of their hash key at the first call; the key was a
+    # Python int (int64 when small), so seed 0 then seed 3 (key >= 2**63) overflowed. A fresh
+    # process, since this one may already hold specialisations from other tests.
+    code = (
+        "import sys, json, hashlib, warnings, numpy as np\n"
+        "warnings.simplefilter('ignore')\n"
+        "from infinite_mnist import InfiniteMNIST, load_mnist\n"
+        "m = load_mnist(sys.argv[1])\n"
+        "idx = np.array([70_000, 123_456_789], np.int64)\n"
+        "out = {}\n"
+        "for order in (json.loads(sys.argv[2]), json.loads(sys.argv[2])[::-1]):\n"
+        "    for mode in ('first-order', 'elastic'):\n"
+        "        for seed in order:\n"
+        "            d = hashlib.sha256(InfiniteMNIST(m, mode=mode, seed=seed).images(idx).tobytes())\n"
+        "            out.setdefault(f'{mode} {seed}', set()).add(d.hexdigest())\n"
+        "print(json.dumps({k: len(v) for k, v in out.items()}))\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code, str(mnist_dir), json.dumps(_SEEDS)],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    counts = json.loads(res.stdout)
+    assert len(counts) == 2 * len(_SEEDS) and set(counts.values()) == {1}  # same bytes both orders
+
+
+@pytest.mark.parametrize("seed", [-1, 2**64, 1.5, True, "3"])
+def test_bad_seed_is_refused_before_mnist_is_read(seed):
+    with pytest.raises(ValueError, match=r"seed: expected an integer in \[0, 2\*\*64 - 1\]"):
+        InfiniteMNIST(mnist_dir="/nonexistent", seed=seed)
+
+
+def test_floats_of_no_index_is_an_empty_float32_array(stream):
+    f = stream.floats([])
+    assert f.shape == (0, 784) and f.dtype == np.float32
+    assert to_float(np.zeros((0, 28, 28), np.uint8)).shape == (0, 784)
+
+
 def test_seed_changes_the_deformations_but_not_the_undeformed_digits(mnist, stream):
     other = InfiniteMNIST(mnist, seed=1)
     np.testing.assert_array_equal(other.images(np.arange(0, 70_000, 997)),

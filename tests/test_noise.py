@@ -1,5 +1,9 @@
 """Counter-based random draws (onlinedeep.noise)."""
 
+import json
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -116,6 +120,9 @@ def test_salt_pepper_values():
     (lambda: noise.masking_keep(0, np.array([3, -1]), 0, 10, 2), "positions must be >= 0"),
     (lambda: noise.masking_keep(0, np.arange(3), 0, 10, 11), "n_corrupt"),
     (lambda: noise.masking_keep(-1, np.arange(3), 0, 10, 1), "seed"),
+    (lambda: noise.masking_keep(2**64, np.arange(3), 0, 10, 1), "seed"),
+    (lambda: noise.uniforms(1.5, np.arange(3), 1, 0, 4), "seed"),
+    (lambda: noise.uniforms(True, np.arange(3), 1, 0, 4), "seed"),
     (lambda: noise.masking_keep(0, np.arange(3.0), 0, 10, 1), "integer array"),
     (lambda: noise.uniforms(0, np.arange(3), 1, -2, 4), "layer"),
     (lambda: noise.uniforms(0, np.zeros((2, 2), dtype=np.int64), 1, 0, 4), "1-d"),
@@ -123,3 +130,28 @@ def test_salt_pepper_values():
 def test_bad_arguments(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_every_seed_works_in_any_order_in_one_process():
+    # Same class of bug as the stream's hash key: a seed reaching a numba function as a Python int
+    # fixes its type at the first call. A fresh process, both orders, every draw function.
+    code = (
+        "import json, sys, hashlib, numpy as np\n"
+        "from onlinedeep import noise\n"
+        "pos = np.array([0, 5, 2**40], np.int64)\n"
+        "seeds = json.loads(sys.argv[1])\n"
+        "out = {}\n"
+        "for order in (seeds, seeds[::-1]):\n"
+        "    for s in order:\n"
+        "        a = noise.uniforms(s, pos, noise.PURPOSE_RBM_HIDDEN, 1, 7).tobytes()\n"
+        "        a += noise.masking_keep(s, pos, 0, 20, 5).tobytes()\n"
+        "        a += b''.join(x.tobytes() for x in noise.salt_pepper(s, pos, 2, 20, 5))\n"
+        "        out.setdefault(str(s), set()).add(hashlib.sha256(a).hexdigest())\n"
+        "print(json.dumps({k: len(v) for k, v in out.items()}))\n"
+    )
+    seeds = [0, 3, 2**63 - 1, 2**63, 2**64 - 1]
+    res = subprocess.run([sys.executable, "-c", code, json.dumps(seeds)], capture_output=True,
+                         text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    counts = json.loads(res.stdout)
+    assert len(counts) == len(seeds) and set(counts.values()) == {1}

@@ -322,6 +322,11 @@ def _check_report(out: Path, plan: OrderingPlan) -> None:
     assert (table["n_draws"] == plan.n_draws).all()
     assert np.isfinite(table["variance"]).all() and (table["variance"] > 0).all()
     assert ((table["online_error_mean"] > 0) & (table["online_error_mean"] < 0.9)).all()
+    mask = os.umask(0)
+    os.umask(mask)
+    wrong = {str(p.relative_to(out)): oct(p.stat().st_mode & 0o777) for p in out.rglob("*")
+             if p.is_file() and p.stat().st_mode & 0o777 != 0o666 & ~mask}
+    assert wrong == {}  # every output follows the umask (tempfile's 0600 did not)
 
 
 @pytest.mark.slow

@@ -187,6 +187,50 @@ def test_wrong_format_and_metrics(good, tmp_path):
         snapshot.load(path)
 
 
+@pytest.mark.parametrize("edit,match", [
+    # the position moved without the counters (a resume would silently skip examples)
+    (lambda f: f.attrs.__setitem__("position", np.int64(600)),
+     r"'/counters' attribute sup_done is 100, expected 200 for position 600"),
+    (lambda f: f["counters"].attrs.__setitem__("sup_done", 150), r"sup_done is 150, expected 100"),
+    (lambda f: f.attrs.__setitem__("phase", "pretrain"),
+     r"phase='pretrain', layer=-1 do not match .* phase='supervised', layer=-1"),
+    (lambda f: f["metrics"].attrs.__setitem__("n_examples", 90),
+     r"'/metrics' attribute n_examples is 90, expected 100"),
+    (lambda f: f["metrics/nll"].attrs.__setitem__("n_seen", 101),
+     r"'/metrics/nll' attribute n_seen is 101, expected 100"),
+    (lambda f: f["metrics"].attrs.__setitem__("n_errors", f["metrics"].attrs["n_errors"] + 60),
+     r"n_errors is \d+, expected \d+\.\.\d+"),
+    (lambda f: f["counters"].attrs.__delitem__("unsup_done"), "missing attribute 'unsup_done'"),
+])
+def test_position_is_cross_checked(good, edit, match):
+    path, _ = good
+    _edit(path, edit)
+    with pytest.raises(snapshot.SnapshotError, match=match):
+        snapshot.load(path)
+
+
+def test_position_must_match_the_file_name(tmp_path):
+    st = _state(_config())
+    path = snapshot.save(tmp_path / snapshot.snapshot_name(400), **st)
+    with pytest.raises(snapshot.SnapshotError,
+                       match="attribute 'position' is 500, but the file name says 400"):
+        snapshot.load(path)
+
+
+def test_parameters_must_be_float32(good):
+    path, _ = good
+
+    def as_float64(f):
+        w = f["params/W0"][()]
+        del f["params/W0"]
+        f.create_dataset("params/W0", data=w.astype(np.float64), chunks=True, fletcher32=True)
+
+    _edit(path, as_float64)
+    with pytest.raises(snapshot.SnapshotError,
+                       match=r"good\.h5: dataset /params/W0 has dtype float64, expected float32"):
+        snapshot.load(path)
+
+
 def test_listing_ignores_temporary_files(tmp_path):
     (tmp_path / "snapshot-000000001000.h5").write_bytes(b"x")
     (tmp_path / "snapshot-000000003000.pinned.h5").write_bytes(b"x")
@@ -203,17 +247,19 @@ _WRITER = textwrap.dedent("""
     from onlinedeep import snapshot
     from onlinedeep.config import RunConfig
     from onlinedeep.metrics import RunMetrics
-    cfg = RunConfig(layers=3, n_hidden=1000, unsup_updates=3000, sup_updates=10**6, chunk_size=1,
-                    snapshot_every=1, window=1000, log_every=1)
+    cfg = RunConfig(layers=3, n_hidden=1000, pretrain="none", sup_updates=10**6, chunk_size=1,
+                    snapshot_every=1, window=1000, log_every=10**6)
     shapes = snapshot.param_shapes(cfg)
-    m = RunMetrics(cfg.window, cfg.log_every).state()
+    metrics = RunMetrics(cfg.window, cfg.log_every)
     k = 0
     while True:
+        metrics.add_supervised(k, np.zeros(1, np.uint8), np.ones(1))
         k += 1
         params = {name: torch.full(shape, float(k)) for name, shape in shapes.items()}
         snapshot.save(sys.argv[1], config=cfg, schedule={"split": "all", "segments": [[0, 10]]},
-                      position=k, phase="supervised", layer=-1, params=params, metrics=m,
-                      counters={}, provenance={})
+                      position=k, phase="supervised", layer=-1, params=params,
+                      metrics=metrics.state(), counters={"unsup_done": 0, "sup_done": k},
+                      provenance={})
 """)
 
 

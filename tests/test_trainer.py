@@ -9,6 +9,7 @@ import json
 import os
 import signal
 
+import h5py
 import numpy as np
 import pytest
 import torch
@@ -188,6 +189,35 @@ def test_ctrl_c_snapshots_then_resume_is_bit_identical(tmp_path, fake_stream):
     _assert_same_run(whole, resumed)
 
 
+def test_second_signal_stops_at_once_and_says_so_in_the_log(tmp_path, fake_stream):
+    run_dir = tmp_path / "run"
+    trainer = Trainer(_config("none"), stream=fake_stream(), run_dir=run_dir)
+    trainer.run(stop=200, progress=False)
+    with pytest.raises(TrainingInterrupted, match=r"SIGINT received again: stopped at once, "
+                                                  r"without a final snapshot.*snapshot-000000000200\.h5\) are lost"):
+        with trainer._signals():
+            signal.raise_signal(signal.SIGINT)  # the first one only asks to stop at a boundary
+            signal.raise_signal(signal.SIGINT)
+    log = (run_dir / "log.txt").read_text()
+    assert "interrupted again by signal 2 after position 200: SIGINT received again" in log
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_a_failed_start_leaves_no_run_folder(tmp_path, fake_stream, monkeypatch):
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(snapshot, "save", full_disk)
+    for run_dir, existed in ((tmp_path / "new" / "run", False), (tmp_path / "empty", True)):
+        if existed:
+            run_dir.mkdir()
+        with pytest.raises(OSError, match="No space left"):
+            Trainer(_config("none"), stream=fake_stream(), run_dir=run_dir).run(progress=False)
+        # a folder holding config.json but no snapshot would only mislead --resume
+        assert not run_dir.exists() if not existed else list(run_dir.iterdir()) == []
+    assert (tmp_path / "new").is_dir()  # only what the start created is removed
+
+
 def test_extending_sup_updates_on_resume(tmp_path, fake_stream):
     longer = Trainer(_config("rbm", sup_updates=800), stream=fake_stream())
     longer.run(progress=False)
@@ -199,6 +229,49 @@ def test_extending_sup_updates_on_resume(tmp_path, fake_stream):
     _assert_same_run(longer, extended)
     with pytest.raises(snapshot.SnapshotError, match=r"cannot change \['learning_rate'\]"):
         Trainer.resume(tmp_path / "r", stream=fake_stream(), learning_rate=0.5)
+
+
+def test_resume_refuses_a_new_location(tmp_path, fake_stream):
+    Trainer(_config("none"), stream=fake_stream(), run_dir=tmp_path / "r").run(stop=200,
+                                                                              progress=False)
+    for field in ("name", "out"):
+        with pytest.raises(snapshot.SnapshotError,
+                           match=rf"cannot change \['{field}'\] when resuming \(the run continues "
+                                 r"in its own folder"):
+            Trainer.resume(tmp_path / "r", stream=fake_stream(), **{field: "elsewhere"})
+    assert not (tmp_path / "elsewhere").exists()
+
+
+def test_resume_falls_back_to_the_newest_readable_snapshot(tmp_path, fake_stream):
+    cfg = _config("dae", keep_snapshots=0)
+    whole = Trainer(cfg, stream=fake_stream())
+    whole.run(progress=False)
+    run_dir = tmp_path / "r"
+    Trainer(cfg, stream=fake_stream(), run_dir=run_dir).run(stop=600, progress=False)
+    snaps = run_dir / "snapshots"
+    newest = snaps / "snapshot-000000000600.h5"
+    data = newest.read_bytes()
+    newest.write_bytes(data[: len(data) // 2])  # truncated by a full disk, say
+    with h5py.File(snaps / "snapshot-000000000400.h5", "r+") as f:  # and an edited one
+        f.attrs["position"] = np.int64(450)
+    with pytest.warns(snapshot.SnapshotFallbackWarning,
+                      match=r"resuming from the older snapshot snapshot-000000000200\.h5 \(position "
+                            r"200\): 2 newer snapshot\(s\) cannot be read: .*000600\.h5: cannot open"
+                            r".*000400\.h5: attribute 'position' is 450"):
+        resumed = Trainer.resume(run_dir, stream=fake_stream())
+    assert resumed.position == 200
+    assert "warning: resuming from the older snapshot snapshot-000000000200.h5" in (
+        run_dir / "log.txt").read_text()
+    resumed.run(progress=False)
+    _assert_same_run(whole, resumed)
+    assert snapshot.load(newest).position == 600  # the damaged files were overwritten on the way
+
+    for _, _, path in snapshot.list_snapshots(snaps):  # nothing readable: every failure listed
+        path.write_bytes(b"")
+    with pytest.raises(snapshot.SnapshotError,
+                       match=r"none of its \d+ snapshot\(s\) can be read; tried, newest first: "
+                             r".*001000\.pinned\.h5: cannot open.*000000\.pinned\.h5: cannot open"):
+        Trainer.resume(run_dir, stream=fake_stream())
 
 
 # ------------------------------------------------------------------------------------ branching

@@ -1,0 +1,184 @@
+"""User errors in every command: one ``error: ...`` line, exit status 2 (usage, input) or 1
+(running), no traceback, and nothing left behind; genuine bugs keep their traceback (cli.main)."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from cli.main import app
+
+pytestmark = [pytest.mark.usefixtures("single_thread"),
+              pytest.mark.filterwarnings("ignore::infinite_mnist.MnistSourceWarning")]
+
+SMALL = ["--preset", "smoke", "--pretrain", "none", "--units", "8", "--sup-updates", "1000",
+         "--threads", "1", "--no-progress"]
+
+
+def _run(*args):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def _one_error_line(r, status: int, message: str) -> str:
+    assert r.exit_code == status, r.output
+    assert r.exception is None or isinstance(r.exception, SystemExit), repr(r.exception)
+    assert "Traceback" not in r.output
+    errors = [line for line in r.output.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, r.output
+    assert message in errors[0], errors[0]
+    return errors[0]
+
+
+@pytest.fixture
+def corrupt_mnist_dir(make_mnist_dir):
+    d, _ = make_mnist_dir()
+    data = bytearray((d / "train-labels-idx1-ubyte.gz").read_bytes())
+    import gzip
+
+    raw = bytearray(gzip.decompress(bytes(data)))
+    raw[3] = 0x99  # bad magic
+    (d / "train-labels-idx1-ubyte.gz").write_bytes(gzip.compress(bytes(raw)))
+    return d
+
+
+def test_train_input_errors_leave_no_run_folder(tmp_path, corrupt_mnist_dir, mnist_dir):
+    out = tmp_path / "runs"
+    (tmp_path / "afile").write_text("x")
+    cases = [
+        (["--mnist-dir", "/nonexistent"], 2, "/nonexistent: MNIST files missing"),
+        (["--mnist-dir", corrupt_mnist_dir], 2, "wrong magic number"),
+        (["--deformation", "foo"], 2, "deformation: expected one of ('first-order', 'elastic', "
+                                      "'infimnist'), found 'foo'"),
+        (["--deformation", "infimnist"], 2, "mnist_dir: expected infimnist's data directory"),
+        (["--kernel", "foo"], 2, "kernel: expected one of ('auto', 'reference', 'numba', "
+                                 "'cuda-graph'), found 'foo'"),
+        (["--lr", "1e300"], 2, "learning_rate: expected a number > 0, finite and non-zero in float32"),
+        (["--l2", "1e30"], 2, "l2: expected learning_rate·l2 < 0.5"),
+        (["--stream-seed", str(2**64)], 2, "stream_seed: expected an integer in [0, 2**64)"),
+    ]
+    if not torch.cuda.is_available():
+        cases.append((["--kernel", "cuda-graph"], 2, "kernel 'cuda-graph' does not run on device cpu"))
+    for extra, status, message in cases:
+        r = _run("train", *SMALL, "--out", out, "--name", "r", *extra)
+        _one_error_line(r, status, message)
+        assert not (out / "r").exists(), extra  # no stub folder with config.json only
+    r = _run("train", *SMALL, "--out", tmp_path, "--name", "afile", "--mnist-dir", mnist_dir)
+    _one_error_line(r, 2, f"{tmp_path / 'afile'}: exists and is not a folder")
+    r = _run("train", *SMALL, "--out", tmp_path / "afile" / "sub", "--name", "r",
+             "--mnist-dir", mnist_dir)
+    _one_error_line(r, 1, f"{tmp_path / 'afile'}: not a folder, cannot create the run folder")
+
+
+def test_outputs_that_cannot_be_written(tmp_path, mnist_dir):
+    (tmp_path / "afile").write_text("x")
+    blocked = tmp_path / "afile" / "sub"
+    for args in (["generate", "--count", "3", "--out", blocked / "x.h5", "--mnist-dir", mnist_dir],
+                 ["preview", "--out", blocked / "x.png", "--mnist-dir", mnist_dir, "--columns", "1"]):
+        _one_error_line(_run(*args), 1, f"{tmp_path / 'afile'}: not a folder")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
+
+
+def test_generate_input_errors(tmp_path, corrupt_mnist_dir):
+    out = tmp_path / "x.h5"
+    _one_error_line(_run("generate", "--count", "3", "--out", out, "--mnist-dir", "/nonexistent"),
+                    2, "/nonexistent: MNIST files missing")
+    _one_error_line(_run("generate", "--count", "3", "--out", out, "--mnist-dir", corrupt_mnist_dir),
+                    2, "wrong magic number")
+    r = _run("generate", "--count", "5", "--start", str(2**63 - 1), "--out", out)
+    assert r.exit_code == 2 and "start + count <= 2**63" in " ".join(r.output.split()), r.output
+    assert "Traceback" not in r.output and not out.exists()
+
+
+def test_ordering_variance_refusals(tmp_path):
+    r = _run("ordering-variance", "run", "--out", tmp_path / "ov", "--preset", "smoke",
+             "--test-count", "20000", "--dry-run")
+    _one_error_line(r, 2, "test_count: expected test_start + test_count <= 10,000")
+    r = _run("ordering-variance", "run", "--out", tmp_path / "ov", "--preset", "smoke",
+             "--kernel", "foo", "--dry-run")
+    _one_error_line(r, 2, "kernel: expected one of")
+
+    from onlinedeep.ordering_variance import OrderingPlan, save_or_check_plan
+
+    save_or_check_plan(OrderingPlan.preset("smoke"), tmp_path / "ov")
+    r = _run("ordering-variance", "run", "--out", tmp_path / "ov", "--preset", "smoke",
+             "--draws", "4")
+    _one_error_line(r, 2, "this folder holds a different experiment (stored vs requested): "
+                          "n_draws: 3 vs 4")
+    assert "already finished" not in r.output  # refused before anything ran
+    assert sorted(p.name for p in (tmp_path / "ov").iterdir()) == ["plan.json"]
+
+
+def test_unreachable_scheduler_writes_nothing(tmp_path):
+    from onlinedeep import executors
+    from onlinedeep.ordering_variance import OrderingPlan, run_experiment
+
+    with pytest.raises(OSError, match=r"cannot reach the Dask scheduler at tcp://127\.0\.0\.1:1 "
+                                      r"within 2 s"):
+        run_experiment(OrderingPlan.preset("smoke"), tmp_path / "ov",
+                       lambda: executors.remote_client("tcp://127.0.0.1:1", timeout=2))
+    assert not (tmp_path / "ov").exists()  # no plan.json: a rerun is not mistaken for a start
+
+
+def test_os_errors_are_reported_as_runtime_errors(tmp_path, monkeypatch):
+    import cli.main
+
+    assert cli.main._exit_status(ConnectionRefusedError("x")) == 1
+    assert cli.main._exit_status(ZeroDivisionError()) is None
+    assert cli.main._message(PermissionError(13, "Permission denied", "/sys/x")) == \
+        "/sys/x: Permission denied"
+
+
+def test_genuine_bugs_keep_their_traceback(monkeypatch, tmp_path):
+    from onlinedeep import config
+
+    def broken(*args, **kwargs):
+        raise ValueError("a bug, not a user error")  # a plain ValueError is not user-facing
+
+    monkeypatch.setattr(config.RunConfig, "preset", broken)
+    r = _run("train", "--out", tmp_path)
+    assert isinstance(r.exception, ValueError) and r.exit_code == 1
+    assert "error:" not in r.output
+
+
+def test_resume_refuses_options_that_cannot_change(tmp_path, mnist_dir):
+    r = _run("train", *SMALL, "--out", tmp_path, "--name", "r", "--mnist-dir", mnist_dir)
+    assert r.exit_code == 0, r.output
+    run_dir = tmp_path / "r"
+    for extra, flags in ((["--out", tmp_path / "other"], "--out"), (["--name", "branch"], "--name"),
+                         (["--out", tmp_path / "o", "--name", "b", "--lr", "0.1"],
+                          "--learning-rate, --name, --out")):
+        line = _one_error_line(_run("train", "--resume", run_dir, *extra), 2,
+                               f"{flags}: cannot change when resuming")
+        allowed = re.search(r"allowed: (.*)$", line).group(1).split(", ")
+        assert "--out" not in allowed and "--name" not in allowed and "--sup-updates" in allowed
+    assert not (tmp_path / "other").exists() and not (tmp_path / "o").exists()
+
+
+def test_readme_lists_exactly_the_options_allowed_with_resume():
+    from onlinedeep.config import RESUME_MUTABLE
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    m = re.search(r"only `(--[^`]*)` may be given", " ".join(readme.split()))
+    assert m, "README: the sentence listing the options allowed with --resume is missing"
+    assert sorted(m.group(1).split()) == sorted("--" + f.replace("_", "-") for f in RESUME_MUTABLE)
+
+
+def test_summary_warns_at_chance_level_and_without_supervised_updates(tmp_path, mnist_dir):
+    r = _run("train", "--preset", "smoke", "--pretrain", "none", "--units", "8", "--sup-updates",
+             "1000", "--window", "500", "--lr", "1e6", "--threads", "1", "--no-progress",
+             "--out", tmp_path, "--name", "diverged", "--mnist-dir", mnist_dir)
+    assert r.exit_code == 0, r.output
+    error = float(re.search(r"online_error (\d\.\d+)", r.output).group(1))
+    assert error >= 0.85
+    assert "warning: the final online_error" in r.output and "try a smaller --lr" in r.output
+
+    r = _run("train", "--preset", "smoke", "--pretrain", "dae", "--units", "8", "--unsup-updates",
+             "500", "--sup-updates", "0", "--threads", "1", "--no-progress", "--out", tmp_path,
+             "--name", "unsup", "--mnist-dir", mnist_dir)
+    assert r.exit_code == 0, r.output
+    assert "no supervised updates, so no online error" in r.output
+    assert "warning: the final online_error" not in r.output
+    assert not (tmp_path / "unsup" / "online_error.png").exists()
