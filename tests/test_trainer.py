@@ -164,6 +164,8 @@ def test_ctrl_c_snapshots_then_resume_is_bit_identical(tmp_path, fake_stream):
     cfg = _config("dae")
     whole = Trainer(cfg, stream=fake_stream())
     whole.run(progress=False)
+    # Whatever the process had (default_int_handler, or SIG_IGN when started in the background).
+    before = signal.getsignal(signal.SIGINT)
 
     trigger = Schedule.contiguous(cfg.total_updates).indices(550, 1)[0]
     sent = []
@@ -182,7 +184,7 @@ def test_ctrl_c_snapshots_then_resume_is_bit_identical(tmp_path, fake_stream):
     assert err.value.snapshot.name == f"snapshot-{stop:012d}.h5"
     assert snapshot.load(err.value.snapshot).position == stop
     assert "SIGINT received" in str(err.value)
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
+    assert signal.getsignal(signal.SIGINT) is before  # handlers restored
 
     resumed = Trainer.resume(run_dir, stream=fake_stream())
     resumed.run(progress=False)
@@ -193,6 +195,7 @@ def test_second_signal_stops_at_once_and_says_so_in_the_log(tmp_path, fake_strea
     run_dir = tmp_path / "run"
     trainer = Trainer(_config("none"), stream=fake_stream(), run_dir=run_dir)
     trainer.run(stop=200, progress=False)
+    before = signal.getsignal(signal.SIGINT)
     with pytest.raises(TrainingInterrupted, match=r"SIGINT received again: stopped at once, "
                                                   r"without a final snapshot.*snapshot-000000000200\.h5\) are lost"):
         with trainer._signals():
@@ -200,7 +203,7 @@ def test_second_signal_stops_at_once_and_says_so_in_the_log(tmp_path, fake_strea
             signal.raise_signal(signal.SIGINT)
     log = (run_dir / "log.txt").read_text()
     assert "interrupted again by signal 2 after position 200: SIGINT received again" in log
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signal.SIGINT) is before
 
 
 def test_a_failed_start_leaves_no_run_folder(tmp_path, fake_stream, monkeypatch):
