@@ -33,6 +33,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterable
 
+import numba
 import numpy as np
 import torch
 
@@ -680,6 +681,11 @@ class Trainer:
         fetch = stream_fetcher(self.stream, self.schedule)
 
         def fetch_with_draws(start: int, stop: int) -> _DrawnChunk:
+            # Runs in the producer thread; Numba's thread count is per calling thread. One thread
+            # generates far faster than training consumes (~1M examples/s), and a parallel
+            # generator would take cores from the kernel's threads, which wait for each other at
+            # every layer (bench_pipeline.py, 2 kernel threads: live/pre-generated 0.86 before).
+            numba.set_num_threads(1)
             chunk = fetch(start, stop)
             return _DrawnChunk(chunk.start, chunk.stop, chunk.indices, chunk.x, chunk.labels,
                                draws=self._chunk_draws(start, stop))
