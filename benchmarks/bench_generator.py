@@ -113,8 +113,11 @@ def main() -> None:
                  if "albumentations" in results else "n/a |"))
     if "albumentations" in results:
         print(f"| albumentations ElasticTransform | 1 | {results['albumentations']:,.0f} | | 1 |")
-    print(f"\nload average (1, 5, 15 min) at the end: {os.getloadavg()} on "
-          f"{os.cpu_count()} CPUs - above the CPU count, other processes compete for the cores")
+    load = os.getloadavg()
+    busy = (" - above the CPU count: other processes compete for the cores"
+            if load[0] > os.cpu_count() else "")
+    print(f"\nload average (1, 5, 15 min) at the end: {tuple(round(v, 2) for v in load)} on "
+          f"{os.cpu_count()} CPUs{busy}")
     target = results.get(("first-order", 2))
     if target is not None:
         print(f"first-order, 2 threads: {target:,.0f} examples/s "
