@@ -38,6 +38,7 @@ and starts the others; a job that fails is reported with its error and does not 
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -834,16 +835,26 @@ def output_variance(probabilities: np.ndarray) -> float:
     return float(p.var(axis=0, ddof=1).mean())
 
 
-def _read_job_output(path: Path, plan: OrderingPlan) -> tuple[np.ndarray, float]:
+@contextlib.contextmanager
+def _read_h5(path, fmt: str, what: str):
+    """Open an HDF5 output of this module whose ``format`` attribute must be ``fmt``.
+
+    Any failure inside the block (missing file, damaged file, wrong format, missing dataset or
+    attribute) becomes a ValueError naming the file and ``what`` it should have been.
+    """
     try:
         with h5py.File(path, "r") as f:
-            if f.attrs.get("format") != OUTPUT_FORMAT:
-                raise ValueError(f"attribute 'format': expected {OUTPUT_FORMAT!r}, found "
-                                 f"{f.attrs.get('format')!r}")
-            probs = f["probabilities"][...]
-            online_error = float(f.attrs["online_error"])
+            if f.attrs.get("format") != fmt:
+                raise ValueError(f"attribute 'format': expected {fmt!r}, found {f.attrs.get('format')!r}")
+            yield f
     except (OSError, KeyError, ValueError) as exc:
-        raise ValueError(f"{path}: not a readable ordering-variance job output ({exc})") from None
+        raise ValueError(f"{path}: not a readable {what} ({exc})") from None
+
+
+def _read_job_output(path: Path, plan: OrderingPlan) -> tuple[np.ndarray, float]:
+    with _read_h5(path, OUTPUT_FORMAT, "ordering-variance job output") as f:
+        probs = f["probabilities"][...]
+        online_error = float(f.attrs["online_error"])
     if probs.shape != (plan.test_count, 10) or not np.isfinite(probs).all():
         raise ValueError(
             f"{path}: dataset 'probabilities': expected finite values of shape "
@@ -921,14 +932,8 @@ def load_table(path: str | os.PathLike) -> dict[str, np.ndarray]:
     ValueError
         If the file is not such a table (names the file and what is wrong).
     """
-    try:
-        with h5py.File(path, "r") as f:
-            if f.attrs.get("format") != TABLE_FORMAT:
-                raise ValueError(f"attribute 'format': expected {TABLE_FORMAT!r}, found "
-                                 f"{f.attrs.get('format')!r}")
-            records = f["table"][...]
-    except (OSError, KeyError) as exc:
-        raise ValueError(f"{path}: not an ordering-variance table ({exc})") from None
+    with _read_h5(path, TABLE_FORMAT, "ordering-variance table") as f:
+        records = f["table"][...]
     table = {name: records[name] for name in records.dtype.names}
     table["condition"] = np.array([c.decode() for c in records["condition"]], dtype=object)
     return table

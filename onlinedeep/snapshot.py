@@ -420,6 +420,19 @@ def _json_attr(f, name: str, path: Path) -> Any:
         raise SnapshotError(f"{path}: attribute {name!r} is not valid JSON ({exc})") from None
 
 
+def _open(path: Path) -> h5py.File:
+    """Open a snapshot file for reading; SnapshotError (naming the file) if it is missing or not HDF5."""
+    if not path.is_file():
+        raise SnapshotError(f"{path}: no such snapshot file")
+    try:
+        return h5py.File(path, "r")
+    except Exception as exc:
+        size = path.stat().st_size
+        raise SnapshotError(
+            f"{path}: cannot open as HDF5 ({size} bytes; truncated or not an HDF5 file?): {exc}"
+        ) from None
+
+
 def load(path: str | os.PathLike, *, expect_config: RunConfig | None = None) -> Snapshot:
     """Read and validate a snapshot.
 
@@ -445,16 +458,7 @@ def load(path: str | os.PathLike, *, expect_config: RunConfig | None = None) -> 
         message names the file and the dataset or attribute.
     """
     path = Path(path)
-    if not path.is_file():
-        raise SnapshotError(f"{path}: no such snapshot file")
-    try:
-        f = h5py.File(path, "r")
-    except Exception as exc:
-        size = path.stat().st_size
-        raise SnapshotError(
-            f"{path}: cannot open as HDF5 ({size} bytes; truncated or not an HDF5 file?): {exc}"
-        ) from None
-    with f:
+    with _open(path) as f:
         try:
             fmt = _attr(f, "format", path)
         except SnapshotError:
@@ -567,13 +571,7 @@ def read_series(path: str | os.PathLike) -> tuple[RunConfig, Series]:
         As :func:`load` for an unreadable file or missing dataset.
     """
     path = Path(path)
-    if not path.is_file():
-        raise SnapshotError(f"{path}: no such snapshot file")
-    try:
-        f = h5py.File(path, "r")
-    except Exception as exc:
-        raise SnapshotError(f"{path}: cannot open as HDF5 (truncated or not HDF5?): {exc}") from None
-    with f:
+    with _open(path) as f:
         try:
             config = RunConfig.from_json(_attr(f, "config", path), where=f"{path}: attribute 'config'")
         except ConfigError as exc:

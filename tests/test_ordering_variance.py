@@ -409,3 +409,13 @@ def test_smoke_pipeline_dask_cluster_with_a_failed_job(tmp_path, dask_cluster, m
     assert _state(plan, out)[0] == {**finished, victim.key: _state(plan, out)[0][victim.key]}
     assert _attrs(plan.output_path(out, victim))["started_from"] == "branch point"
     _check_report(out, plan)
+
+
+def test_reading_a_table_of_another_format_names_the_file(tmp_path):
+    from onlinedeep.ordering_variance import load_table
+
+    path = tmp_path / "other.h5"
+    with h5py.File(path, "w") as f:
+        f.attrs["format"] = "something else"
+    with pytest.raises(ValueError, match=r"other\.h5: not a readable ordering-variance table .*'format'"):
+        load_table(path)
