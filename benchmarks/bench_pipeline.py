@@ -1,7 +1,7 @@
 """Is the producer ever the bottleneck? Trainer throughput with the live generator vs pre-generated data.
 
 Issue 5: "trainer throughput with the live generator within 5% of its throughput on pre-generated
-data". Prints, in one run, updates/s through :meth:`onlinedeep.trainer.Trainer.run` (numba kernel,
+data". Prints, in one run, updates/s through :meth:`onlinedeep.training.loop.Trainer.run` (numba kernel,
 no run folder, no progress bar) for
 
 * a 784-2000-10 supervised run (``pretrain="none"``), and
@@ -47,7 +47,7 @@ from infinite_mnist import InfiniteMNIST, Schedule
 from onlinedeep import kernels, noise
 from onlinedeep.config import RunConfig
 from onlinedeep.model import init_params
-from onlinedeep.trainer import Trainer
+from onlinedeep.training.loop import Trainer
 
 
 class PregeneratedStream:

@@ -15,18 +15,18 @@ import click
 import typer
 from typer.core import TyperGroup
 
-from cli import generate, ordering_variance, train
+from onlinedeep_cli import generate, ordering_variance, train
 
 # (module, class, exit status), most specific first. Looked up in sys.modules only: an exception
 # can only come from a module that was imported, and --help stays free of torch and numba.
 USER_ERRORS: tuple[tuple[str, str, int], ...] = (
     ("onlinedeep.config", "ConfigError", 2),             # an option or configuration value
     ("onlinedeep.snapshot", "SnapshotError", 2),         # a snapshot file (damaged, inconsistent)
-    ("onlinedeep.trainer", "RunDirError", 2),            # a run folder that cannot be used so
+    ("onlinedeep.training.loop", "RunDirError", 2),            # a run folder that cannot be used so
     ("infinite_mnist.mnist", "MnistNotFoundError", 2),   # --mnist-dir / $ONLINEDEEP_MNIST_DIR
     ("infinite_mnist.mnist", "MnistFormatError", 2),     # a damaged or foreign MNIST file
-    ("onlinedeep.trainer", "NonFiniteLossError", 1),     # training diverged
-    ("onlinedeep.producer", "ProducerError", 1),         # generating the stream failed
+    ("onlinedeep.training.loop", "NonFiniteLossError", 1),     # training diverged
+    ("onlinedeep.training.producer", "ProducerError", 1),         # generating the stream failed
 )
 
 

@@ -1,7 +1,7 @@
 """``onlinedeep ordering-variance run|report``: the example-ordering experiment (paper 8.2, Figure 13).
 
-The logic lives in :mod:`onlinedeep.ordering_variance` (plan, jobs, aggregation) and
-:mod:`onlinedeep.executors` (local or Dask cluster); this module only parses options and prints.
+The logic lives in :mod:`onlinedeep.experiments.ordering_variance` (plan, jobs, aggregation) and
+:mod:`onlinedeep.experiments.executors` (local or Dask cluster); this module only parses options and prints.
 """
 from __future__ import annotations
 
@@ -87,11 +87,11 @@ def run(
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan and its cost; run nothing."),
 ) -> None:
     """Run (or continue) the experiment: skips finished jobs, resumes interrupted ones."""
-    from onlinedeep import executors
-    from onlinedeep.ordering_variance import OrderingPlan, run_experiment
+    from onlinedeep.experiments import executors
+    from onlinedeep.experiments.ordering_variance import OrderingPlan, run_experiment
 
     # ConfigError (an option, or a folder holding another experiment) and OSError (e.g. an
-    # unreachable --scheduler) are reported by cli.main as one line.
+    # unreachable --scheduler) are reported by onlinedeep_cli.main as one line.
     plan = OrderingPlan.preset(
         preset.value, pretrain=pretrain.value, n_segments=segments, n_draws=draws,
         test_count=test_count, layers=layers, n_hidden=units,
@@ -107,7 +107,7 @@ def run(
 
     from tqdm import tqdm
 
-    from onlinedeep.ordering_variance import check_plan, pending_jobs
+    from onlinedeep.experiments.ordering_variance import check_plan, pending_jobs
 
     check_plan(plan, out)  # a changed plan is refused before anything runs
     total = len(plan.jobs())
@@ -152,7 +152,7 @@ def report(
     out: Path = typer.Option(..., "--out", help="Experiment folder written by `run`."),
 ) -> None:
     """Aggregate the finished jobs into one HDF5 table and draw Figure 13."""
-    from onlinedeep.ordering_variance import load_plan, report as make_report
+    from onlinedeep.experiments.ordering_variance import load_plan, report as make_report
 
     try:
         plan = load_plan(out)

@@ -157,10 +157,10 @@ def register(app: typer.Typer) -> None:
         """
         from onlinedeep.config import RESUME_MUTABLE, RunConfig
         from onlinedeep.plots import plot_online_error
-        from onlinedeep.trainer import Trainer, TrainingInterrupted
+        from onlinedeep.training.loop import Trainer, TrainingInterrupted
 
         # Errors of the project's own classes (ConfigError, SnapshotError, RunDirError, MNIST
-        # errors, ...) are reported by cli.main as one line; the run folder is written only once
+        # errors, ...) are reported by onlinedeep_cli.main as one line; the run folder is written only once
         # the configuration, kernel, device and data source have been checked (Trainer.run).
         values = dict(locals())
         given = {f: values[f] for f in _FIELDS if values[f] is not None}

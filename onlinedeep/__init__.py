@@ -8,12 +8,12 @@ each (see docs/architecture.md):
 - :mod:`onlinedeep.model` — parameters and batched inference;
 - :mod:`onlinedeep.noise` — random draws as pure functions of (seed, stream position);
 - :mod:`onlinedeep.kernels` — the per-example update loops (reference PyTorch, Numba, CUDA graphs);
-- :mod:`onlinedeep.producer`, :mod:`onlinedeep.metrics`, :mod:`onlinedeep.snapshot`,
-  :mod:`onlinedeep.trainer` — the run loop;
-- :mod:`onlinedeep.ordering_variance`, :mod:`onlinedeep.executors` — the Figure 13 experiment.
+- :mod:`onlinedeep.training.producer`, :mod:`onlinedeep.metrics`, :mod:`onlinedeep.snapshot`,
+  :mod:`onlinedeep.training.loop` — the run loop;
+- :mod:`onlinedeep.experiments.ordering_variance`, :mod:`onlinedeep.experiments.executors` — the Figure 13 experiment.
 """
 from onlinedeep.config import RunConfig
-from onlinedeep.trainer import Trainer, resume
+from onlinedeep.training.loop import Trainer, resume
 
 __version__ = "0.1.0"
 __all__ = ["RunConfig", "Trainer", "resume", "__version__"]

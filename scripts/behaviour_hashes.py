@@ -74,7 +74,7 @@ def api():
         from onlinedeep.training.run import branch, resume, start  # after the split
         return start, resume, branch
     except ImportError:
-        from onlinedeep.trainer import Trainer  # before
+        from onlinedeep.training.loop import Trainer  # before
 
         return ((lambda config, **kw: Trainer(config, **kw)), Trainer.resume, Trainer.from_snapshot)
 

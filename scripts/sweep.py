@@ -53,7 +53,7 @@ def _typed(field: str, value: str):
 def _run_one(run_dir: str, fields: dict) -> tuple[str, float, float, float, int]:
     """Train (or resume) one grid point; returns (run_dir, online_error, online_nll, seconds, updates)."""
     from onlinedeep.config import RunConfig
-    from onlinedeep.trainer import Trainer
+    from onlinedeep.training.loop import Trainer
 
     path = Path(run_dir)
     cfg = RunConfig.preset("paper", **fields)

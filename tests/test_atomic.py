@@ -69,7 +69,7 @@ def test_every_writer_uses_the_one_helper():
 def test_generate_preview_plot_and_run_folder_outputs_respect_the_umask(tmp_path, mnist_dir):
     from typer.testing import CliRunner
 
-    from cli.main import app
+    from onlinedeep_cli.main import app
 
     mask = 0o027
     expected = 0o666 & ~mask

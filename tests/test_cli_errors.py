@@ -1,5 +1,5 @@
 """User errors in every command: one ``error: ...`` line, exit status 2 (usage, input) or 1
-(running), no traceback, and nothing left behind; genuine bugs keep their traceback (cli.main)."""
+(running), no traceback, and nothing left behind; genuine bugs keep their traceback (onlinedeep_cli.main)."""
 from __future__ import annotations
 
 import re
@@ -9,7 +9,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from cli.main import app
+from onlinedeep_cli.main import app
 
 pytestmark = [pytest.mark.usefixtures("single_thread"),
               pytest.mark.filterwarnings("ignore::infinite_mnist.MnistSourceWarning")]
@@ -100,7 +100,7 @@ def test_ordering_variance_refusals(tmp_path):
              "--kernel", "foo", "--dry-run")
     _one_error_line(r, 2, "kernel: expected one of")
 
-    from onlinedeep.ordering_variance import OrderingPlan, save_or_check_plan
+    from onlinedeep.experiments.ordering_variance import OrderingPlan, save_or_check_plan
 
     save_or_check_plan(OrderingPlan.preset("smoke"), tmp_path / "ov")
     r = _run("ordering-variance", "run", "--out", tmp_path / "ov", "--preset", "smoke",
@@ -112,8 +112,8 @@ def test_ordering_variance_refusals(tmp_path):
 
 
 def test_unreachable_scheduler_writes_nothing(tmp_path):
-    from onlinedeep import executors
-    from onlinedeep.ordering_variance import OrderingPlan, run_experiment
+    from onlinedeep.experiments import executors
+    from onlinedeep.experiments.ordering_variance import OrderingPlan, run_experiment
 
     with pytest.raises(OSError, match=r"cannot reach the Dask scheduler at tcp://127\.0\.0\.1:1 "
                                       r"within 2 s"):
@@ -123,11 +123,11 @@ def test_unreachable_scheduler_writes_nothing(tmp_path):
 
 
 def test_os_errors_are_reported_as_runtime_errors(tmp_path, monkeypatch):
-    import cli.main
+    import onlinedeep_cli.main
 
-    assert cli.main._exit_status(ConnectionRefusedError("x")) == 1
-    assert cli.main._exit_status(ZeroDivisionError()) is None
-    assert cli.main._message(PermissionError(13, "Permission denied", "/sys/x")) == \
+    assert onlinedeep_cli.main._exit_status(ConnectionRefusedError("x")) == 1
+    assert onlinedeep_cli.main._exit_status(ZeroDivisionError()) is None
+    assert onlinedeep_cli.main._message(PermissionError(13, "Permission denied", "/sys/x")) == \
         "/sys/x: Permission denied"
 
 

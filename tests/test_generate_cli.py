@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from cli.main import app
+from onlinedeep_cli.main import app
 from infinite_mnist import InfiniteMNIST
 from infinite_mnist.io import write_stream
 from infinite_mnist.mnist import read_idx_images, read_idx_labels

@@ -15,9 +15,9 @@ import pytest
 import torch
 
 from infinite_mnist.schedule import training_ids_to_indices
-from onlinedeep import executors
+from onlinedeep.experiments import executors
 from onlinedeep.config import ConfigError, RunConfig
-from onlinedeep.ordering_variance import (
+from onlinedeep.experiments.ordering_variance import (
     Job,
     OrderingPlan,
     load_table,
@@ -28,7 +28,7 @@ from onlinedeep.ordering_variance import (
     save_or_check_plan,
 )
 from onlinedeep.model import predict_proba
-from onlinedeep.trainer import Trainer
+from onlinedeep.training.loop import Trainer
 
 
 def small_config(**kw) -> RunConfig:
@@ -296,7 +296,7 @@ def test_branching_and_resuming_equal_training_from_scratch(tmp_path, mnist_dir)
 # ---------------------------------------------------------------------------- smoke pipelines
 def _cli(*args, **kw) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    return subprocess.run([sys.executable, "-m", "cli.main", "ordering-variance", *args],
+    return subprocess.run([sys.executable, "-m", "onlinedeep_cli.main", "ordering-variance", *args],
                           capture_output=True, text=True, env=env, timeout=300, **kw)
 
 
@@ -335,7 +335,7 @@ def test_smoke_pipeline_local_executor_killed_and_rerun(tmp_path, mnist_dir):
     plan = OrderingPlan.preset("smoke")
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "cli.main", "ordering-variance", "run", "--out", str(out),
+        [sys.executable, "-m", "onlinedeep_cli.main", "ordering-variance", "run", "--out", str(out),
          "--preset", "smoke", "--jobs", "2"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, start_new_session=True)
     try:
@@ -412,7 +412,7 @@ def test_smoke_pipeline_dask_cluster_with_a_failed_job(tmp_path, dask_cluster, m
 
 
 def test_reading_a_table_of_another_format_names_the_file(tmp_path):
-    from onlinedeep.ordering_variance import load_table
+    from onlinedeep.experiments.ordering_variance import load_table
 
     path = tmp_path / "other.h5"
     with h5py.File(path, "w") as f:

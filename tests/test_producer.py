@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 
-from onlinedeep.producer import Chunk, Producer, ProducerError, stream_fetcher
+from onlinedeep.training.producer import Chunk, Producer, ProducerError, stream_fetcher
 
 
 def _chunk(start, stop):

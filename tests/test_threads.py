@@ -12,7 +12,7 @@ import torch
 
 from onlinedeep import kernels
 from onlinedeep.config import RunConfig
-from onlinedeep.trainer import Trainer
+from onlinedeep.training.loop import Trainer
 
 pytestmark = [
     pytest.mark.usefixtures("single_thread"),
@@ -83,7 +83,7 @@ def test_draws_in_the_producer_thread_and_one_torch_thread_in_the_loop(fake_stre
     numba kernel the PyTorch ops of the loop (forward through fixed layers) use one thread."""
     import threading
 
-    from onlinedeep import trainer as trainer_module
+    from onlinedeep.training import loop as trainer_module
 
     draw_threads, torch_threads = [], []
     masking_keep, hidden_forward = trainer_module.noise.masking_keep, trainer_module.model.hidden_forward

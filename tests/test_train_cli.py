@@ -9,7 +9,7 @@ import time
 import pytest
 from typer.testing import CliRunner
 
-from cli.main import app
+from onlinedeep_cli.main import app
 from onlinedeep import snapshot
 
 pytestmark = [pytest.mark.usefixtures("single_thread"),
@@ -108,7 +108,7 @@ def test_plot_several_runs(smoke_runs, tmp_path):
 
 
 def test_ctrl_c_writes_a_snapshot_and_exits_non_zero(tmp_path, mnist_dir):
-    cmd = [sys.executable, "-m", "cli.main", "train", "--preset", "smoke", "--pretrain", "none",
+    cmd = [sys.executable, "-m", "onlinedeep_cli.main", "train", "--preset", "smoke", "--pretrain", "none",
            "--units", "32", "--sup-updates", "10M", "--snapshot-every", "1000", "--threads", "1",
            "--mnist-dir", str(mnist_dir), "--out", str(tmp_path), "--name", "r", "--no-progress"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

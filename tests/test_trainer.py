@@ -17,8 +17,8 @@ import torch
 from infinite_mnist import Schedule
 from onlinedeep import kernels, model, snapshot
 from onlinedeep.config import ConfigError, RunConfig
-from onlinedeep.producer import ProducerError
-from onlinedeep.trainer import (NonFiniteLossError, RunDirError, Trainer, TrainingInterrupted,
+from onlinedeep.training.producer import ProducerError
+from onlinedeep.training.loop import (NonFiniteLossError, RunDirError, Trainer, TrainingInterrupted,
                                 resume)
 
 pytestmark = pytest.mark.usefixtures("single_thread")

@@ -54,7 +54,7 @@ import h5py
 import numpy as np
 
 from onlinedeep.config import BRANCH_MUTABLE, ConfigError, RunConfig
-from onlinedeep.executors import Outcome, Task, run_tasks
+from onlinedeep.experiments.executors import Outcome, Task, run_tasks
 from onlinedeep.snapshot import atomic_file, snapshot_name
 
 __all__ = [
@@ -80,8 +80,8 @@ PLAN_FILE = "plan.json"
 LAST_RUN_FILE = "last_run.json"
 TABLE_FILE = "ordering_variance.h5"
 FIGURE_FILE = "figure13.png"
-OUTPUT_FORMAT = "onlinedeep.ordering_variance.job/1"
-TABLE_FORMAT = "onlinedeep.ordering_variance.table/1"
+OUTPUT_FORMAT = "onlinedeep.experiments.ordering_variance.job/1"
+TABLE_FORMAT = "onlinedeep.experiments.ordering_variance.table/1"
 
 # Fields of a condition's RunConfig that may change between two `run` calls on the same folder: they
 # change where and how jobs execute or report, never the updates. sup_updates is *not* among them
@@ -364,7 +364,7 @@ class OrderingPlan:
     def branch_point(self, out: str | os.PathLike, condition: str, segment: int) -> Path:
         """Snapshot of the base run of ``condition`` at the start of ``segment`` (s ≥ 1, position
         s·L): the pinned snapshot its trainer writes there."""
-        from onlinedeep.trainer import SNAPSHOT_DIR
+        from onlinedeep.training.loop import SNAPSHOT_DIR
 
         return (self.run_dir(out, Job(condition)) / SNAPSHOT_DIR
                 / snapshot_name(self.boundary(segment), pinned=True))
@@ -402,7 +402,7 @@ class OrderingPlan:
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form (what ``plan.json`` holds)."""
         return {
-            "format": "onlinedeep.ordering_variance.plan/1",
+            "format": "onlinedeep.experiments.ordering_variance.plan/1",
             "n_segments": self.n_segments,
             "n_draws": self.n_draws,
             "test_start": self.test_start,
@@ -595,7 +595,7 @@ _STREAMS: dict[tuple, Any] = {}
 def _stream_for(config: RunConfig):
     # One stream per worker process and data source: loading and checking MNIST takes a moment, and
     # the generator is stateless (safe to share between the threads of a Dask worker).
-    from onlinedeep.trainer import make_stream
+    from onlinedeep.training.loop import make_stream
 
     key = (config.mnist_dir, config.deformation, config.stream_seed)
     if key not in _STREAMS:
@@ -658,7 +658,7 @@ def run_job(plan_data: dict[str, Any], out: str, key: str, threads: int | None =
     trained network's final snapshot, relative to the output's folder (:mod:`onlinedeep.snapshot`).
     """
     from onlinedeep.model import predict_proba
-    from onlinedeep.trainer import Trainer
+    from onlinedeep.training.loop import Trainer
 
     plan = OrderingPlan.from_dict(plan_data)
     job = Job.from_key(key)
@@ -775,7 +775,7 @@ def run_experiment(
     -------
     dict of str to Outcome
         One per job of the plan, in plan order: finished before this call → ``done`` with value
-        ``{"status": "already finished"}``; otherwise what :func:`onlinedeep.executors.run_tasks`
+        ``{"status": "already finished"}``; otherwise what :func:`onlinedeep.experiments.executors.run_tasks`
         reports (``failed`` with the error, ``skipped`` when the base job failed). Also written to
         ``out/last_run.json`` (with tracebacks).
 

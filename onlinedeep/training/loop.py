@@ -12,7 +12,7 @@ kernel are aligned to multiples of ``chunk_size`` and to the phase boundaries. S
 snapshot, or a branch started from another run's snapshot with a schedule sharing its prefix, feeds
 the kernel exactly the same chunks as one uninterrupted run and ends with bit-identical weights.
 
-Data flow: ``infinite_mnist`` stream + ``Schedule`` → :class:`onlinedeep.producer.Producer` (thread,
+Data flow: ``infinite_mnist`` stream + ``Schedule`` → :class:`onlinedeep.training.producer.Producer` (thread,
 bounded queue) → kernel (``onlinedeep.kernels``) → :class:`onlinedeep.metrics.RunMetrics` →
 :mod:`onlinedeep.snapshot`.
 """
@@ -42,7 +42,7 @@ from onlinedeep import kernels, model, noise
 from onlinedeep import snapshot as snapshots
 from onlinedeep.config import BRANCH_MUTABLE, ConfigError, Phase, RunConfig, RESUME_MUTABLE
 from onlinedeep.metrics import RunMetrics, Series
-from onlinedeep.producer import Chunk, Producer, stream_fetcher
+from onlinedeep.training.producer import Chunk, Producer, stream_fetcher
 
 __all__ = [
     "Trainer",
@@ -810,7 +810,7 @@ class Trainer:
             from the bad parameters, earlier ones stay.
         TrainingInterrupted
             On SIGINT/SIGTERM, after a snapshot at the next chunk boundary.
-        onlinedeep.producer.ProducerError
+        onlinedeep.training.producer.ProducerError
             If generating the stream fails (the original exception is chained).
         """
         if self._failed:
