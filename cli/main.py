@@ -22,11 +22,11 @@ from onlinedeep_cli import generate, ordering_variance, train
 USER_ERRORS: tuple[tuple[str, str, int], ...] = (
     ("onlinedeep.config", "ConfigError", 2),             # an option or configuration value
     ("onlinedeep.snapshot", "SnapshotError", 2),         # a snapshot file (damaged, inconsistent)
-    ("onlinedeep.training.loop", "RunDirError", 2),            # a run folder that cannot be used so
+    ("onlinedeep.run_folder", "RunDirError", 2),         # a run or job folder that cannot be used so
     ("infinite_mnist.mnist", "MnistNotFoundError", 2),   # --mnist-dir / $ONLINEDEEP_MNIST_DIR
     ("infinite_mnist.mnist", "MnistFormatError", 2),     # a damaged or foreign MNIST file
-    ("onlinedeep.training.loop", "NonFiniteLossError", 1),     # training diverged
-    ("onlinedeep.training.producer", "ProducerError", 1),         # generating the stream failed
+    ("onlinedeep.training.loop", "NonFiniteLossError", 1),  # training diverged
+    ("onlinedeep.training.producer", "ProducerError", 1),  # generating the stream failed
 )
 
 

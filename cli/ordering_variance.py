@@ -5,7 +5,6 @@ The logic lives in :mod:`onlinedeep.experiments.ordering_variance` (plan, jobs, 
 """
 from __future__ import annotations
 
-import os
 from enum import Enum
 from pathlib import Path
 from typing import Optional
@@ -87,11 +86,12 @@ def run(
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan and its cost; run nothing."),
 ) -> None:
     """Run (or continue) the experiment: skips finished jobs, resumes interrupted ones."""
+    from onlinedeep import threads as thread_policy
     from onlinedeep.experiments import executors
     from onlinedeep.experiments.ordering_variance import OrderingPlan, run_experiment
 
     # ConfigError (an option, or a folder holding another experiment) and OSError (e.g. an
-    # unreachable --scheduler) are reported by onlinedeep_cli.main as one line.
+    # unreachable --scheduler) are reported by cli.main as one line.
     plan = OrderingPlan.preset(
         preset.value, pretrain=pretrain.value, n_segments=segments, n_draws=draws,
         test_count=test_count, layers=layers, n_hidden=units,
@@ -124,7 +124,7 @@ def run(
         def connect():
             return executors.remote_client(scheduler)
     else:
-        threads = threads or max(1, (os.cpu_count() or 1) // jobs)
+        threads = thread_policy.decide("job", threads or 0, jobs=jobs)
 
         def connect():
             return executors.local_client(jobs)

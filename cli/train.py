@@ -46,12 +46,16 @@ def _pretrain_text(cfg) -> str:
     return f"pretrain {cfg.pretrain} ({cfg.pretrain_layers} of {cfg.layers} layers)"
 
 
+def _shape(cfg) -> str:
+    return "-".join(str(n) for n in [cfg.n_inputs, *[cfg.n_hidden] * cfg.layers, cfg.n_classes])
+
+
 def _summary(trainer, result, run_dir: Optional[Path], png: Optional[Path]) -> None:
     cfg = trainer.config
     seconds = trainer.elapsed_s
     lines = [
         f"run          {run_dir}" if run_dir else None,
-        f"network      784-{'-'.join([str(cfg.n_hidden)] * cfg.layers)}-10, {_pretrain_text(cfg)}",
+        f"network      {_shape(cfg)}, {_pretrain_text(cfg)}",
         f"position     {result.position:,} of {cfg.total_updates:,} examples "
         f"({cfg.unsup_updates:,} unsupervised + {cfg.sup_updates:,} supervised)",
         f"online_error {result.online_error:.4f} (last {min(cfg.window, max(result.position - cfg.unsup_updates, 0)):,} "
@@ -64,8 +68,8 @@ def _summary(trainer, result, run_dir: Optional[Path], png: Optional[Path]) -> N
         f"snapshot     {result.snapshot}" if result.snapshot else None,
         f"plot         {png}" if png else None,
     ]
-    if result.train_error is not None:
-        err = ", ".join(f"{e:.4f}" for e in result.train_error["error"])
+    if trainer.train_error is not None:
+        err = ", ".join(f"{e:.4f}" for e in trainer.train_error["error"])
         lines.append(f"train error  by block in presentation order (Figure 12): {err}")
     if not png and cfg.sup_updates == 0:
         lines.append("plot         none: no supervised updates, so no online error (the "
@@ -156,11 +160,12 @@ def register(app: typer.Typer) -> None:
         online_error.png. Ctrl-C writes a snapshot and exits with status 130; --resume continues.
         """
         from onlinedeep.config import RESUME_MUTABLE, RunConfig
+        from onlinedeep.experiments import figure12
         from onlinedeep.plots import plot_online_error
-        from onlinedeep.training.loop import Trainer, TrainingInterrupted
+        from onlinedeep.training import Trainer, TrainingInterrupted, resume as resume_run
 
         # Errors of the project's own classes (ConfigError, SnapshotError, RunDirError, MNIST
-        # errors, ...) are reported by onlinedeep_cli.main as one line; the run folder is written only once
+        # errors, ...) are reported by cli.main as one line; the run folder is written only once
         # the configuration, kernel, device and data source have been checked (Trainer.run).
         values = dict(locals())
         given = {f: values[f] for f in _FIELDS if values[f] is not None}
@@ -174,7 +179,7 @@ def register(app: typer.Typer) -> None:
                       f"snapshot's configuration is used and the run continues in {resume}); "
                       f"allowed: {', '.join(_flag(f) for f in sorted(RESUME_MUTABLE))}", 2)
             run_dir = Path(resume)
-            trainer = Trainer.resume(run_dir, **given)
+            trainer = resume_run(run_dir, **given)
             typer.echo(f"resuming {run_dir} at position {trainer.position:,} of "
                        f"{trainer.config.total_updates:,}")
         else:
@@ -187,7 +192,7 @@ def register(app: typer.Typer) -> None:
             trainer = Trainer(config, run_dir=run_dir)
             typer.echo(f"run folder {run_dir}: {config.total_updates:,} updates "
                        f"({config.unsup_updates:,} unsupervised + {config.sup_updates:,} "
-                       f"supervised), 784-{'-'.join([str(config.n_hidden)] * config.layers)}-10, "
+                       f"supervised), {_shape(config)}, "
                        f"{_pretrain_text(config)}, kernel {trainer.kernel.name} on {trainer.device}")
 
         try:
@@ -196,10 +201,12 @@ def register(app: typer.Typer) -> None:
             typer.secho(f"\n{exc}\nresume with: onlinedeep train --resume {run_dir}", err=True,
                         fg=typer.colors.YELLOW)
             raise typer.Exit(128 + int(exc.signum)) from None
+        # Figure 12 blocks: after a complete run, stored in its final snapshot
+        result.snapshot = figure12.record(trainer, progress=progress) or result.snapshot
 
         png = None
         if len(result.series.supervised()):
-            png = plot_online_error([run_dir], run_dir / "online_error.png")
+            png = plot_online_error([run_dir], trainer.folder.plot_path)
         _summary(trainer, result, run_dir, png)
 
     @app.command()

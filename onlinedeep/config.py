@@ -1,4 +1,4 @@
-"""One run's configuration: the :class:`RunConfig` dataclass, presets, count parsing, phase boundaries.
+"""One run's configuration: the :class:`RunConfig` dataclass, presets, count parsing.
 
 Every ``onlinedeep train`` flag maps to one field of :class:`RunConfig` with the same name; the
 configuration is written verbatim (JSON) into every snapshot and read back on resume, so a run is
@@ -6,7 +6,8 @@ fully described by it plus its :class:`infinite_mnist.Schedule`.
 
 Stream positions count examples seen, unsupervised ones included: positions ``[0, unsup_updates)``
 pre-train the bottom ``pretrain_layers`` layers one after the other, positions
-``[unsup_updates, unsup_updates + sup_updates)`` fine-tune the whole network with labels (paper 5.3).
+``[unsup_updates, unsup_updates + sup_updates)`` fine-tune the whole network with labels (paper 5.3);
+:mod:`onlinedeep.phases` derives the phases and chunks from a configuration.
 """
 from __future__ import annotations
 
@@ -20,7 +21,6 @@ from typing import Any
 
 __all__ = [
     "ConfigError",
-    "Phase",
     "RunConfig",
     "PRESETS",
     "RESUME_MUTABLE",
@@ -29,15 +29,14 @@ __all__ = [
     "format_count",
 ]
 
-N_INPUTS = 784
-N_CLASSES = 10
-
 PRETRAIN_MODES = ("dae", "rbm", "none")
 # infinite_mnist.stream.MODES (not imported: reading a configuration should not load numba)
 DEFORMATIONS = ("first-order", "elastic", "infimnist")
 NOISE_MODES = ("masking", "salt-pepper")
 SPLITS = ("protocol", "all")
 DEVICES = ("auto", "cpu", "cuda")
+# onlinedeep.kernels.KERNEL_NAMES (not imported: reading a configuration should not load torch)
+KERNELS = ("auto", "reference", "numba", "cuda-graph")
 
 # Fields that may differ between a snapshot's configuration and the configuration a resumed run
 # continues with: they change how the run executes, how often it reports, or (sup_updates) only
@@ -130,31 +129,6 @@ def format_count(n: int) -> str:
     return str(n)
 
 
-@dataclass(frozen=True)
-class Phase:
-    """A contiguous range of stream positions trained the same way.
-
-    Attributes
-    ----------
-    kind : str
-        ``"pretrain"`` or ``"supervised"``.
-    layer : int
-        Layer being pre-trained (0 = the bottom one), or -1 for the supervised phase.
-    start, stop : int
-        Stream positions (examples seen, unsupervised included), half-open ``[start, stop)``.
-    """
-
-    kind: str
-    layer: int
-    start: int
-    stop: int
-
-    @property
-    def label(self) -> str:
-        """Short human label: ``"pretrain L1"`` or ``"supervised"``."""
-        return f"pretrain L{self.layer}" if self.kind == "pretrain" else "supervised"
-
-
 @dataclass
 class RunConfig:
     """Configuration of one training run (one field per ``onlinedeep train`` flag, same name).
@@ -170,6 +144,9 @@ class RunConfig:
         Number of hidden layers, 1-5 (all of width ``n_hidden``).
     n_hidden : int
         Units per hidden layer.
+    n_inputs, n_classes : int
+        Inputs of the first layer and classes of the softmax layer (784 and 10 for MNIST digits; a
+        configuration written before these fields existed means MNIST).
     pretrain : {"dae", "rbm", "none"}
         Stacked denoising auto-encoders (paper 5.1.2), a DBN of RBMs trained by CD-k (5.1.1), or none.
     pretrain_layers : int
@@ -227,14 +204,12 @@ class RunConfig:
         report its error in this many blocks (Figure 12).
     device : {"auto", "cpu", "cuda"}
     kernel : str
-        ``onlinedeep.kernels.get`` name (``auto``, ``reference``, ``numba``, ...).
+        ``onlinedeep.kernels.get`` name (one of :data:`KERNELS`).
     threads : int
-        CPU threads of the kernel (``onlinedeep.kernels.get(kernel, device, threads=...)``); 0 =
-        auto: ``$ONLINEDEEP_NUMBA_THREADS``, else the cores available to the process, at most 2.
-        numba kernel: its own threads, which never change the weights (so a run may resume with
-        another count); the PyTorch operations in its training loop run on one thread. reference /
-        cuda-graph kernels: PyTorch's threads (0 leaves PyTorch's default). On a machine shared with
-        other jobs, 1 can be many times faster than oversubscribed cores.
+        CPU threads, 0 = auto; :func:`onlinedeep.threads.decide` says what each part of the run
+        gets (a kernel with its own threads: those, which never change the weights; PyTorch
+        kernels: PyTorch's threads). On a machine shared with other jobs, 1 can be many times
+        faster than oversubscribed cores.
     mnist_dir : str or None
         Base MNIST directory (else ``$ONLINEDEEP_MNIST_DIR``, the cache, ...).
     name, out : str
@@ -243,6 +218,8 @@ class RunConfig:
 
     layers: int = 1
     n_hidden: int | None = None
+    n_inputs: int = 784
+    n_classes: int = 10
     pretrain: str = "dae"
     pretrain_layers: int | None = None
     unsup_updates: int | None = None
@@ -319,6 +296,8 @@ class RunConfig:
 
         need(is_int(self.layers) and 1 <= self.layers <= 5, "layers", "an integer in 1..5")
         need(is_int(self.n_hidden) and self.n_hidden >= 1, "n_hidden", "an integer >= 1")
+        need(is_int(self.n_inputs) and self.n_inputs >= 1, "n_inputs", "an integer >= 1")
+        need(is_int(self.n_classes) and self.n_classes >= 2, "n_classes", "an integer >= 2")
         need(self.pretrain in PRETRAIN_MODES, "pretrain", f"one of {PRETRAIN_MODES}")
         need(is_int(self.pretrain_layers) and 0 <= self.pretrain_layers <= self.layers,
              "pretrain_layers", f"an integer in 0..layers={self.layers}")
@@ -334,7 +313,7 @@ class RunConfig:
             need(self.unsup_updates == 0, "unsup_updates", "0 when pretrain_layers=0")
         need(self.unsup_updates + self.sup_updates > 0, "sup_updates",
              "a positive total of updates (unsup_updates + sup_updates > 0)")
-        self._split_weights()  # raises on a bad unsup_split
+        self.split_weights()  # raises on a bad unsup_split
         # The kernels compute in float32: a value that overflows (1e39) or underflows (1e-46) there
         # is not the value asked for.
         need(is_f32(self.learning_rate) and self.learning_rate > 0 and _f32(self.learning_rate) > 0,
@@ -382,9 +361,7 @@ class RunConfig:
                 f"found {self.train_error_blocks}"
             )
         need(self.device in DEVICES, "device", f"one of {DEVICES}")
-        from onlinedeep.kernels import KERNEL_NAMES  # lazily: torch
-
-        need(self.kernel in KERNEL_NAMES, "kernel", f"one of {KERNEL_NAMES}")
+        need(self.kernel in KERNELS, "kernel", f"one of {KERNELS}")
         need(is_int(self.threads) and self.threads >= 0, "threads", "an integer >= 0 (0: auto)")
         need(self.mnist_dir is None or isinstance(self.mnist_dir, str), "mnist_dir",
              "a directory path or null")
@@ -393,7 +370,14 @@ class RunConfig:
              "name", "a folder name of letters, digits, '.', '_', '+', '-'")
         need(isinstance(self.out, str) and self.out != "", "out", "a directory path")
 
-    def _split_weights(self) -> list[float]:
+    def split_weights(self) -> list[float]:
+        """Weights of ``unsup_split``, one per pre-trained layer (all 1 for ``"equal"``).
+
+        Raises
+        ------
+        ConfigError
+            If ``unsup_split`` is not ``"equal"`` or one positive weight per pre-trained layer.
+        """
         k = self.pretrain_layers if isinstance(self.pretrain_layers, int) else 0
         if self.unsup_split == "equal":
             return [1.0] * k
@@ -418,119 +402,6 @@ class RunConfig:
     def total_updates(self) -> int:
         """Stream positions of the whole run: ``unsup_updates + sup_updates``."""
         return self.unsup_updates + self.sup_updates
-
-    def layer_updates(self) -> list[int]:
-        """Unsupervised updates given to each pre-trained layer (bottom first); they sum to
-        ``unsup_updates``. See ``unsup_split``."""
-        weights = self._split_weights()
-        if not weights:
-            return []
-        total = sum(weights)
-        counts = [int(math.floor(self.unsup_updates * w / total)) for w in weights[:-1]]
-        counts.append(self.unsup_updates - sum(counts))
-        if min(counts) < 1:
-            raise ConfigError(
-                f"unsup_split: {self.unsup_split!r} leaves a layer without updates "
-                f"(unsup_updates={self.unsup_updates}, counts {counts})"
-            )
-        return counts
-
-    def phases(self) -> list[Phase]:
-        """The run's phases in stream order (empty phases omitted).
-
-        Returns
-        -------
-        list of Phase
-            One ``pretrain`` phase per pre-trained layer, then the ``supervised`` phase.
-        """
-        out: list[Phase] = []
-        start = 0
-        for layer, count in enumerate(self.layer_updates()):
-            out.append(Phase("pretrain", layer, start, start + count))
-            start += count
-        if self.sup_updates > 0:
-            out.append(Phase("supervised", -1, start, start + self.sup_updates))
-        return out
-
-    def phase_boundaries(self) -> list[int]:
-        """Positions where a phase starts or ends, ascending, 0 and ``total_updates`` included."""
-        bounds = {0, self.total_updates}
-        for p in self.phases():
-            bounds.update((p.start, p.stop))
-        return sorted(bounds)
-
-    def phase_at(self, position: int) -> Phase:
-        """The phase that trains the example at stream ``position``.
-
-        Parameters
-        ----------
-        position : int
-            Stream position, ``0 <= position <= total_updates``; ``total_updates`` (the end) maps to
-            the last phase.
-
-        Raises
-        ------
-        ConfigError
-            If ``position`` is outside the run.
-        """
-        phases = self.phases()
-        if not isinstance(position, (int,)) or position < 0 or position > self.total_updates:
-            raise ConfigError(
-                f"position: expected an integer in [0, {self.total_updates}], found {position!r}"
-            )
-        for p in phases:
-            if p.start <= position < p.stop:
-                return p
-        return phases[-1]
-
-    def is_chunk_boundary(self, position: int) -> bool:
-        """Whether chunks may start or end at ``position`` (a multiple of ``chunk_size``, a phase
-        boundary, or the end)."""
-        return position % self.chunk_size == 0 or position in self.phase_boundaries()
-
-    def chunk_ranges(self, start: int, stop: int) -> list[tuple[int, int]]:
-        """Aligned chunks covering ``[start, stop)``.
-
-        Each chunk ends at the next multiple of ``chunk_size`` or the next phase boundary, whichever
-        comes first, so the chunks depend only on the positions, never on where a run was resumed.
-
-        Parameters
-        ----------
-        start, stop : int
-            Chunk boundaries (see :meth:`is_chunk_boundary`), ``start <= stop <= total_updates``.
-
-        Returns
-        -------
-        list of (int, int)
-            Half-open position ranges.
-
-        Raises
-        ------
-        ConfigError
-            If ``start`` or ``stop`` is not a chunk boundary or outside the run.
-        """
-        for name, pos in (("start", start), ("stop", stop)):
-            if not (0 <= pos <= self.total_updates) or not self.is_chunk_boundary(pos):
-                raise ConfigError(
-                    f"{name}: expected a chunk boundary in [0, {self.total_updates}] (a multiple of "
-                    f"chunk_size={self.chunk_size} or a phase boundary {self.phase_boundaries()}), "
-                    f"found {pos}"
-                )
-        if stop < start:
-            raise ConfigError(f"stop: expected >= start={start}, found {stop}")
-        bounds = [b for b in self.phase_boundaries() if start < b < stop]
-        out: list[tuple[int, int]] = []
-        pos = start
-        bi = 0
-        while pos < stop:
-            nxt = min((pos // self.chunk_size + 1) * self.chunk_size, stop)
-            while bi < len(bounds) and bounds[bi] <= pos:
-                bi += 1
-            if bi < len(bounds) and bounds[bi] < nxt:
-                nxt = bounds[bi]
-            out.append((pos, nxt))
-            pos = nxt
-        return out
 
     def default_name(self) -> str:
         """A descriptive run name: ``dae-3x1000-s0`` (the CLI appends a timestamp)."""

@@ -294,6 +294,11 @@ class RunMetrics:
         Examples between records.
     """
 
+    SCALARS = ("window", "log_every", "layer", "n_examples", "n_errors", "nll_sum")
+    """Keys of :meth:`state` holding one number each."""
+    WINDOWS = {"errors": np.uint8, "nll": np.float64, "reconstruction": np.float64}
+    """Keys of :meth:`state` holding a :meth:`Rolling.state`, with their buffer's dtype."""
+
     def __init__(self, window: int, log_every: int):
         self.window = int(window)
         self.log_every = int(log_every)
@@ -383,7 +388,8 @@ class RunMetrics:
 
     # -------------------------------------------------------------- state
     def state(self) -> dict:
-        """Exact state as plain values and arrays (what the snapshot stores)."""
+        """Exact state as plain values and arrays (what the snapshot stores): the :attr:`SCALARS`,
+        the :attr:`WINDOWS` and ``series`` (a :class:`Series`)."""
         p = self.prequential
         return {
             "window": self.window,

@@ -26,7 +26,6 @@ __all__ = [
     "n_layers",
     "layer_sizes",
     "clone_params",
-    "check_finite",
     "hidden_forward",
     "predict_proba",
     "predict",
@@ -132,17 +131,6 @@ def layer_sizes(params: dict[str, torch.Tensor]) -> list[int]:
 def clone_params(params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Independent deep copy (same keys, order, devices and dtypes)."""
     return {name: t.detach().clone() for name, t in params.items()}
-
-
-def check_finite(params: dict[str, torch.Tensor]) -> str | None:
-    """Name of the first tensor (in dict order) holding a NaN or ±Inf, or None if all are finite.
-
-    Synchronises with the device; call it between chunks, not inside a kernel.
-    """
-    for name, t in params.items():
-        if not bool(torch.isfinite(t).all()):
-            return name
-    return None
 
 
 def _as_input(params: dict[str, torch.Tensor], x) -> torch.Tensor:

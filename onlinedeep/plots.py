@@ -13,8 +13,10 @@ from typing import Sequence
 import numpy as np
 
 from onlinedeep import snapshot as snapshots
+from onlinedeep.atomic import atomic_file
 from onlinedeep.config import RunConfig
 from onlinedeep.metrics import Series
+from onlinedeep.run_folder import RunFolder, list_snapshots
 
 __all__ = ["load_curve", "run_label", "plot_online_error"]
 
@@ -35,8 +37,13 @@ def _resolve(source: str | os.PathLike) -> Path:
     if not path.exists():
         raise snapshots.SnapshotError(f"{path}: no such run folder or snapshot file")
     if path.is_dir():
-        folder = path / "snapshots" if (path / "snapshots").is_dir() else path
-        return snapshots.latest(folder)
+        run = RunFolder(path)
+        folder = run.snapshots_dir if run.snapshots_dir.is_dir() else path
+        held = list_snapshots(folder)
+        if not held:
+            raise snapshots.SnapshotError(
+                f"{folder}: no snapshot files (expected snapshot-<position>.h5)")
+        return held[-1][2]
     return path
 
 
@@ -134,7 +141,7 @@ def plot_online_error(
     fig.tight_layout()
     out = Path(out)
     fmt = out.suffix.lstrip(".") or "png"
-    with snapshots.atomic_file(out) as tmp:
+    with atomic_file(out) as tmp:
         fig.savefig(tmp, format=fmt)
     plt.close(fig)
     return out

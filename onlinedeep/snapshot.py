@@ -11,14 +11,13 @@ Layout (format ``onlinedeep.snapshot``, version 1)::
                                      ("pretrain" | "supervised" | "done"), layer (int, -1 if none),
                                      config (RunConfig JSON), schedule (Schedule JSON),
                                      provenance (JSON), created (ISO 8601, UTC)
-    /params/W{k}              (fan_in_k, n_hidden) float32     hidden layer k weights
+    /params/W{k}              (fan_in_k, n_hidden) float32     hidden layer k (fan_in_0 = n_inputs)
     /params/b{k}, /params/c{k} (n_hidden,), (fan_in_k,) float32 hidden and visible biases
-    /params/W_out, /params/b_out (n_hidden, 10), (10,) float32
+    /params/W_out, /params/b_out (n_hidden, n_classes), (n_classes,) float32
     /counters                 attrs: unsup_done, sup_done (updates), elapsed_s (seconds of training)
-    /metrics                  attrs: window, log_every, layer, n_examples, n_errors, nll_sum
-    /metrics/errors           (window,) uint8 ring buffer of 0/1 errors; attrs n_seen, total
-    /metrics/nll              (window,) float64 ring buffer of NLL (nats); attrs n_seen, total
-    /metrics/reconstruction   (window,) float64 ring buffer of reconstruction costs; attrs n_seen, total
+    /metrics                  attrs: RunMetrics.SCALARS (window, log_every, layer, n_examples, ...)
+    /metrics/{name}           (window,) ring buffer of each of RunMetrics.WINDOWS (errors uint8,
+                              nll and reconstruction float64); attrs n_seen, total
     /series/{position,layer,online_error,nll,reconstruction}   (m,) records (see metrics.Series)
     /train_error/{block_start,block_stop,error}   (optional) Figure 12 blocks, positions and 0/1 rate
 
@@ -30,7 +29,6 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -38,9 +36,11 @@ from typing import Any, Mapping
 import h5py
 import numpy as np
 
-from infinite_mnist.atomic import atomic_file  # the project's one atomic writer (re-exported)
-from onlinedeep.config import BRANCH_MUTABLE, ConfigError, RunConfig
-from onlinedeep.metrics import MetricsStateError, Series
+from onlinedeep.atomic import atomic_file
+from onlinedeep.config import ConfigError, RunConfig
+from onlinedeep.metrics import MetricsStateError, RunMetrics, Series
+from onlinedeep.phases import phase_at
+from onlinedeep.run_folder import position_in_name
 
 __all__ = [
     "FORMAT",
@@ -48,12 +48,8 @@ __all__ = [
     "Snapshot",
     "SnapshotError",
     "SnapshotFallbackWarning",
-    "atomic_file",
     "save",
     "load",
-    "list_snapshots",
-    "latest",
-    "snapshot_name",
     "param_shapes",
     "read_series",
     "expected_state",
@@ -61,7 +57,6 @@ __all__ = [
 
 FORMAT = "onlinedeep.snapshot"
 FORMAT_VERSION = 1
-_NAME_RE = re.compile(r"^snapshot-(\d{12})(\.pinned)?\.h5$")
 
 
 class SnapshotError(ValueError):
@@ -112,54 +107,18 @@ class Snapshot:
     train_error: dict | None = None
 
 
-# ---------------------------------------------------------------------------- file helpers
-def snapshot_name(position: int, *, pinned: bool = False) -> str:
-    """File name of a snapshot: ``snapshot-000002500000.h5`` (``.pinned.h5`` if never pruned)."""
-    return f"snapshot-{position:012d}{'.pinned' if pinned else ''}.h5"
-
-
-def list_snapshots(folder: str | os.PathLike) -> list[tuple[int, bool, Path]]:
-    """Snapshot files of a folder as ``(position, pinned, path)``, by position (pinned last on ties).
-
-    Temporary files left by a killed writer are ignored.
-    """
-    folder = Path(folder)
-    if not folder.is_dir():
-        return []
-    out = []
-    for p in folder.iterdir():
-        m = _NAME_RE.match(p.name)
-        if m:
-            out.append((int(m.group(1)), m.group(2) is not None, p))
-    out.sort(key=lambda t: (t[0], t[1]))
-    return out
-
-
-def latest(folder: str | os.PathLike) -> Path:
-    """The snapshot with the highest position in ``folder``.
-
-    Raises
-    ------
-    SnapshotError
-        If the folder holds no snapshot.
-    """
-    snaps = list_snapshots(folder)
-    if not snaps:
-        raise SnapshotError(f"{folder}: no snapshot files (expected snapshot-<position>.h5)")
-    return snaps[-1][2]
-
-
+# ---------------------------------------------------------------------------- helpers
 def param_shapes(config: RunConfig) -> dict[str, tuple[int, ...]]:
-    """Expected parameter shapes for a configuration (architecture doc, ``onlinedeep.model``)."""
+    """Expected parameter shapes for a configuration (``onlinedeep.model`` layout)."""
     shapes: dict[str, tuple[int, ...]] = {}
-    fan_in = 784
+    fan_in = config.n_inputs
     for k in range(config.layers):
         shapes[f"W{k}"] = (fan_in, config.n_hidden)
         shapes[f"b{k}"] = (config.n_hidden,)
         shapes[f"c{k}"] = (fan_in,)
         fan_in = config.n_hidden
-    shapes["W_out"] = (config.n_hidden, 10)
-    shapes["b_out"] = (10,)
+    shapes["W_out"] = (config.n_hidden, config.n_classes)
+    shapes["b_out"] = (config.n_classes,)
     return shapes
 
 
@@ -249,9 +208,9 @@ def save(
             for k, v in counters.items():
                 c.attrs[k] = v
             m = f.create_group("metrics")
-            for k in ("window", "log_every", "layer", "n_examples", "n_errors", "nll_sum"):
+            for k in RunMetrics.SCALARS:
                 m.attrs[k] = metrics[k]
-            for name in ("errors", "nll", "reconstruction"):
+            for name in RunMetrics.WINDOWS:
                 st = metrics[name]
                 d = _dataset(m, name, np.asarray(st["buffer"]))
                 d.attrs["n_seen"] = np.int64(st["n_seen"])
@@ -302,9 +261,6 @@ def _check_params(arrays: Mapping[str, np.ndarray], config: RunConfig, *, where:
             )
 
 
-_METRIC_DTYPES = {"errors": np.uint8, "nll": np.float64, "reconstruction": np.float64}
-
-
 def expected_state(config: RunConfig, position: int) -> dict[str, Any]:
     """What a snapshot at ``position`` of a run of ``config`` must say about where it is.
 
@@ -318,7 +274,7 @@ def expected_state(config: RunConfig, position: int) -> dict[str, Any]:
     if position >= config.total_updates:
         phase, layer = "done", -1
     else:
-        p = config.phase_at(position)
+        p = phase_at(config, position)
         phase, layer = p.kind, p.layer
     unsup_done = min(position, config.unsup_updates)
     return {"phase": phase, "layer": layer, "unsup_done": unsup_done,
@@ -329,10 +285,10 @@ def _check_consistency(path: Path, config: RunConfig, position: int, phase: str,
                        counters: Mapping[str, Any], metrics: Mapping[str, Any]) -> None:
     """The position is stored several times over (attribute, file name, counters, phase, metrics);
     a resume trusts ``position``, so any disagreement means a damaged or edited file."""
-    m = _NAME_RE.match(path.name)
-    if m is not None and int(m.group(1)) != position:
+    named = position_in_name(path)
+    if named is not None and named != position:
         raise SnapshotError(
-            f"{path}: attribute 'position' is {position}, but the file name says {int(m.group(1))}"
+            f"{path}: attribute 'position' is {position}, but the file name says {named}"
         )
     want = expected_state(config, position)
     for key in ("unsup_done", "sup_done"):
@@ -433,15 +389,12 @@ def _open(path: Path) -> h5py.File:
         ) from None
 
 
-def load(path: str | os.PathLike, *, expect_config: RunConfig | None = None) -> Snapshot:
+def load(path: str | os.PathLike) -> Snapshot:
     """Read and validate a snapshot.
 
     Parameters
     ----------
     path : path-like
-    expect_config : RunConfig, optional
-        The configuration the caller intends to continue with. Any difference in a field outside
-        ``config.BRANCH_MUTABLE`` is an error (the run would not be the same experiment).
 
     Returns
     -------
@@ -454,8 +407,7 @@ def load(path: str | os.PathLike, *, expect_config: RunConfig | None = None) -> 
         snapshot of a supported version, lacks a dataset or attribute, holds NaN/Inf,
         wrongly shaped or non-float32 parameters, if its position disagrees with its file name,
         counters (``unsup_done + sup_done``), phase and layer (:func:`expected_state`) or metrics
-        (supervised examples counted), or if its configuration differs from ``expect_config``. The
-        message names the file and the dataset or attribute.
+        (supervised examples counted). The message names the file and the dataset or attribute.
     """
     path = Path(path)
     with _open(path) as f:
@@ -495,10 +447,10 @@ def load(path: str | os.PathLike, *, expect_config: RunConfig | None = None) -> 
         mg = f["metrics"]
         metrics: dict[str, Any] = {
             k: _attr(mg, k, path, "/metrics")
-            for k in ("window", "log_every", "layer", "n_examples", "n_errors", "nll_sum")
+            for k in RunMetrics.SCALARS
         }
-        for name in ("errors", "nll", "reconstruction"):
-            buf = _read(f, f"metrics/{name}", path, _METRIC_DTYPES[name])
+        for name, dtype in RunMetrics.WINDOWS.items():
+            buf = _read(f, f"metrics/{name}", path, dtype)
             d = mg[name]
             metrics[name] = {
                 "window": metrics["window"],
@@ -527,25 +479,10 @@ def load(path: str | os.PathLike, *, expect_config: RunConfig | None = None) -> 
             f"window={config.window}"
         )
     try:  # validate the metrics state now, so a resume fails before any training
-        from onlinedeep.metrics import RunMetrics
-
         RunMetrics.from_state(metrics)
     except (MetricsStateError, KeyError, ValueError) as exc:
         raise SnapshotError(f"{path}: invalid metrics state: {exc}") from None
     _check_consistency(path, config, position, phase, layer, counters, metrics)
-    if expect_config is not None:
-        diff = {k: v for k, v in config.diff(expect_config).items() if k not in BRANCH_MUTABLE}
-        if diff:
-            lines = ", ".join(f"{k}: snapshot {a!r} vs requested {b!r}" for k, (a, b) in sorted(diff.items()))
-            raise SnapshotError(
-                f"{path}: configuration does not match the snapshot's ({lines}); only "
-                f"{sorted(BRANCH_MUTABLE)} may change when continuing a run"
-            )
-        if expect_config.total_updates < position:
-            raise SnapshotError(
-                f"{path}: snapshot is at position {position}, beyond the requested run's end "
-                f"{expect_config.total_updates}"
-            )
     return Snapshot(
         path=str(path),
         config=config,

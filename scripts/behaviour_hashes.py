@@ -49,9 +49,7 @@ def onlinedeep(*args: str) -> str:
 
 
 def final_snapshot(run_dir: Path) -> Path:
-    from onlinedeep import snapshot
-
-    return snapshot.latest(run_dir / "snapshots")
+    return sorted((run_dir / "snapshots").glob("snapshot-*.h5"))[-1]
 
 
 def print_snapshot(label: str, path: Path) -> None:
@@ -69,14 +67,14 @@ def print_snapshot(label: str, path: Path) -> None:
 
 
 def api():
-    """(Trainer-like constructor, resume, from_snapshot) of the code under test."""
+    """(new run, resume a run folder, branch a snapshot) of the code under test."""
     try:
-        from onlinedeep.training.run import branch, resume, start  # after the split
-        return start, resume, branch
+        from onlinedeep.training import Trainer, branch, resume  # after the split of the trainer
+        return Trainer, resume, branch
     except ImportError:
-        from onlinedeep.training.loop import Trainer  # before
+        from onlinedeep.trainer import Trainer  # before
 
-        return ((lambda config, **kw: Trainer(config, **kw)), Trainer.resume, Trainer.from_snapshot)
+        return Trainer, Trainer.resume, Trainer.from_snapshot
 
 
 def main(work: Path) -> None:

@@ -53,12 +53,13 @@ def _typed(field: str, value: str):
 def _run_one(run_dir: str, fields: dict) -> tuple[str, float, float, float, int]:
     """Train (or resume) one grid point; returns (run_dir, online_error, online_nll, seconds, updates)."""
     from onlinedeep.config import RunConfig
-    from onlinedeep.training.loop import Trainer
+    from onlinedeep.run_folder import RunFolder
+    from onlinedeep.training import Trainer, resume
 
     path = Path(run_dir)
     cfg = RunConfig.preset("paper", **fields)
-    if Trainer.has_snapshot(path):
-        trainer = Trainer.resume(path)
+    if RunFolder(path).has_snapshot():
+        trainer = resume(path)
     else:
         trainer = Trainer(cfg, run_dir=path)
     t0 = time.perf_counter()

@@ -1,5 +1,5 @@
-"""The one atomic writer (infinite_mnist.atomic.atomic_file): permissions follow the umask, and
-every output of the project goes through it."""
+"""The atomic writers (infinite_mnist.atomic for the generator, onlinedeep.atomic for the engine):
+permissions follow the umask, and every output of the project goes through one of them."""
 from __future__ import annotations
 
 import contextlib
@@ -10,7 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from infinite_mnist.atomic import atomic_file
+import infinite_mnist.atomic
+import onlinedeep.atomic
+
+WRITERS = [infinite_mnist.atomic.atomic_file, onlinedeep.atomic.atomic_file]
 
 pytestmark = pytest.mark.filterwarnings("ignore::infinite_mnist.MnistSourceWarning")
 
@@ -28,8 +31,9 @@ def _mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
 
+@pytest.mark.parametrize("atomic_file", WRITERS)
 @pytest.mark.parametrize("mask", [0o022, 0o027, 0o002, 0o077])
-def test_atomic_file_respects_the_umask(tmp_path, mask):
+def test_atomic_file_respects_the_umask(tmp_path, mask, atomic_file):
     with umask(mask):
         with atomic_file(tmp_path / "sub" / "a.txt") as tmp:
             assert Path(tmp).parent == tmp_path / "sub"
@@ -39,7 +43,8 @@ def test_atomic_file_respects_the_umask(tmp_path, mask):
     assert os.listdir(tmp_path / "sub") == ["a.txt"]
 
 
-def test_atomic_file_leaves_the_old_file_on_error(tmp_path):
+@pytest.mark.parametrize("atomic_file", WRITERS)
+def test_atomic_file_leaves_the_old_file_on_error(tmp_path, atomic_file):
     target = tmp_path / "a.txt"
     target.write_text("old")
     with pytest.raises(RuntimeError):
@@ -49,12 +54,12 @@ def test_atomic_file_leaves_the_old_file_on_error(tmp_path):
     assert target.read_text() == "old" and os.listdir(tmp_path) == ["a.txt"]
 
 
-def test_every_writer_uses_the_one_helper():
-    # snapshot (and through it the trainer's JSON files, plots, ordering-variance outputs) re-exports
-    # the same function; no module keeps a private mkstemp/rename copy.
-    from onlinedeep import snapshot
+def test_every_writer_uses_the_one_helper_of_its_package():
+    # infinite_mnist.atomic (the generator, usable alone) and onlinedeep.atomic (the engine); no
+    # other module keeps a private mkstemp/rename copy.
+    from onlinedeep import atomic, snapshot
 
-    assert snapshot.atomic_file is atomic_file
+    assert snapshot.atomic_file is atomic.atomic_file
     root = Path(__file__).resolve().parents[1]
     offenders = []
     for package in ("infinite_mnist", "onlinedeep", "cli"):

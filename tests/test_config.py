@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from onlinedeep.config import PRESETS, ConfigError, Phase, RunConfig, format_count, parse_count
+from onlinedeep.config import PRESETS, ConfigError, RunConfig, format_count, parse_count
 
 
 # ------------------------------------------------------------------------------------ counts
@@ -124,54 +124,6 @@ def test_cross_field_errors():
                   snapshot_every=10)
 
 
-# ------------------------------------------------------------------------------------ phases
-def test_equal_split_and_phases():
-    cfg = RunConfig(layers=3, unsup_updates="2.5M", sup_updates="7.5M")
-    assert cfg.layer_updates() == [833_333, 833_333, 833_334]
-    phases = cfg.phases()
-    assert [p.kind for p in phases] == ["pretrain"] * 3 + ["supervised"]
-    assert phases[0] == Phase("pretrain", 0, 0, 833_333)
-    assert phases[-1] == Phase("supervised", -1, 2_500_000, 10_000_000)
-    assert cfg.phase_at(0).layer == 0
-    assert cfg.phase_at(833_332).layer == 0
-    assert cfg.phase_at(833_333).layer == 1
-    assert cfg.phase_at(2_499_999).layer == 2
-    assert cfg.phase_at(2_500_000).kind == "supervised"
-    assert cfg.phase_at(10_000_000).kind == "supervised"  # the end maps to the last phase
-    with pytest.raises(ConfigError, match="position"):
-        cfg.phase_at(10_000_001)
-
-
-def test_weighted_split_and_partial_pretraining():
-    cfg = RunConfig(layers=3, pretrain="dae", pretrain_layers=2, unsup_split="3,1",
-                    unsup_updates=1000, sup_updates=500, chunk_size=100, snapshot_every=100)
-    assert cfg.layer_updates() == [750, 250]
-    assert [(p.layer, p.start, p.stop) for p in cfg.phases()] == [
-        (0, 0, 750), (1, 750, 1000), (-1, 1000, 1500)]
-    assert cfg.default_name() == "dae2-3x1000-s0"
-
-
-def test_chunk_ranges_are_aligned_and_cut_at_phase_boundaries():
-    cfg = RunConfig(layers=3, unsup_updates=1000, sup_updates=1050, chunk_size=300,
-                    snapshot_every=300)
-    ranges = cfg.chunk_ranges(0, cfg.total_updates)
-    assert ranges[0] == (0, 300)
-    assert all(a < b for a, b in ranges)
-    assert [a for a, _ in ranges[1:]] == [b for _, b in ranges[:-1]]
-    assert ranges[-1][1] == cfg.total_updates
-    bounds = set(cfg.phase_boundaries())
-    for a, b in ranges:
-        assert cfg.phase_at(a) == cfg.phase_at(b - 1), "a chunk crosses a phase boundary"
-        assert b % 300 == 0 or b in bounds
-    # resuming at any chunk boundary gives the same remaining chunks
-    for i, (a, _) in enumerate(ranges):
-        assert cfg.chunk_ranges(a, cfg.total_updates) == ranges[i:]
-    with pytest.raises(ConfigError, match="chunk boundary"):
-        cfg.chunk_ranges(150, cfg.total_updates)
-    with pytest.raises(ConfigError, match="stop"):
-        cfg.chunk_ranges(600, 300)
-
-
 # ------------------------------------------------------------------------------------ JSON
 def test_json_round_trip_and_errors():
     cfg = RunConfig.preset("smoke", layers=2, pretrain="rbm", cd_k=2, name="x", l2=1e-5)
@@ -186,3 +138,19 @@ def test_json_round_trip_and_errors():
         RunConfig.from_dict({**cfg.to_dict(), "bogus": 1})
     with pytest.raises(ConfigError, match="somewhere: layers"):
         RunConfig.from_dict({**cfg.to_dict(), "layers": 9}, where="somewhere")
+
+
+def test_kernel_choices_are_the_registry_names():
+    from onlinedeep import kernels
+    from onlinedeep.config import KERNELS
+
+    assert KERNELS == kernels.KERNEL_NAMES
+
+
+def test_network_widths_default_to_mnist_and_old_configurations_still_load():
+    cfg = RunConfig(pretrain="none", sup_updates=100)
+    assert (cfg.n_inputs, cfg.n_classes) == (784, 10)
+    old = {k: v for k, v in cfg.to_dict().items() if k not in ("n_inputs", "n_classes")}
+    assert RunConfig.from_dict(old) == cfg  # a config.json written before the fields existed
+    with pytest.raises(ConfigError, match="n_classes: expected an integer >= 2"):
+        RunConfig(pretrain="none", sup_updates=100, n_classes=1)

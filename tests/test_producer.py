@@ -134,12 +134,12 @@ class _Schedule:
 
 
 def test_stream_fetcher_builds_and_checks_chunks():
-    chunk = stream_fetcher(_Stream(), _Schedule())(5, 12)
+    chunk = stream_fetcher(_Stream(), _Schedule(), n_inputs=784)(5, 12)
     assert (chunk.start, chunk.stop) == (5, 12)
     assert chunk.x.shape == (7, 784) and chunk.x.dtype == np.float32
     assert list(chunk.indices) == list(range(70_005, 70_012))
     assert list(chunk.labels) == [i % 10 for i in range(70_005, 70_012)]
     with pytest.raises(ValueError, match=r"expected \(7, 784\) float32, found \(7, 28, 28\) float32"):
-        stream_fetcher(_Stream(shape=(28, 28)), _Schedule())(5, 12)
+        stream_fetcher(_Stream(shape=(28, 28)), _Schedule(), n_inputs=784)(5, 12)
     with pytest.raises(ValueError, match="float64"):
-        stream_fetcher(_Stream(dtype=np.float64), _Schedule())(5, 12)
+        stream_fetcher(_Stream(dtype=np.float64), _Schedule(), n_inputs=784)(5, 12)

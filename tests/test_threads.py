@@ -10,9 +10,11 @@ import numpy as np
 import pytest
 import torch
 
+from onlinedeep import phases
 from onlinedeep import kernels
 from onlinedeep.config import RunConfig
-from onlinedeep.training.loop import Trainer
+from onlinedeep.run_folder import RunFolder
+from onlinedeep.training import Trainer, resume
 
 pytestmark = [
     pytest.mark.usefixtures("single_thread"),
@@ -39,7 +41,7 @@ def test_resumed_with_two_threads_equals_uninterrupted_one_thread_run(tmp_path, 
 
     part = Trainer(cfg, stream=fake_stream(), run_dir=tmp_path / "run")
     part.run(stop=200, progress=False)  # inside the pre-training of layer 1 ([150, 300))
-    resumed = Trainer.resume(tmp_path / "run", stream=fake_stream(), threads=2)
+    resumed = resume(tmp_path / "run", stream=fake_stream(), threads=2)
     assert resumed.config.threads == 2 and resumed.kernel.n_threads == 2
     assert resumed.position == 200
     resumed.run(progress=False)
@@ -83,10 +85,12 @@ def test_draws_in_the_producer_thread_and_one_torch_thread_in_the_loop(fake_stre
     numba kernel the PyTorch ops of the loop (forward through fixed layers) use one thread."""
     import threading
 
-    from onlinedeep.training import loop as trainer_module
+    from onlinedeep.training import draws as trainer_module
 
     draw_threads, torch_threads = [], []
-    masking_keep, hidden_forward = trainer_module.noise.masking_keep, trainer_module.model.hidden_forward
+    from onlinedeep import model
+
+    masking_keep, hidden_forward = trainer_module.noise.masking_keep, model.hidden_forward
 
     def recording_keep(*args, **kw):
         draw_threads.append(threading.current_thread().name)
@@ -97,7 +101,7 @@ def test_draws_in_the_producer_thread_and_one_torch_thread_in_the_loop(fake_stre
         return hidden_forward(*args, **kw)
 
     monkeypatch.setattr(trainer_module.noise, "masking_keep", recording_keep)
-    monkeypatch.setattr(trainer_module.model, "hidden_forward", recording_forward)
+    monkeypatch.setattr(model, "hidden_forward", recording_forward)
     before = torch.get_num_threads()
     try:
         cfg = _config("dae", threads=2, sup_updates=100)
@@ -107,5 +111,5 @@ def test_draws_in_the_producer_thread_and_one_torch_thread_in_the_loop(fake_stre
     finally:
         torch.set_num_threads(before)
     # one draw per pre-training chunk, all in the producer thread
-    assert draw_threads == ["onlinedeep-producer"] * len(cfg.chunk_ranges(0, cfg.unsup_updates))
+    assert draw_threads == ["onlinedeep-producer"] * len(phases.chunk_ranges(cfg, 0, cfg.unsup_updates))
     assert torch_threads and set(torch_threads) == {1}

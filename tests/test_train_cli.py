@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from onlinedeep_cli.main import app
-from onlinedeep import snapshot
+from onlinedeep import run_folder, snapshot
 
 pytestmark = [pytest.mark.usefixtures("single_thread"),
               pytest.mark.filterwarnings("ignore::infinite_mnist.MnistSourceWarning")]
@@ -44,7 +44,7 @@ def smoke_runs(tmp_path_factory, mnist_dir):
 def test_smoke_train_learns_on_real_mnist(smoke_runs, pretrain):
     run_dir, r = smoke_runs[pretrain]
     assert r.exit_code == 0, r.output
-    snap = snapshot.load(snapshot.latest(run_dir / "snapshots"))
+    snap = snapshot.load(run_folder.latest(run_dir / "snapshots"))
     assert snap.phase == "done" and snap.position == 4000
     window = snap.metrics["errors"]
     online_error = window["total"] / min(window["n_seen"], 1000)
@@ -68,7 +68,7 @@ def test_resume_extends_a_finished_run(smoke_runs, mnist_dir):
                 "--mnist-dir", mnist_dir)
     assert r.exit_code == 0, r.output
     assert "resuming" in r.output and "position     4,500 of 4,500" in r.output
-    assert snapshot.load(snapshot.latest(run_dir / "snapshots")).position == 4500
+    assert snapshot.load(run_folder.latest(run_dir / "snapshots")).position == 4500
 
 
 def test_bad_options(tmp_path, smoke_runs):
@@ -102,7 +102,7 @@ def test_plot_several_runs(smoke_runs, tmp_path):
     assert r.exit_code == 0, r.output
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # a snapshot file works as well as a run folder
-    r = _invoke("plot", snapshot.latest(dirs[0] / "snapshots"), "--out", tmp_path / "one.png",
+    r = _invoke("plot", run_folder.latest(dirs[0] / "snapshots"), "--out", tmp_path / "one.png",
                 "--label", "SDAE")
     assert r.exit_code == 0, r.output
 
@@ -115,7 +115,7 @@ def test_ctrl_c_writes_a_snapshot_and_exits_non_zero(tmp_path, mnist_dir):
     snaps = tmp_path / "r" / "snapshots"
     try:
         deadline = time.monotonic() + 120
-        while not any(p > 0 for p, _, _ in snapshot.list_snapshots(snaps)):
+        while not any(p > 0 for p, _, _ in run_folder.list_snapshots(snaps)):
             assert proc.poll() is None, proc.communicate()
             assert time.monotonic() < deadline, "no periodic snapshot within 120 s"
             time.sleep(0.05)
@@ -127,5 +127,5 @@ def test_ctrl_c_writes_a_snapshot_and_exits_non_zero(tmp_path, mnist_dir):
             proc.communicate()
     assert proc.returncode == 128 + signal.SIGINT, (out, err)
     assert "SIGINT received: stopped at position" in err and "resume with" in err
-    last = snapshot.load(snapshot.latest(snaps))
+    last = snapshot.load(run_folder.latest(snaps))
     assert 0 < last.position < 10_000_000 and last.position % 500 == 0

@@ -15,11 +15,14 @@ import pytest
 import torch
 
 from infinite_mnist import Schedule
-from onlinedeep import kernels, model, snapshot
+from onlinedeep import phases
+from onlinedeep import kernels, model, run_folder, snapshot
 from onlinedeep.config import ConfigError, RunConfig
+from onlinedeep.experiments import figure12
+from onlinedeep.run_folder import RunDirError, RunFolder
+from onlinedeep.training import NonFiniteLossError, Trainer, TrainingInterrupted, branch, resume
+from onlinedeep.training.interrupt import StopSignals
 from onlinedeep.training.producer import ProducerError
-from onlinedeep.training.loop import (NonFiniteLossError, RunDirError, Trainer, TrainingInterrupted,
-                                resume)
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -98,8 +101,8 @@ def test_pretraining_is_greedy_and_uses_the_draws_of_each_position(fake_stream, 
     params = model.init_params(784, cfg.n_hidden, cfg.layers, cfg.seed)
     kernel = kernels.get("reference", "cpu")
     schedule = Schedule.contiguous(cfg.total_updates)
-    for a, b in cfg.chunk_ranges(0, cfg.unsup_updates):
-        k = cfg.phase_at(a).layer
+    for a, b in phases.chunk_ranges(cfg, 0, cfg.unsup_updates):
+        k = phases.phase_at(cfg, a).layer
         x = torch.from_numpy(stream.floats(schedule.indices(a, b - a)))
         h = model.hidden_forward(params, x, k)
         pos = np.arange(a, b, dtype=np.int64)
@@ -150,13 +153,13 @@ def test_interrupted_and_resumed_equals_uninterrupted(tmp_path, fake_stream, ker
     part = Trainer(cfg, stream=fake_stream(), run_dir=tmp_path / "part")
     # stop inside the pre-training of layer 1 (phases [0,200) [200,400) with the equal split)
     part.run(stop=300, progress=False)
-    assert Trainer.has_snapshot(tmp_path / "part")
+    assert RunFolder(tmp_path / "part").has_snapshot()
     del part
     resumed = resume(tmp_path / "part", stream=fake_stream())
     assert resumed.position == 300
     resumed.run(progress=False)
     _assert_same_run(whole, resumed)
-    last = snapshot.latest(tmp_path / "part" / "snapshots")
+    last = run_folder.latest(tmp_path / "part" / "snapshots")
     assert last.name == f"snapshot-{cfg.total_updates:012d}.pinned.h5"
 
 
@@ -186,7 +189,7 @@ def test_ctrl_c_snapshots_then_resume_is_bit_identical(tmp_path, fake_stream):
     assert "SIGINT received" in str(err.value)
     assert signal.getsignal(signal.SIGINT) is before  # handlers restored
 
-    resumed = Trainer.resume(run_dir, stream=fake_stream())
+    resumed = resume(run_dir, stream=fake_stream())
     resumed.run(progress=False)
     _assert_same_run(whole, resumed)
 
@@ -198,7 +201,7 @@ def test_second_signal_stops_at_once_and_says_so_in_the_log(tmp_path, fake_strea
     before = signal.getsignal(signal.SIGINT)
     with pytest.raises(TrainingInterrupted, match=r"SIGINT received again: stopped at once, "
                                                   r"without a final snapshot.*snapshot-000000000200\.h5\) are lost"):
-        with trainer._signals():
+        with StopSignals(trainer._interrupted_at_once):
             signal.raise_signal(signal.SIGINT)  # the first one only asks to stop at a boundary
             signal.raise_signal(signal.SIGINT)
     log = (run_dir / "log.txt").read_text()
@@ -226,12 +229,12 @@ def test_extending_sup_updates_on_resume(tmp_path, fake_stream):
     longer.run(progress=False)
     short = Trainer(_config("rbm"), stream=fake_stream(), run_dir=tmp_path / "r")
     short.run(progress=False)
-    extended = Trainer.resume(tmp_path / "r", stream=fake_stream(), sup_updates=800)
+    extended = resume(tmp_path / "r", stream=fake_stream(), sup_updates=800)
     assert extended.position == 1000
     extended.run(progress=False)
     _assert_same_run(longer, extended)
     with pytest.raises(snapshot.SnapshotError, match=r"cannot change \['learning_rate'\]"):
-        Trainer.resume(tmp_path / "r", stream=fake_stream(), learning_rate=0.5)
+        resume(tmp_path / "r", stream=fake_stream(), learning_rate=0.5)
 
 
 def test_resume_refuses_a_new_location(tmp_path, fake_stream):
@@ -241,7 +244,7 @@ def test_resume_refuses_a_new_location(tmp_path, fake_stream):
         with pytest.raises(snapshot.SnapshotError,
                            match=rf"cannot change \['{field}'\] when resuming \(the run continues "
                                  r"in its own folder"):
-            Trainer.resume(tmp_path / "r", stream=fake_stream(), **{field: "elsewhere"})
+            resume(tmp_path / "r", stream=fake_stream(), **{field: "elsewhere"})
     assert not (tmp_path / "elsewhere").exists()
 
 
@@ -261,7 +264,7 @@ def test_resume_falls_back_to_the_newest_readable_snapshot(tmp_path, fake_stream
                       match=r"resuming from the older snapshot snapshot-000000000200\.h5 \(position "
                             r"200\): 2 newer snapshot\(s\) cannot be read: .*000600\.h5: cannot open"
                             r".*000400\.h5: attribute 'position' is 450"):
-        resumed = Trainer.resume(run_dir, stream=fake_stream())
+        resumed = resume(run_dir, stream=fake_stream())
     assert resumed.position == 200
     assert "warning: resuming from the older snapshot snapshot-000000000200.h5" in (
         run_dir / "log.txt").read_text()
@@ -269,12 +272,12 @@ def test_resume_falls_back_to_the_newest_readable_snapshot(tmp_path, fake_stream
     _assert_same_run(whole, resumed)
     assert snapshot.load(newest).position == 600  # the damaged files were overwritten on the way
 
-    for _, _, path in snapshot.list_snapshots(snaps):  # nothing readable: every failure listed
+    for _, _, path in run_folder.list_snapshots(snaps):  # nothing readable: every failure listed
         path.write_bytes(b"")
     with pytest.raises(snapshot.SnapshotError,
                        match=r"none of its \d+ snapshot\(s\) can be read; tried, newest first: "
                              r".*001000\.pinned\.h5: cannot open.*000000\.pinned\.h5: cannot open"):
-        Trainer.resume(run_dir, stream=fake_stream())
+        resume(run_dir, stream=fake_stream())
 
 
 # ------------------------------------------------------------------------------------ branching
@@ -286,11 +289,10 @@ def test_branch_from_snapshot_equals_training_from_scratch(tmp_path, fake_stream
     point = tmp_path / "base" / "snapshots" / "snapshot-000000000600.pinned.h5"
     assert point.is_file()
 
-    branch = base.replace(600, 200, new_start=50_000)
-    scratch = Trainer(cfg, schedule=branch, stream=fake_stream())
+    other = base.replace(600, 200, new_start=50_000)
+    scratch = Trainer(cfg, schedule=other, stream=fake_stream())
     scratch.run(progress=False)
-    branched = Trainer.from_snapshot(point, schedule=branch, stream=fake_stream(),
-                                     run_dir=tmp_path / "branch")
+    branched = branch(point, schedule=other, stream=fake_stream(), run_dir=tmp_path / "branch")
     assert branched.position == 600
     branched.run(progress=False)
     _assert_same_run(scratch, branched)
@@ -304,8 +306,7 @@ def test_branch_from_snapshot_equals_training_from_scratch(tmp_path, fake_stream
     _assert_same_run(trainer, t)
 
     with pytest.raises(ConfigError, match="differs from the snapshot's .* before its position 600"):
-        Trainer.from_snapshot(point, schedule=base.replace(100, 100, new_start=50_000),
-                              stream=fake_stream())
+        branch(point, schedule=base.replace(100, 100, new_start=50_000), stream=fake_stream())
 
 
 # ------------------------------------------------------------------------------------ failures
@@ -321,9 +322,9 @@ def test_non_finite_loss_names_the_update_and_keeps_last_good_snapshot(tmp_path,
     assert err.value.position == position
     msg = str(err.value)
     assert f"at update {position}" in msg and phase in msg and "last good snapshot" in msg
-    last = snapshot.latest(run_dir / "snapshots")
+    last = run_folder.latest(run_dir / "snapshots")
     assert snapshot.load(last).position == (position // 200) * 200
-    assert all(p <= position for p, _, _ in snapshot.list_snapshots(run_dir / "snapshots"))
+    assert all(p <= position for p, _, _ in run_folder.list_snapshots(run_dir / "snapshots"))
     with pytest.raises(RuntimeError, match="failed"):
         trainer.save_snapshot(tmp_path / "x.h5")
     with pytest.raises(RuntimeError, match="cannot continue"):
@@ -344,7 +345,7 @@ def test_producer_failure_stops_the_trainer(tmp_path, fake_stream):
         trainer.run(progress=False)
     assert isinstance(err.value.__cause__, OSError)
     assert trainer.position <= 400
-    assert snapshot.load(snapshot.latest(tmp_path / "run" / "snapshots")).position <= 400
+    assert snapshot.load(run_folder.latest(tmp_path / "run" / "snapshots")).position <= 400
 
 
 def test_bad_arguments(tmp_path, fake_stream):
@@ -365,9 +366,9 @@ def test_bad_arguments(tmp_path, fake_stream):
     with pytest.raises(RunDirError, match="already holds a run"):
         Trainer(cfg, stream=fake_stream(), run_dir=run_dir)
     with pytest.raises(RunDirError, match="no snapshot to resume from"):
-        Trainer.resume(tmp_path / "empty")
+        resume(tmp_path / "empty")
     with pytest.raises(ConfigError, match="data: the stream differs"):
-        Trainer.resume(run_dir, stream=fake_stream(seed=1)).run(progress=False)
+        resume(run_dir, stream=fake_stream(seed=1)).run(progress=False)
 
 
 # ------------------------------------------------------------------------------------ run folder
@@ -375,7 +376,10 @@ def test_run_folder_contents_and_training_sequence_error(tmp_path, fake_stream):
     cfg = _config("dae", train_error_blocks=3, sup_updates=600, snapshot_every=100)
     run_dir = tmp_path / "run"
     stream = fake_stream()
-    result = Trainer(cfg, stream=stream, run_dir=run_dir).run(progress=False)
+    trainer = Trainer(cfg, stream=stream, run_dir=run_dir)
+    result = trainer.run(progress=False)
+    assert trainer.train_error is None  # the loop leaves Figure 12 to its caller
+    assert figure12.record(trainer) == run_dir / "snapshots" / "snapshot-000000001000.pinned.h5"
     assert json.loads((run_dir / "config.json").read_text()) == cfg.to_dict()
     assert json.loads((run_dir / "schedule.json").read_text())["segments"] == [[0, 1000]]
     prov = json.loads((run_dir / "provenance.json").read_text())
@@ -387,7 +391,7 @@ def test_run_folder_contents_and_training_sequence_error(tmp_path, fake_stream):
     assert names == ["snapshot-000000000000.pinned.h5", "snapshot-000000000800.h5",
                      "snapshot-000000000900.h5", "snapshot-000000001000.pinned.h5"]
 
-    te = result.train_error
+    te = trainer.train_error
     assert list(te["block_start"]) == [400, 600, 800] and list(te["block_stop"]) == [600, 800, 1000]
     schedule = Schedule.contiguous(cfg.total_updates)
     idx = schedule.indices(400, 600)

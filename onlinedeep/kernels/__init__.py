@@ -13,21 +13,23 @@ name              devices    module                                       note
 ``auto``          any        the fastest of the above available for the device, else ``reference``
 ================  =========  ===========================================  ============================
 
-Each kernel module exposes ``make_kernel(device: torch.device) -> Kernel``; modules are imported
-lazily, on first use. CPU threads: ``get(name, device, threads=n)`` passes ``n`` to the numba
-kernel's ``make_kernel(device, threads=n)`` (0 = auto: ``$ONLINEDEEP_NUMBA_THREADS``, else the
-cores available to the process, at most 2); for the PyTorch kernels (``reference``, ``cuda-graph``)
-it is PyTorch's process-wide intra-op thread count (``torch.set_num_threads``, CPU devices only;
-0 leaves it as it is).
+Each kernel module exposes ``make_kernel(device) -> Kernel``; modules are imported lazily, on first
+use. CPU threads: a kernel that runs its own threads (``Kernel.owns_threads``, the numba kernel)
+takes them as ``make_kernel(device, threads=n)``; for the others, which compute with PyTorch, ``n``
+is PyTorch's process-wide intra-op thread count (CPU devices only). ``0`` means auto; what auto
+means is decided in :func:`onlinedeep.threads.decide`.
 """
 
 from __future__ import annotations
 
 import importlib
+import inspect
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 import torch
+
+from onlinedeep import threads as thread_policy
 
 __all__ = ["Kernel", "KERNEL_NAMES", "get", "available"]
 
@@ -41,6 +43,9 @@ class Kernel(Protocol):
     """
 
     name: str
+    owns_threads: bool
+    """True: the kernel runs its own CPU threads (``make_kernel(device, threads=n)``) and its weights
+    do not depend on their count; False: it computes with PyTorch's process-wide threads."""
 
     def supervised(self, params, x, y, *, learning_rate, l1, l2):
         """``x (n, fan_in) float32``, ``y (n,) int64`` → ``(errors (n,) uint8, nll (n,) float32)``."""
@@ -59,14 +64,11 @@ class Kernel(Protocol):
 class _Entry:
     module: str
     devices: tuple[str, ...]
-    # True: make_kernel(device, threads=n) owns its thread count; False: the kernel computes with
-    # PyTorch, whose threads are process-wide, set here.
-    own_threads: bool = False
 
 
 _REGISTRY: dict[str, _Entry] = {
     "reference": _Entry("onlinedeep.kernels.reference", ("cpu", "cuda")),
-    "numba": _Entry("onlinedeep.kernels.numba_cpu", ("cpu",), own_threads=True),
+    "numba": _Entry("onlinedeep.kernels.numba_cpu", ("cpu",)),
     "cuda-graph": _Entry("onlinedeep.kernels.cuda", ("cuda",)),
 }
 # Preference order of "auto", fastest first, per device type.
@@ -98,12 +100,18 @@ def available(device: str | torch.device = "cpu") -> list[str]:
             if dev.type in entry.devices and _import(name) is not None]
 
 
-def _make(name: str, module, dev: torch.device, threads: int) -> Kernel:
-    if _REGISTRY[name].own_threads:
-        return module.make_kernel(dev, threads=threads)
-    if threads and dev.type == "cpu":
-        torch.set_num_threads(threads)
-    return module.make_kernel(dev)
+def _make(module, dev: torch.device, threads: int) -> Kernel:
+    # What a kernel can do decides how it is built: one that runs its own threads takes the count;
+    # one that computes with PyTorch gets PyTorch's process-wide count (CPU only).
+    if "threads" in inspect.signature(module.make_kernel).parameters:
+        kernel = module.make_kernel(dev, threads=threads)
+    else:
+        kernel = module.make_kernel(dev)
+    if not kernel.owns_threads and dev.type == "cpu":
+        n = thread_policy.decide("torch", threads)
+        if n is not None:
+            torch.set_num_threads(n)
+    return kernel
 
 
 def get(name: str, device: str | torch.device = "cpu", threads: int = 0) -> Kernel:
@@ -118,7 +126,7 @@ def get(name: str, device: str | torch.device = "cpu", threads: int = 0) -> Kern
         Device of the parameters the kernel will update.
     threads : int
         CPU threads, >= 0. numba: the kernel's own threads (0 = auto,
-        :func:`onlinedeep.kernels.numba_cpu.default_threads`; results do not depend on it).
+        ``onlinedeep.threads.decide("kernel")``; results do not depend on it).
         reference / cuda-graph on a CPU device: ``torch.set_num_threads(threads)`` (process-wide;
         0 leaves PyTorch's setting).
 
@@ -140,7 +148,7 @@ def get(name: str, device: str | torch.device = "cpu", threads: int = 0) -> Kern
         for candidate in _AUTO_ORDER.get(dev.type, ("reference",)):
             module = _import(candidate)
             if module is not None and dev.type in _REGISTRY[candidate].devices:
-                return _make(candidate, module, dev, threads)
+                return _make(module, dev, threads)
         raise ValueError(f"no kernel runs on device {dev} (kernels support cpu and cuda)")
     if name not in _REGISTRY:
         raise ValueError(f"unknown kernel {name!r}; expected one of {', '.join(KERNEL_NAMES)}")
@@ -153,4 +161,4 @@ def get(name: str, device: str | torch.device = "cpu", threads: int = 0) -> Kern
     module = _import(name)
     if module is None:
         raise ValueError(f"kernel {name!r} is not available: module {entry.module} is not installed")
-    return _make(name, module, dev, threads)
+    return _make(module, dev, threads)

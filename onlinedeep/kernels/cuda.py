@@ -23,39 +23,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["CudaGraphKernel", "make_kernel", "stack_params", "unstack_params"]
-
-
-def stack_params(params_list: list[dict]) -> dict[str, torch.Tensor]:
-    """Stack R parameter dicts into one dict of ``(R, ...)`` tensors (copies).
-
-    Returns
-    -------
-    dict[str, torch.Tensor]
-        Same keys; ``W{k}`` becomes ``(R, fan_in, n_hidden)``, ``b{k}`` ``(R, n_hidden)``, etc.
-
-    Raises
-    ------
-    ValueError
-        If the dicts do not have the same keys and shapes.
-    """
-    if not params_list:
-        raise ValueError("params_list must hold at least one parameter dict, found none")
-    keys = list(params_list[0])
-    for r, p in enumerate(params_list):
-        if list(p) != keys:
-            raise ValueError(f"replica {r} has keys {list(p)}, expected {keys}")
-        for k in keys:
-            if p[k].shape != params_list[0][k].shape:
-                raise ValueError(f"replica {r}: {k} has shape {tuple(p[k].shape)}, expected "
-                                 f"{tuple(params_list[0][k].shape)}")
-    return {k: torch.stack([p[k] for p in params_list]).contiguous() for k in keys}
-
-
-def unstack_params(stacked: dict[str, torch.Tensor]) -> list[dict[str, torch.Tensor]]:
-    """Views of replica r's parameters, ``[{key: stacked[key][r]} for r in range(R)]``."""
-    R = next(iter(stacked.values())).shape[0]
-    return [{k: v[r] for k, v in stacked.items()} for r in range(R)]
+__all__ = ["CudaGraphKernel", "make_kernel"]
 
 
 def _depth(params: dict) -> int:
@@ -186,7 +154,7 @@ class CudaGraphKernel:
     """Batch-size-1 kernel for CUDA: step functions replayed as CUDA graphs, replicas batched.
 
     Implements the ``Kernel`` protocol (docs/architecture.md) for one model, and ``*_batched``
-    variants for R replicas stacked by :func:`stack_params`.
+    variants for R replicas (parameters with a leading replica axis).
 
     Parameters
     ----------
@@ -206,6 +174,7 @@ class CudaGraphKernel:
     """
 
     name = "cuda-graph"
+    owns_threads = False  # computes with PyTorch, whose threads are process-wide
 
     def __init__(self, device="cuda", *, use_graphs: bool | None = None, steps_per_graph: int = 64):
         self.device = torch.device(device)
@@ -284,7 +253,7 @@ class CudaGraphKernel:
     def supervised_batched(self, P, x, y, *, learning_rate, l1=0.0, l2=0.0):
         """R replicas, one chunk each: ``x (R, n, fan_in)``, ``y (R, n) int64`` → errors, nll ``(R, n)``.
 
-        ``P`` is a dict of stacked ``(R, ...)`` tensors (:func:`stack_params`), updated in place.
+        ``P`` is a dict of ``(R, ...)`` tensors (one replica per row), updated in place.
         """
         self._check_device(P)
         lr, l1, l2 = float(learning_rate), float(l1), float(l2)

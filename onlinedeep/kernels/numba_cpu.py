@@ -32,7 +32,6 @@ auto-encoder) and 5.3 (supervised fine-tuning, L1/L2 penalties).
 
 from __future__ import annotations
 
-import os
 import types
 
 import numba
@@ -41,8 +40,9 @@ import torch
 from numba import njit, prange
 from numba.typed import List
 
-__all__ = ["NumbaKernel", "make_kernel", "default_threads", "available_cores", "N_BLOCKS",
-           "AUTO_THREADS_CAP"]
+from onlinedeep import threads as thread_policy
+
+__all__ = ["NumbaKernel", "make_kernel", "N_BLOCKS"]
 
 _F32 = np.float32
 
@@ -621,74 +621,6 @@ _RBM = {False: _compile(_rbm_impl, False), True: _compile(_rbm_impl, True)}
 # ---------------------------------------------------------------------------------------------
 # Python side: checks and zero-copy views.
 
-def _fast_threading_layer() -> bool:
-    """True if a low-overhead Numba threading layer (TBB or OpenMP) can be loaded.
-
-    The fallback "workqueue" layer costs ~60 µs per parallel region here, more than a whole sweep.
-    """
-    for module in ("numba.np.ufunc.tbbpool", "numba.np.ufunc.omppool"):
-        try:
-            __import__(module)
-            return True
-        except ImportError:
-            continue
-    return False
-
-
-AUTO_THREADS_CAP = 2
-"""Most threads ``threads=0`` (auto) picks: on the 2-core development machine class two threads
-are what the speed targets of issue 5 need; more than two were never measured to pay at batch size 1
-(every sweep ends at a barrier)."""
-
-
-def _env_threads() -> int | None:
-    value = os.environ.get("ONLINEDEEP_NUMBA_THREADS")
-    if not value:
-        return None
-    try:
-        n = int(value)
-    except ValueError:
-        raise ValueError(f"ONLINEDEEP_NUMBA_THREADS must be an integer >= 1, found {value!r}") from None
-    if n < 1:
-        raise ValueError(f"ONLINEDEEP_NUMBA_THREADS must be an integer >= 1, found {value!r}")
-    return n
-
-
-def available_cores() -> int:
-    """CPU cores this process may run on (``os.sched_getaffinity``; ``os.cpu_count`` elsewhere)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
-
-
-def default_threads() -> int:
-    """Threads the kernel uses when none are asked for (``threads=0``, "auto").
-
-    ``$ONLINEDEEP_NUMBA_THREADS`` if set; else the cores available to the process
-    (:func:`available_cores`) capped at :data:`AUTO_THREADS_CAP` (2) and at the Numba thread limit
-    of the calling thread (``numba.get_num_threads()``, so a job runner that called
-    ``numba.set_num_threads(1)`` gets 1). Always at most :data:`N_BLOCKS`. Without TBB/OpenMP (the
-    "workqueue" layer, ~60 µs per parallel region) more threads never pay and 1 is returned.
-
-    The thread count never changes results (module docstring), only speed: on a dedicated 2-core
-    machine two threads pay (``benchmarks/bench_train.py``), but when another process holds a core a
-    row-split sweep waits at its barrier for the scheduler, and a 2-thread update was measured 3-100×
-    *slower* than a 1-thread one on the shared machine: pass ``threads=1`` there.
-
-    Raises
-    ------
-    ValueError
-        If ``$ONLINEDEEP_NUMBA_THREADS`` is not an integer >= 1.
-    """
-    n = _env_threads()
-    if n is None:
-        n = min(available_cores(), AUTO_THREADS_CAP, numba.get_num_threads())
-    if not _fast_threading_layer():
-        return 1
-    return max(1, min(n, int(numba.config.NUMBA_NUM_THREADS), N_BLOCKS))
-
-
 def _param(params: dict, key: str) -> np.ndarray:
     """The numpy view (shared memory) of one parameter, which the kernel updates in place."""
     if key not in params:
@@ -731,7 +663,7 @@ class NumbaKernel:
     Parameters
     ----------
     n_threads : int, optional
-        Threads running each weight sweep (default or 0: :func:`default_threads`). With 1, a serial
+        Threads running each weight sweep (default or 0: ``onlinedeep.threads.decide("kernel")``). With 1, a serial
         compiled function runs (used by :mod:`onlinedeep.kernels.replicas`, one model per thread).
         At most :data:`N_BLOCKS` (4) threads work on a sweep; a larger count is reduced to it.
         **Results are bit-identical for every thread count**: each sweep is cut into the same
@@ -754,10 +686,11 @@ class NumbaKernel:
     """
 
     name = "numba"
+    owns_threads = True  # runs its own threads (n_threads); its weights do not depend on them
 
     def __init__(self, n_threads: int | None = None):
         if n_threads is None or (not isinstance(n_threads, bool) and n_threads == 0):
-            n_threads = default_threads()
+            n_threads = thread_policy.decide("kernel")
         if isinstance(n_threads, bool) or int(n_threads) != n_threads or n_threads < 1:
             raise ValueError(f"n_threads must be an integer >= 1 (0 or None: auto), found {n_threads!r}")
         self.n_threads = min(int(n_threads), N_BLOCKS)
@@ -904,7 +837,7 @@ def make_kernel(device, threads: int = 0) -> NumbaKernel:
     device : str or torch.device
         Must be a CPU device.
     threads : int
-        Threads of the kernel, 0 = auto (:func:`default_threads`).
+        Threads of the kernel, 0 = auto (``onlinedeep.threads.decide("kernel")``).
 
     Raises
     ------

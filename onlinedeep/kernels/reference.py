@@ -65,6 +65,7 @@ class ReferenceKernel:
     """
 
     name = "reference"
+    owns_threads = False  # computes with PyTorch, whose threads are process-wide
 
     def __init__(self, device: str | torch.device | None = None) -> None:
         self.device = None if device is None else torch.device(device)

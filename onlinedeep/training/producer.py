@@ -33,8 +33,8 @@ class Chunk:
         Stream positions (examples seen), half-open.
     indices : (n,) int64 ndarray
         InfiniteMNIST stream indices of the examples (from the :class:`infinite_mnist.Schedule`).
-    x : (n, 784) float32 ndarray
-        Pixels in [0, 1].
+    x : (n, n_inputs) float32 ndarray
+        Inputs in [0, 1] (MNIST: 784 pixels).
     labels : (n,) uint8 ndarray
         Digit classes 0-9.
     """
@@ -58,15 +58,17 @@ class ProducerError(RuntimeError):
     """The producer thread failed; ``__cause__`` is the original exception."""
 
 
-def stream_fetcher(stream, schedule) -> Callable[[int, int], Chunk]:
+def stream_fetcher(stream, schedule, *, n_inputs: int | None = None) -> Callable[[int, int], Chunk]:
     """Fetch function over an InfiniteMNIST stream and a Schedule.
 
     Parameters
     ----------
     stream : infinite_mnist.InfiniteMNIST
-        Provides ``floats(indices) -> (n, 784) float32`` and ``labels(indices) -> (n,) uint8``.
+        Provides ``floats(indices) -> (n, n_inputs) float32`` and ``labels(indices) -> (n,) uint8``.
     schedule : infinite_mnist.Schedule
         Maps stream positions to stream indices (``indices(position, count)``).
+    n_inputs : int, optional
+        Inputs per example the stream must give (any width if None).
 
     Returns
     -------
@@ -83,10 +85,11 @@ def stream_fetcher(stream, schedule) -> Callable[[int, int], Chunk]:
         x = np.asarray(stream.floats(idx))
         y = np.asarray(stream.labels(idx))
         n = stop - start
-        if x.shape != (n, 784) or x.dtype != np.float32:
+        width = x.shape[1] if x.ndim == 2 and n_inputs is None else n_inputs
+        if x.shape != (n, width) or x.dtype != np.float32:
             raise ValueError(
-                f"stream.floats for positions [{start}, {stop}): expected ({n}, 784) float32, "
-                f"found {x.shape} {x.dtype}"
+                f"stream.floats for positions [{start}, {stop}): expected ({n}, "
+                f"{width or 'n_inputs'}) float32, found {x.shape} {x.dtype}"
             )
         if y.shape != (n,):
             raise ValueError(

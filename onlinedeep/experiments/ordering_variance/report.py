@@ -1,0 +1,216 @@
+"""Aggregating the example-ordering experiment: output variance per segment, its table, Figure 13.
+
+See :mod:`onlinedeep.experiments.ordering_variance` for the protocol and the files.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from onlinedeep.atomic import atomic_file
+from onlinedeep.experiments.ordering_variance.jobs import output_path
+from onlinedeep.experiments.ordering_variance.plan import (OUTPUT_FORMAT, TABLE_FORMAT, Job,
+                                                           OrderingPlan, load_plan)
+from onlinedeep.run_folder import JobFolder
+
+__all__ = ["output_variance", "aggregate", "load_table", "plot_figure13", "report"]
+
+TABLE_FILE = "ordering_variance.h5"
+FIGURE_FILE = "figure13.png"
+
+
+def output_variance(probabilities: np.ndarray) -> float:
+    """Variance across networks of their outputs, averaged over test examples and classes.
+
+    Parameters
+    ----------
+    probabilities : (D, n, k) float array_like
+        Softmax outputs of D networks on the same n test examples (k classes), D ≥ 2.
+
+    Returns
+    -------
+    float
+        ``mean over (n, k) of var over D`` with the unbiased estimator (ddof = 1), computed in
+        float64: the variance "in function space" of paper section 8.2.
+
+    Raises
+    ------
+    ValueError
+        If the array is not 3-D or has fewer than 2 networks.
+    """
+    p = np.asarray(probabilities, dtype=np.float64)
+    if p.ndim != 3 or p.shape[0] < 2:
+        raise ValueError(f"probabilities: expected shape (D >= 2, n, k), found {p.shape}")
+    return float(p.var(axis=0, ddof=1).mean())
+
+
+@contextlib.contextmanager
+def _read_h5(path, fmt: str, what: str):
+    """Open an HDF5 output of this module whose ``format`` attribute must be ``fmt``.
+
+    Any failure inside the block (missing file, damaged file, wrong format, missing dataset or
+    attribute) becomes a ValueError naming the file and ``what`` it should have been.
+    """
+    try:
+        with h5py.File(path, "r") as f:
+            if f.attrs.get("format") != fmt:
+                raise ValueError(f"attribute 'format': expected {fmt!r}, found {f.attrs.get('format')!r}")
+            yield f
+    except (OSError, KeyError, ValueError) as exc:
+        raise ValueError(f"{path}: not a readable {what} ({exc})") from None
+
+
+def _read_job_output(path: Path, plan: OrderingPlan) -> tuple[np.ndarray, float]:
+    with _read_h5(path, OUTPUT_FORMAT, "ordering-variance job output") as f:
+        probs = f["probabilities"][...]
+        online_error = float(f.attrs["online_error"])
+    if probs.shape != (plan.test_count, 10) or not np.isfinite(probs).all():
+        raise ValueError(
+            f"{path}: dataset 'probabilities': expected finite values of shape "
+            f"({plan.test_count}, 10), found shape {probs.shape}"
+        )
+    return probs, online_error
+
+
+def aggregate(out: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Collect the finished jobs of an experiment folder into one table and write it.
+
+    Parameters
+    ----------
+    out : path
+        Experiment folder (holds ``plan.json``).
+
+    Returns
+    -------
+    dict of str to ndarray
+        Columns, one row per (condition, segment): ``condition`` (str), ``segment`` int64,
+        ``fraction`` float64 (s/S), ``n_draws`` int64 (finished draws used), ``variance`` float64
+        (:func:`output_variance`; NaN with fewer than 2 finished draws), ``online_error_mean``
+        float64 (mean final online error of the draws). Also written to ``out/ordering_variance.h5``
+        as the compound dataset ``table`` with the plan as attribute ``plan`` (JSON).
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``out`` holds no plan.
+    ValueError
+        If a job output is unreadable or malformed (names the file).
+    """
+    out = Path(out)
+    plan = load_plan(out)
+    rows = []
+    for condition in plan.conditions:
+        for s in range(plan.n_segments):
+            probs, errors = [], []
+            for d in range(plan.n_draws):
+                path = output_path(plan, out, Job(condition, s, d))
+                if path.exists():
+                    p, e = _read_job_output(path, plan)
+                    probs.append(p)
+                    errors.append(e)
+            variance = output_variance(np.stack(probs)) if len(probs) >= 2 else float("nan")
+            rows.append((condition, s, plan.fraction(s), len(probs), variance,
+                         float(np.mean(errors)) if errors else float("nan")))
+    table = {
+        "condition": np.array([r[0] for r in rows], dtype=object),
+        "segment": np.array([r[1] for r in rows], dtype=np.int64),
+        "fraction": np.array([r[2] for r in rows], dtype=np.float64),
+        "n_draws": np.array([r[3] for r in rows], dtype=np.int64),
+        "variance": np.array([r[4] for r in rows], dtype=np.float64),
+        "online_error_mean": np.array([r[5] for r in rows], dtype=np.float64),
+    }
+    width = max(len(c) for c in plan.conditions)
+    dtype = np.dtype([("condition", f"S{width}"), ("segment", "<i8"), ("fraction", "<f8"),
+                      ("n_draws", "<i8"), ("variance", "<f8"), ("online_error_mean", "<f8")])
+    records = np.array([(r[0].encode(), *r[1:]) for r in rows], dtype=dtype)
+
+    with atomic_file(JobFolder(out).file(TABLE_FILE)) as tmp, h5py.File(tmp, "w") as f:
+        dset = f.create_dataset("table", data=records)
+        dset.attrs["variance"] = ("variance across draws of the softmax outputs on the test set, "
+                                  "unbiased (ddof=1), averaged over test examples and classes")
+        f.attrs["format"] = TABLE_FORMAT
+        f.attrs["plan"] = json.dumps(plan.to_dict(), sort_keys=True)
+    return table
+
+
+def load_table(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Read a table written by :func:`aggregate` (same columns as it returns).
+
+    Raises
+    ------
+    ValueError
+        If the file is not such a table (names the file and what is wrong).
+    """
+    with _read_h5(path, TABLE_FORMAT, "ordering-variance table") as f:
+        records = f["table"][...]
+    table = {name: records[name] for name in records.dtype.names}
+    table["condition"] = np.array([c.decode() for c in records["condition"]], dtype=object)
+    return table
+
+
+_LABELS = {"dae": "with pre-training (SDAE)", "rbm": "with pre-training (DBN)",
+           "none": "without pre-training"}
+
+
+def plot_figure13(table: dict[str, np.ndarray], path: str | os.PathLike, *,
+                  unsup_fraction: dict[str, float] | None = None, title: str | None = None) -> None:
+    """Draw Figure 13: output variance against the position of the replaced segment.
+
+    Parameters
+    ----------
+    table : dict
+        Columns as returned by :func:`aggregate`.
+    path : path
+        PNG file to write (atomically).
+    unsup_fraction : dict of str to float, optional
+        Per condition, the fraction of training spent pre-training (drawn as a dotted line; the
+        paper's 0.25 mark).
+    title : str, optional
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.0, 4.0), dpi=120)
+    for condition in dict.fromkeys(table["condition"]):
+        rows = table["condition"] == condition
+        line, = ax.plot(table["fraction"][rows], table["variance"][rows], marker="o",
+                        label=_LABELS.get(condition, condition))
+        frac = (unsup_fraction or {}).get(condition, 0.0)
+        if frac > 0:
+            ax.axvline(frac, color=line.get_color(), linestyle=":", linewidth=1,
+                       label=f"end of pre-training ({condition})")
+    ax.set_xlabel("position of the replaced segment (fraction of training)")
+    ax.set_ylabel("variance of the output on the test set")
+    ax.set_title(title or "Figure 13: influence of example ordering")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    try:
+        with atomic_file(path) as tmp:
+            fig.savefig(tmp, format="png")
+    finally:
+        plt.close(fig)
+
+
+def report(out: str | os.PathLike) -> tuple[dict[str, np.ndarray], Path, Path]:
+    """Aggregate an experiment folder and draw its figure.
+
+    Returns
+    -------
+    (table, table_path, figure_path)
+        See :func:`aggregate`; the files are ``out/ordering_variance.h5`` and ``out/figure13.png``.
+    """
+    out = Path(out)
+    table = aggregate(out)
+    plan = load_plan(out)
+    fractions = {name: cfg.unsup_updates / plan.n_examples for name, cfg in plan.configs.items()}
+    plot_figure13(table, JobFolder(out).file(FIGURE_FILE), unsup_fraction=fractions,
+                  title=f"Figure 13 (N={plan.n_examples:,}, S={plan.n_segments}, D={plan.n_draws})")
+    return table, JobFolder(out).file(TABLE_FILE), JobFolder(out).file(FIGURE_FILE)

@@ -1,0 +1,106 @@
+"""What a run trains on: the stream and the schedule a configuration describes, and their provenance.
+
+The stream (``infinite_mnist.InfiniteMNIST``) gives the examples at stream indices; the schedule
+(``infinite_mnist.Schedule``) says which stream index is trained at each stream position.
+"""
+from __future__ import annotations
+
+import platform
+from importlib import metadata
+from typing import Any
+
+from onlinedeep.config import ConfigError, RunConfig
+
+__all__ = ["make_stream", "shared_stream", "default_schedule", "schedule_prefix",
+           "software_versions", "check_same_data"]
+
+# Data provenance keys that may differ between machines without changing a single example.
+_PROVENANCE_FREE = ("path", "source", "note")
+_SHARED: dict[tuple, Any] = {}
+
+
+def make_stream(config: RunConfig):
+    """The InfiniteMNIST stream a configuration describes (``deformation``, ``stream_seed``,
+    ``mnist_dir``); ``deformation="infimnist"`` reads infimnist's data directory ``mnist_dir``.
+
+    Raises
+    ------
+    ConfigError
+        If ``deformation`` is ``"infimnist"`` without ``mnist_dir``.
+    infinite_mnist.MnistNotFoundError, infinite_mnist.MnistFormatError
+        If the MNIST files are missing or damaged.
+    """
+    from infinite_mnist import InfiniteMNIST
+
+    if config.deformation == "infimnist":
+        if not config.mnist_dir:
+            raise ConfigError("deformation 'infimnist' needs mnist_dir = infimnist's data directory")
+        return InfiniteMNIST.from_infimnist_dir(config.mnist_dir)
+    return InfiniteMNIST(mnist_dir=config.mnist_dir, mode=config.deformation, seed=config.stream_seed)
+
+
+def shared_stream(config: RunConfig):
+    """:func:`make_stream`, built once per process and data source.
+
+    For worker processes that run many jobs: loading and checking MNIST takes a moment, and the
+    generator is stateless (safe to share between the threads of a Dask worker).
+    """
+    key = (config.mnist_dir, config.deformation, config.stream_seed)
+    if key not in _SHARED:
+        _SHARED[key] = make_stream(config)
+    return _SHARED[key]
+
+
+def default_schedule(config: RunConfig):
+    """The contiguous training sequence of a configuration: training ids ``stream_start ...``."""
+    from infinite_mnist import Schedule
+
+    return Schedule.contiguous(config.total_updates, start=config.stream_start, split=config.split)
+
+
+def schedule_prefix(schedule, position: int) -> tuple[str, list[tuple[int, int]]]:
+    """Training-id ranges of positions ``[0, position)``, coalesced: equal iff same examples."""
+    out: list[list[int]] = []
+    left = position
+    for start, length in schedule.segments:
+        if left <= 0:
+            break
+        take = min(length, left)
+        if out and out[-1][0] + out[-1][1] == start:
+            out[-1][1] += take
+        else:
+            out.append([start, take])
+        left -= take
+    return schedule.split, [tuple(s) for s in out]
+
+
+def software_versions() -> dict[str, str]:
+    """Versions of Python, the platform and the packages a run depends on."""
+    out = {"python": platform.python_version(), "platform": platform.platform()}
+    for pkg in ("onlinedeep", "torch", "numpy", "numba", "h5py"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = "unknown"
+    return out
+
+
+def check_same_data(old: dict, new: dict) -> None:
+    """Check that a stream's provenance (``stream.provenance()``) describes the same examples as a
+    snapshot's; file locations and notes may differ.
+
+    Raises
+    ------
+    ConfigError
+        Naming each key that differs, with both values.
+    """
+    diff = sorted(
+        k for k in set(old) | set(new)
+        if not any(k.endswith(s) for s in _PROVENANCE_FREE) and old.get(k) != new.get(k)
+    )
+    if diff:
+        detail = ", ".join(f"{k}: snapshot {old.get(k)!r} vs now {new.get(k)!r}" for k in diff)
+        raise ConfigError(
+            f"data: the stream differs from the one the snapshot was trained on ({detail}); "
+            f"point --mnist-dir at the same MNIST files"
+        )
