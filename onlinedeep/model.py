@@ -150,8 +150,11 @@ def _as_input(params: dict[str, torch.Tensor], x) -> torch.Tensor:
 def hidden_forward(params: dict[str, torch.Tensor], x, upto: int) -> torch.Tensor:
     """Deterministic output of hidden layers ``0 .. upto-1``: the input of layer ``upto``.
 
-    Greedy layer-wise pre-training trains layer ``upto`` on this (paper 5.1: the layers below stay
-    fixed and feed their sigmoid outputs, not samples, upward).
+    Greedy layer-wise pre-training trains layer ``upto`` on this: the layers below stay fixed and
+    feed their mean-field sigmoid outputs upward, not samples. This is the choice of Bengio et al.
+    (2007, "Greedy layer-wise training of deep networks") and of the Deep Learning Tutorials' DBN and
+    SdA (Theano); section 5.1.1 of Erhan et al. (2010) describes a DBN whose layers model samples of
+    the posteriors below, and the paper does not say which its experiments used.
 
     Parameters
     ----------

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from onlinedeep import noise
-from onlinedeep.kernels.numba_cpu import NumbaKernel, make_kernel
+from onlinedeep.kernels.numba_cpu import N_BLOCKS, NumbaKernel, make_kernel
 from onlinedeep.kernels.reference import ReferenceKernel
 from onlinedeep.model import clone_params, init_params
 
@@ -173,7 +173,7 @@ def test_thread_count_default_and_cap(monkeypatch):
         expected = 1
     assert threads.decide("kernel") == expected == NumbaKernel().n_threads
     assert kernels.get("numba", "cpu", threads=2).n_threads == 2
-    assert NumbaKernel(n_threads=9).n_threads == numba_cpu.N_BLOCKS
+    assert NumbaKernel(n_threads=9).n_threads == N_BLOCKS
     with pytest.raises(ValueError, match="n_threads must be an integer >= 1"):
         NumbaKernel(n_threads=-1)
     with pytest.raises(ValueError, match="threads must be an integer >= 0"):

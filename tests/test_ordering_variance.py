@@ -29,7 +29,7 @@ from onlinedeep.experiments.ordering_variance import (
 )
 from onlinedeep.model import predict_proba
 from onlinedeep.run_folder import RunFolder
-from onlinedeep.training import Trainer, branch, resume
+from onlinedeep.training import Trainer, branch
 from onlinedeep.experiments import ordering_variance as ov
 
 

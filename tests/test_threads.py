@@ -13,7 +13,6 @@ import torch
 from onlinedeep import phases
 from onlinedeep import kernels
 from onlinedeep.config import RunConfig
-from onlinedeep.run_folder import RunFolder
 from onlinedeep.training import Trainer, resume
 
 pytestmark = [

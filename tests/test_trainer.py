@@ -90,7 +90,7 @@ def test_prequential_error_is_recorded_before_each_update(fake_stream):
 ])
 def test_pretraining_is_greedy_and_uses_the_draws_of_each_position(fake_stream, pretrain, extra):
     """Layer k is trained on the deterministic output of the fixed layers below, with the noise
-    of (seed, absolute stream position), one layer after the other (paper 5.1)."""
+    of (seed, absolute stream position), one layer after the other."""
     cfg = _config(pretrain, seed=7, **extra)
     stream = fake_stream()
     trainer = Trainer(cfg, stream=stream)

@@ -16,13 +16,11 @@ only changes how the weights are swept, never what is computed:
 * every sweep that feeds a sum is cut into ``N_BLOCKS`` (4) fixed blocks of whole rows, each with
   its own partial sum, added in a fixed order; ``n_threads`` threads (1 to 4) share out the blocks.
   The arithmetic and its order do not depend on the thread count, so weights are **bit-identical**
-  for 1, 2 or 4 threads (tested) and a run can resume with another count. The fixed blocks cost
-  nothing measurable at 1 thread (784-2000-10, 3×1000 MLP, DAE, RBM: 0.99-1.03× the rate of the
-  former per-thread split, same run).
+  for 1, 2 or 4 threads (tested) and a run can resume with another count.
 
 All arithmetic is float32. Dot products (row · delta) are compiled with the ``reassoc`` fast-math
 flag alone, which lets LLVM vectorise the reduction by summing in a different order — the same
-freedom BLAS takes in the reference's matrix products (10× faster here). No other fast-math flag is
+freedom BLAS takes in the reference's matrix products. No other fast-math flag is
 used (no FMA contraction, no approximate functions), and the tests compare every mode with
 :mod:`onlinedeep.kernels.reference`.
 
@@ -231,9 +229,9 @@ def _backward_sgd_block(W, h_in, delta, delta_in, lr, l1, l2, t, T):
         _sgd_row(row, lr, hj, delta, l1, l2)
 
 
-# The softmax layer has 10 columns: a 10-wide row loop with a runtime trip count cost ~40 µs per
-# update over 2,000 rows (call and remainder overhead, accumulator in memory). For n_out = 10 the
-# row loops below are written out so the accumulators and δ_out live in registers.
+# The softmax layer of MNIST has 10 columns: a row loop with a runtime trip count keeps its
+# accumulator in memory. For n_out = 10 the row loops below are written out so the accumulators and
+# δ_out live in registers; other widths take the general loop.
 
 @njit(cache=True, nogil=True)
 def _out_forward10(W, h, b, o):

@@ -1,6 +1,6 @@
 """R independent models trained side by side on the CPU, each still one example per update.
 
-Use case: the D draws of one ordering-variance segment (issue 4), or several seeds, each model with
+Use case: the D draws of one ordering-variance segment, or several seeds, each model with
 its own stream of examples. Each model is updated by the serial compiled loop of
 :mod:`onlinedeep.kernels.numba_cpu` (``NumbaKernel(n_threads=1)``) in a worker thread; that loop
 releases the GIL (``nogil``), so the workers run on different cores at once. Each model's weights are
@@ -9,9 +9,7 @@ chunks (tested), and equal to the reference loop to float tolerance.
 
 Why whole models per thread rather than one lockstep batch: a batch-1 update is bound by weight
 traffic, so R models cost R times the traffic whatever the layout; giving each core whole models
-avoids any synchronisation inside an update (measured: 37 µs per model-update dense on 784-2000-10,
-flat from R = 2 to 20, while lockstep replicas through ``torch.bmm`` were 4.6× slower per update; see
-shared/notes/batch1-training-on-this-cpu.md and ``benchmarks/bench_train.py``).
+avoids any synchronisation inside an update (``benchmarks/bench_train.py`` compares the two).
 """
 
 from __future__ import annotations

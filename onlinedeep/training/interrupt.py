@@ -34,6 +34,20 @@ class TrainingInterrupted(KeyboardInterrupt):
         self.snapshot = snapshot
         self.signum = signum
 
+    @classmethod
+    def at_boundary(cls, signum: int, position: int, snapshot: Path | None) -> "TrainingInterrupted":
+        """The first signal, acted on at a chunk boundary after writing ``snapshot``."""
+        where = f"; snapshot {snapshot}" if snapshot else ""
+        return cls(f"{signal.Signals(signum).name} received: stopped at position {position}{where}",
+                   position, snapshot, signum)
+
+    @classmethod
+    def at_once(cls, signum: int, position: int, last: Path | None) -> "TrainingInterrupted":
+        """A second signal: stopped at once; the updates after the ``last`` snapshot are lost."""
+        return cls(f"{signal.Signals(signum).name} received again: stopped at once, without a "
+                   f"final snapshot; the updates after the last snapshot ({last or 'none written'}) "
+                   f"are lost", position, last, signum)
+
 
 class StopSignals:
     """Context manager: SIGINT/SIGTERM set :attr:`received` (main thread only; elsewhere signals

@@ -20,7 +20,6 @@ draws of :mod:`onlinedeep.training.draws`) → kernel (:mod:`onlinedeep.kernels`
 from __future__ import annotations
 
 import contextlib
-import signal
 import sys
 import time
 from dataclasses import dataclass
@@ -123,6 +122,17 @@ def _check_positions(cfg: RunConfig, position: int, stop: int | None, snapshot_a
     return stop, pins
 
 
+def _non_finite(cfg: RunConfig, phase: Phase, what: str, value, position: int) -> tuple[str, str]:
+    """What failed, and what to try, when a loss became non-finite at ``position``."""
+    if phase.kind == "supervised":
+        rates = f"learning rate {cfg.learning_rate}, l1 {cfg.l1}, l2 {cfg.l2}"
+        hint = "learning rate" + "".join(f" or {n}" for n in ("l1", "l2") if getattr(cfg, n) > 0)
+    else:
+        rates, hint = f"unsupervised learning rate {cfg.unsup_learning_rate}", "unsupervised learning rate"
+    return (f"the {what} became non-finite ({value}) at update {position} (stream position "
+            f"{position}, {phase.label}, {rates})"), f"; try a smaller {hint}"
+
+
 def _progress_bar(config: RunConfig, position: int):
     from tqdm.auto import tqdm
 
@@ -180,12 +190,11 @@ class Trainer:
 
     Attributes
     ----------
-    config, schedule, device, kernel, folder (RunFolder or None)
+    config, schedule, device, kernel, folder (RunFolder or None), metrics (RunMetrics)
     params : dict of str to torch.Tensor
         The network, updated in place (``onlinedeep.model`` layout).
     position : int
         Examples seen so far (updates done).
-    metrics : RunMetrics
     train_error : dict or None
         Figure 12 blocks, stored in the snapshots (``onlinedeep.experiments.figure12``).
     """
@@ -250,13 +259,12 @@ class Trainer:
         Raises
         ------
         ConfigError
-            If ``stop`` or a ``snapshot_at`` position is not a chunk boundary inside the run, or
-            the stream differs from the one the snapshot was trained on.
+            If a position is not a chunk boundary inside the run, or the stream differs from the
+            one the snapshot was trained on.
         RunDirError
             If another process trains in the run folder.
         NonFiniteLossError
-            When a loss becomes NaN/Inf (the message names the update); no snapshot is written
-            from the bad parameters, earlier ones stay.
+            When a loss becomes NaN/Inf (no snapshot is written from the bad parameters).
         TrainingInterrupted
             On SIGINT/SIGTERM, after a snapshot at the next chunk boundary.
         onlinedeep.training.producer.ProducerError
@@ -278,7 +286,7 @@ class Trainer:
             session = self.folder.session(start=self._start_folder if self._fresh else None)
         with session:
             if self.folder is not None and not self._fresh:
-                self._write_run_files()
+                self.folder.write_run_files(self.config, self.schedule.to_dict(), self.provenance())
                 self.folder.log(f"resume at position {self.position} (run until {stop})")
                 if self.position in pins:
                     self.save_to_run_folder(pinned=True)
@@ -365,22 +373,12 @@ class Trainer:
 
     def _check_loss(self, values: np.ndarray, chunk: Chunk, phase: Phase, what: str) -> None:
         bad = ~np.isfinite(values)
-        if not bad.any():
-            return
-        i = int(np.argmax(bad))
-        position = chunk.start + i
-        cfg = self.config
-        if phase.kind == "supervised":
-            rates = f"learning rate {cfg.learning_rate}, l1 {cfg.l1}, l2 {cfg.l2}"
-            hint = "learning rate" + "".join(f" or {n}" for n in ("l1", "l2") if getattr(cfg, n) > 0)
-        else:
-            rates = hint = "unsupervised learning rate"
-            rates += f" {cfg.unsup_learning_rate}"
-        self._failed = (f"the {what} became non-finite ({values[i]}) at update {position} (stream "
-                        f"position {position}, {phase.label}, {rates})")
-        keep = (f"; the last good snapshot is {self._last_snapshot}" if self._last_snapshot
-                else "; no snapshot was written from these parameters")
-        raise NonFiniteLossError(self._failed + keep + f"; try a smaller {hint}", position)
+        if bad.any():
+            i = int(np.argmax(bad))
+            self._failed, hint = _non_finite(self.config, phase, what, values[i], chunk.start + i)
+            keep = (f"; the last good snapshot is {self._last_snapshot}" if self._last_snapshot
+                    else "; no snapshot was written from these parameters")
+            raise NonFiniteLossError(self._failed + keep + hint, chunk.start + i)
 
     # ------------------------------------------------------------------ state
     @property
@@ -389,10 +387,6 @@ class Trainer:
         if self._stream is None:
             self._stream = data.make_stream(self.config)
         return self._stream
-
-    @property
-    def run_dir(self) -> Path | None:
-        return self.folder.path if self.folder is not None else None
 
     @property
     def phase(self) -> Phase | None:
@@ -448,12 +442,9 @@ class Trainer:
         self._last_snapshot = path
         return path
 
-    def _write_run_files(self) -> None:
-        self.folder.write_run_files(self.config, self.schedule.to_dict(), self.provenance())
-
     def _start_folder(self) -> None:
         """A fresh run folder: its files, then its first snapshot (pinned: the starting point)."""
-        self._write_run_files()
+        self.folder.write_run_files(self.config, self.schedule.to_dict(), self.provenance())
         self._log(f"start at position {self.position} from {self._origin}; "
                   f"config {self.config.to_json()}")
         self.save_to_run_folder(pinned=True)
@@ -482,14 +473,10 @@ class Trainer:
             self._record_now()
             snap = self.save_to_run_folder(pinned=False)
             self._log(f"interrupted by signal {signum} at position {self.position}")
-        where = f"; snapshot {snap}" if snap else ""
-        return TrainingInterrupted(f"{signal.Signals(signum).name} received: stopped at position "
-                                   f"{self.position}{where}", self.position, snap, signum)
+        return TrainingInterrupted.at_boundary(signum, self.position, snap)
 
     def _interrupted_at_once(self, signum: int) -> TrainingInterrupted:
         """A second signal: stop now, without a snapshot."""
-        message = (f"{signal.Signals(signum).name} received again: stopped at once, without a final "
-                   f"snapshot; the updates after the last snapshot "
-                   f"({self._last_snapshot or 'none written'}) are lost")
-        self._log(f"interrupted again by signal {signum} after position {self.position}: {message}")
-        return TrainingInterrupted(message, self.position, self._last_snapshot, signum)
+        exc = TrainingInterrupted.at_once(signum, self.position, self._last_snapshot)
+        self._log(f"interrupted again by signal {signum} after position {self.position}: {exc}")
+        return exc

@@ -88,7 +88,7 @@ def run_job(plan_data: dict[str, Any], out: str, key: str, threads: int | None =
     Notes
     -----
     A base stage produces its branch point. The base job and the draw jobs produce an output file
-    (HDF5, written atomically, last): dataset ``probabilities`` (test_count, 10)
+    (HDF5, written atomically, last): dataset ``probabilities`` (test_count, n_classes)
     float32, the softmax outputs on the test set; attributes ``format``, ``key``, ``condition``,
     ``segment``, ``draw``, ``config`` (RunConfig JSON), ``schedule`` (Schedule JSON),
     ``test_start``, ``test_count``, ``position`` (examples trained), ``online_error``,

@@ -69,10 +69,11 @@ def _read_job_output(path: Path, plan: OrderingPlan) -> tuple[np.ndarray, float]
     with _read_h5(path, OUTPUT_FORMAT, "ordering-variance job output") as f:
         probs = f["probabilities"][...]
         online_error = float(f.attrs["online_error"])
-    if probs.shape != (plan.test_count, 10) or not np.isfinite(probs).all():
+    n_classes = next(iter(plan.configs.values())).n_classes
+    if probs.shape != (plan.test_count, n_classes) or not np.isfinite(probs).all():
         raise ValueError(
             f"{path}: dataset 'probabilities': expected finite values of shape "
-            f"({plan.test_count}, 10), found shape {probs.shape}"
+            f"({plan.test_count}, {n_classes}), found shape {probs.shape}"
         )
     return probs, online_error
 
