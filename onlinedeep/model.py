@@ -8,8 +8,8 @@ key        shape                   meaning
 ``W{k}``   ``(fan_in_k, n_hidden)``  hidden layer k; row j holds the outgoing weights of input j
 ``b{k}``   ``(n_hidden,)``           hidden bias of layer k
 ``c{k}``   ``(fan_in_k,)``           visible / reconstruction bias of layer k (pre-training only)
-``W_out``  ``(n_hidden, 10)``        softmax layer
-``b_out``  ``(10,)``
+``W_out``  ``(n_hidden, n_outputs)`` softmax layer (10 classes for MNIST)
+``b_out``  ``(n_outputs,)``
 =========  ======================  ==========================================================
 
 Training lives in :mod:`onlinedeep.kernels`; this module only creates, inspects and evaluates.
@@ -61,7 +61,7 @@ def init_params(
     device : str or torch.device
         Where the tensors live.
     n_outputs : int
-        Classes of the softmax layer.
+        Classes of the softmax layer (10 for MNIST digits).
 
     Returns
     -------

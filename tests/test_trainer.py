@@ -401,3 +401,28 @@ def test_run_folder_contents_and_training_sequence_error(tmp_path, fake_stream):
     final = snapshot.load(run_dir / "snapshots" / "snapshot-000000001000.pinned.h5")
     np.testing.assert_array_equal(final.train_error["error"], te["error"])
     assert final.phase == "done" and final.counters["sup_done"] == 600
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_other_widths_flow_from_the_configuration(tmp_path, kernel):
+    """n_inputs and n_classes reach the weights, the draws, the kernels and the snapshots."""
+
+    class Stream:
+        def floats(self, idx):
+            return np.stack([np.random.default_rng(int(i)).random(100, dtype=np.float32)
+                             for i in idx]).reshape(len(idx), 100)
+
+        def labels(self, idx):  # the largest of the first three inputs
+            return self.floats(idx)[:, :3].argmax(1).astype(np.uint8)
+
+        def provenance(self):
+            return {"source": "three classes"}
+
+    cfg = _config("dae", n_inputs=100, n_classes=3, kernel=kernel)
+    trainer = Trainer(cfg, stream=Stream(), run_dir=tmp_path / "run")
+    result = trainer.run(progress=False)
+    assert result.params["W0"].shape == (100, 16) and result.params["W_out"].shape == (16, 3)
+    assert result.series.supervised().online_error.shape[0] > 0
+    snap = snapshot.load(result.snapshot)
+    assert snap.params["b_out"].shape == (3,) and snap.config.n_inputs == 100
+    assert resume(tmp_path / "run", stream=Stream()).position == cfg.total_updates
