@@ -27,7 +27,8 @@ def _close(got, want, atol=ATOL):
         assert diff <= atol, f"{key}: max |cuda-graph - reference| = {diff:.3g} > {atol}"
 
 
-@pytest.mark.parametrize("n_layers,l1,l2", [(1, 0.0, 0.0), (3, 1e-4, 1e-3)])
+@pytest.mark.parametrize("n_layers,l1,l2", [(1, 0.0, 0.0), (3, 1e-4, 1e-3), (1, 0.0, 1e-8),
+                                             (3, 0.0, 1e-6)])
 def test_supervised_step_matches_reference_on_cpu(n_layers, l1, l2):
     x, y = mnist_inputs(120)
     start = init_params(784, 32, n_layers, seed=4)
@@ -126,3 +127,26 @@ def test_graph_replay_matches_reference_on_cuda(mode):
         got = kernel.rbm(fast, 0, x, u_h, None, learning_rate=0.05)
     _close(fast, ref, atol=1e-4)
     assert torch.allclose(got, want, rtol=1e-4, atol=1e-3)
+
+
+@needs_cuda
+@pytest.mark.parametrize("l2,steps_per_graph", [(1e-6, 64), (1.0, 16)])
+def test_graph_replay_with_l2_matches_reference_on_cuda(l2, steps_per_graph):
+    """The per-step scale coefficients are graph inputs, read at each replay. l2 = 1: the scale is
+    brought back to 1 after 63 updates (segments 63, 63, 24: graphs of 16 steps, eager steps)."""
+    n = 150
+    x, y = mnist_inputs(n)
+    zero_pixels = (x == 0).all(dim=0)
+    x, y = x.cuda(), y.cuda()
+    start = init_params(784, 32, 2, seed=1, device="cuda")
+    ref, fast = clone_params(start), clone_params(start)
+    kernel = CudaGraphKernel("cuda", steps_per_graph=steps_per_graph)
+    want = ReferenceKernel().supervised(ref, x, y, learning_rate=0.1, l2=l2)[1]
+    got = kernel.supervised(fast, x, y, learning_rate=0.1, l2=l2)[1]
+    _close(fast, ref, atol=1e-4)
+    assert torch.allclose(got, want, rtol=1e-4, atol=1e-3)
+    # zero-gradient weights: same float64 scale, same single rounding, same bits
+    assert zero_pixels.sum() > 50
+    rows = zero_pixels.cuda()
+    assert torch.equal(fast["W0"][rows], ref["W0"][rows])
+    assert not torch.equal(fast["W0"][rows], start["W0"][rows])

@@ -36,7 +36,7 @@ def _moved(before, after):
 
 @pytest.mark.parametrize("n_threads", [1, 2])
 @pytest.mark.parametrize("n_layers,l1,l2", [(1, 0.0, 0.0), (1, 1e-4, 1e-3), (3, 0.0, 0.0),
-                                             (3, 1e-4, 1e-3)])
+                                             (3, 1e-4, 1e-3), (1, 0.0, 1e-8), (3, 0.0, 1e-6)])
 def test_supervised_matches_reference(n_layers, l1, l2, n_threads):
     x, y = mnist_inputs(300)
     start = init_params(784, 48, n_layers, seed=3)

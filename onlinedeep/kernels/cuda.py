@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import torch
 
+from onlinedeep.kernels.weight_decay import decay_factor, must_rescale, rescale_
+
 __all__ = ["CudaGraphKernel", "make_kernel"]
 
 
@@ -45,9 +47,12 @@ def _sigmoid_grad_(delta: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
 # Every tensor has a leading replica axis R; vectors are (R, 1, n) rows so that bmm applies.
 
 class _SupervisedStep:
-    """One prequential SGD update of R replicas: forward, logits stored, backward, update."""
+    """One prequential SGD update of R replicas without L2: forward, logits kept, backward, update.
 
-    def __init__(self, P: dict, lr: float, l1: float, l2: float):
+    (With L2: :class:`_ScaledSupervisedStep`.)
+    """
+
+    def __init__(self, P: dict, lr: float, l1: float):
         self.depth = _depth(P)
         self.Ws = [P[f"W{k}"] for k in range(self.depth)] + [P["W_out"]]
         self.bs = [P[f"b{k}"].unsqueeze(1) for k in range(self.depth)] + [P["b_out"].unsqueeze(1)]
@@ -57,7 +62,6 @@ class _SupervisedStep:
         self.delta = [torch.empty((R, 1, W.shape[2]), device=dev) for W in self.Ws]
         self.signs = [torch.empty_like(W) for W in self.Ws] if l1 != 0.0 else None
         self.lr, self.l1 = lr, l1
-        self.decay = 1.0 - 2.0 * lr * l2
 
     def __call__(self, x: torch.Tensor, onehot: torch.Tensor, logits: torch.Tensor) -> None:
         """x (R, 1, F), onehot (R, 1, n_out), logits (R, 1, n_out) output buffer."""
@@ -75,10 +79,75 @@ class _SupervisedStep:
                                          out=self.delta[k - 1]), self.h[k - 1])
             if self.signs is not None:
                 torch.sign(self.Ws[k], out=self.signs[k])
-            self.Ws[k].baddbmm_(inp.transpose(1, 2), self.delta[k], beta=self.decay, alpha=-self.lr)
+            self.Ws[k].baddbmm_(inp.transpose(1, 2), self.delta[k], alpha=-self.lr)
             if self.signs is not None:
                 self.Ws[k].add_(self.signs[k], alpha=-self.lr * self.l1)
             self.bs[k].add_(self.delta[k], alpha=-self.lr)
+
+
+class _ScaledSupervisedStep:
+    """:class:`_SupervisedStep` with L2: each ``W`` holds ``V = W/s`` (kernels.weight_decay).
+
+    The scale is a float64 host schedule, fed per step as float32 coefficients (an input tensor,
+    so a captured graph reads each step's values at replay): ``s`` before the update, the step
+    ``-lr/s'`` and the L1 step ``-lr·l1/s'`` with ``s' = s·d`` after it.
+    """
+
+    def __init__(self, P: dict, lr: float, l1: float):
+        self.depth = _depth(P)
+        self.Ws = [P[f"W{k}"] for k in range(self.depth)] + [P["W_out"]]
+        self.bs = [P[f"b{k}"].unsqueeze(1) for k in range(self.depth)] + [P["b_out"].unsqueeze(1)]
+        R = self.Ws[0].shape[0]
+        dev = self.Ws[0].device
+        self.h = [torch.empty((R, 1, W.shape[2]), device=dev) for W in self.Ws[:-1]]
+        self.delta = [torch.empty((R, 1, W.shape[2]), device=dev) for W in self.Ws]
+        self.step = [torch.empty((R, 1, W.shape[2]), device=dev) for W in self.Ws]
+        self.signs = [torch.empty_like(W) for W in self.Ws] if l1 != 0.0 else None
+        self.lr = lr
+
+    def __call__(self, x: torch.Tensor, onehot: torch.Tensor, coef: torch.Tensor,
+                 logits: torch.Tensor) -> None:
+        """x (R, 1, F), onehot (R, 1, n_out), coef (1, 1, 3) [s, -lr/s', -lr·l1/s'], logits out."""
+        scale, step, step_l1 = coef[:, :, 0:1], coef[:, :, 1:2], coef[:, :, 2:3]
+        below = x
+        for k in range(self.depth):
+            torch.bmm(below, self.Ws[k], out=self.h[k]).mul_(scale).add_(self.bs[k]).sigmoid_()
+            below = self.h[k]
+        torch.bmm(below, self.Ws[-1], out=logits).mul_(scale).add_(self.bs[-1])
+        top = self.depth
+        torch.softmax(logits, dim=2, out=self.delta[top]).sub_(onehot)
+        for k in range(top, -1, -1):
+            inp = self.h[k - 1] if k > 0 else x
+            if k > 0:   # δ_{k-1} from W_k = s·V_k before V_k moves
+                _sigmoid_grad_(torch.bmm(self.delta[k], self.Ws[k].transpose(1, 2),
+                                         out=self.delta[k - 1]).mul_(scale), self.h[k - 1])
+            if self.signs is not None:
+                torch.sign(self.Ws[k], out=self.signs[k])
+            # V ← V - (lr/s')·(h_inᵀδ [+ l1·sign(V_before)]); the decay is all in the scale
+            torch.mul(self.delta[k], step, out=self.step[k])
+            self.Ws[k].baddbmm_(inp.transpose(1, 2), self.step[k])
+            if self.signs is not None:
+                self.Ws[k].addcmul_(self.signs[k], step_l1)
+            self.bs[k].add_(self.delta[k], alpha=-self.lr)
+
+
+def _scale_schedule(n: int, decay: float, lr: float, l1: float):
+    """Per-step coefficients of :class:`_ScaledSupervisedStep` for a chunk of ``n`` updates.
+
+    Returns ``coef (1, n, 3) float32`` (CPU) and the segments ``[(start, stop, scale)]``, after
+    each of which the weights are brought back to ``W`` (``rescale_(V, scale)``): where the float64
+    scale leaves its range, and at the end of the chunk.
+    """
+    rows, segments = [], []
+    s, start = 1.0, 0
+    for i in range(n):
+        s_next = s * decay
+        rows.append((s, -lr / s_next, -lr * l1 / s_next))
+        s = s_next
+        if must_rescale(s) or i == n - 1:
+            segments.append((start, i + 1, s))
+            s, start = 1.0, i + 1
+    return torch.tensor(rows, dtype=torch.float64).to(torch.float32).reshape(1, n, 3), segments
 
 
 class _DaeStep:
@@ -254,11 +323,13 @@ class CudaGraphKernel:
         """R replicas, one chunk each: ``x (R, n, fan_in)``, ``y (R, n) int64`` → errors, nll ``(R, n)``.
 
         ``P`` is a dict of ``(R, ...)`` tensors (one replica per row), updated in place.
+        With ``l2 > 0`` every weight decays by ``1 - 2·learning_rate·l2`` per update exactly (scaled
+        representation, :mod:`onlinedeep.kernels.weight_decay`), rounded to float32 once at the end
+        of the chunk. Raises ValueError for ``learning_rate · l2 >= 0.5``.
         """
         self._check_device(P)
         lr, l1, l2 = float(learning_rate), float(l1), float(l2)
-        if 1.0 - 2.0 * lr * l2 <= 0.0:
-            raise ValueError(f"learning_rate · l2 must be < 0.5, got {lr} · {l2}")
+        decay = decay_factor(lr, l2)
         R, n = x.shape[:2]
         n_out = P["W_out"].shape[2]
         if y.shape != (R, n):
@@ -266,9 +337,23 @@ class CudaGraphKernel:
         onehot = torch.zeros((R, n, n_out), dtype=torch.float32, device=self.device)
         onehot.scatter_(2, y.unsqueeze(2), 1.0)
         logits = torch.empty((R, n, n_out), dtype=torch.float32, device=self.device)
-        self._drive(self._key("sup", P, lr, l1, l2),
-                    lambda scratch=False: _SupervisedStep(self._scratch_or(P, scratch), lr, l1, l2),
-                    [x.contiguous(), onehot], [logits])
+        x = x.contiguous()
+        if l2 == 0.0:
+            self._drive(self._key("sup", P, lr, l1, l2),
+                        lambda scratch=False: _SupervisedStep(self._scratch_or(P, scratch), lr, l1),
+                        [x, onehot], [logits])
+        else:
+            # Exact decay: W = s·V within the chunk (onlinedeep.kernels.weight_decay).
+            coef, segments = _scale_schedule(n, decay, lr, l1)
+            coef = coef.to(self.device)
+            weights = [v for k, v in P.items() if k.startswith("W")]
+            for a, b, scale in segments:
+                self._drive(self._key("sup-scaled", P, lr, l1, l2),
+                            lambda scratch=False: _ScaledSupervisedStep(
+                                self._scratch_or(P, scratch), lr, l1),
+                            [x[:, a:b], onehot[:, a:b], coef[:, a:b]], [logits[:, a:b]])
+                for W in weights:
+                    rescale_(W, scale)
         errors = (logits.argmax(dim=2) != y).to(torch.uint8)
         nll = torch.logsumexp(logits, dim=2) - logits.gather(2, y.unsqueeze(2)).squeeze(2)
         return errors, nll

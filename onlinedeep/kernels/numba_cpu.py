@@ -9,7 +9,10 @@ only changes how the weights are swept, never what is computed:
   the batch-1 semantics are unchanged);
 * the first layer touches only the rows of ``W0`` whose input is non-zero (MNIST pixels are ~81%
   zero). This is exact: a zero input contributes nothing to the forward sum and its row's gradient is
-  zero. With ``l1`` or ``l2`` > 0 the weight decay is dense, so every row is updated then;
+  zero. The L2 decay does not need the other rows either: with ``l2 > 0`` the weights are kept as
+  ``W = s·V`` during a chunk (:mod:`onlinedeep.kernels.weight_decay`), the decay is carried by the
+  float64 scale ``s`` and applied to every weight at the end of the chunk. With ``l1 > 0`` the
+  L1 step ``-lr·l1·sign(W)`` moves every weight, so every row is updated then;
 * the backward pass of a hidden layer and its weight update share one sweep (the dot product of a
   row with the layer's delta is taken before the row is overwritten, so gradients are those at the
   pre-update weights);
@@ -39,6 +42,7 @@ from numba import njit, prange
 from numba.typed import List
 
 from onlinedeep import threads as thread_policy
+from onlinedeep.kernels.weight_decay import RESCALE_MAX, RESCALE_MIN, decay_factor
 
 __all__ = ["NumbaKernel", "make_kernel", "N_BLOCKS"]
 
@@ -132,8 +136,8 @@ def _rank2_row(row, lr, s, d, t, e):
 def _active_rows(xa, use_a, xb, use_b, dense, rows):
     """Fill ``rows`` with the rows a first-layer sweep must visit; return their count.
 
-    Every row when ``dense`` (weight decay), else the rows where ``xa`` (the example being
-    updated) or ``xb`` (the next example, being forwarded) is non-zero.
+    Every row when ``dense`` (a penalty step on every weight), else the rows where ``xa`` (the
+    example being updated) or ``xb`` (the next example, being forwarded) is non-zero.
     """
     m = 0
     for j in range(rows.shape[0]):
@@ -151,6 +155,30 @@ def _sum_partials(out, bias, partial, n_parts, width):
         for t in range(n_parts):
             s += partial[t, c]
         out[c] = s + bias[c]
+
+
+@njit(cache=True, nogil=True)
+def _scale_add(out, scale, bias):
+    """out = out·scale + bias (a forward sum of ``V`` brought to ``W = scale·V``, then the bias)."""
+    for c in range(out.shape[0]):
+        out[c] = out[c] * scale + bias[c]
+
+
+@njit(cache=True, nogil=True)
+def _scale(out, scale):
+    """out *= scale (a backward sum of ``V`` brought to ``W = scale·V``)."""
+    for c in range(out.shape[0]):
+        out[c] *= scale
+
+
+@njit(cache=True, nogil=True)
+def _rescale_block(W, scale, t, T):
+    """Rows of part t of T: W_j ← float32(float64(W_j)·scale), elementwise (same bits, any T)."""
+    j0, j1 = _block(W.shape[0], t, T)
+    for j in range(j0, j1):
+        row = W[j]
+        for c in range(row.shape[0]):
+            row[c] = _F32(np.float64(row[c]) * scale)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -287,9 +315,10 @@ def _out_backward10(W, h, d, delta_in, lr, l1, l2):
 
 
 @njit(cache=True, nogil=True)
-def _first_layer_block(W, rows, m, x, delta, lr, l1, l2, decay, x_next, has_next, P, w, t, T):
-    """SGD step of example i on its rows of W0, then example i+1's forward over the same rows
-    (into P[b, :w] for the blocks of thread t)."""
+def _first_layer_block(W, rows, m, x, delta, lr, l1, l2, dense, x_next, has_next, P, w, t, T):
+    """SGD step of example i on its rows of W0 (every listed row if ``dense``, else the rows of
+    non-zero inputs), then example i+1's forward over the same rows (into P[b, :w] for the blocks
+    of thread t)."""
     idx = np.empty(4, dtype=np.int64)
     coef = np.empty(4, dtype=_F32)
     b0, b1 = _blocks_of(t, T)
@@ -302,7 +331,7 @@ def _first_layer_block(W, rows, m, x, delta, lr, l1, l2, decay, x_next, has_next
             j = rows[q]
             row = W[j]
             xj = x[j]
-            if decay or xj != 0:
+            if dense or xj != 0:
                 _sgd_row(row, lr, xj, delta, l1, l2)
             if has_next:
                 xn = x_next[j]
@@ -401,7 +430,10 @@ def _sigmoid_(a):
 # Chunk drivers. Written once, compiled twice (serial and parallel, see _compile): with
 # parallel=False, prange is range. Every prange body is one call of a block function above.
 
-def _supervised_impl(Ws, bs, W_out, b_out, X, Y, lr, l1, l2, n_threads, errors, nll):
+def _supervised_impl(Ws, bs, W_out, b_out, X, Y, lr, l1, l2, n_threads, errors, nll, lr64,
+                     decay64, scaled):
+    # scaled (l2 > 0): every weight matrix holds V = W/s, s a float64 scale shared by all matrices
+    # (onlinedeep.kernels.weight_decay); not scaled: the plain float32 update, l2 = 0 here.
     n_layers = len(Ws)
     n = X.shape[0]
     n_in = X.shape[1]
@@ -410,7 +442,12 @@ def _supervised_impl(Ws, bs, W_out, b_out, X, Y, lr, l1, l2, n_threads, errors, 
     for k in range(n_layers):
         width = max(width, Ws[k].shape[1])
     T = n_threads
-    decay = l1 != 0 or l2 != 0
+    # dense first-layer sweep: every row moves at every update (the L1 step; without the scale,
+    # the L2 decay would too)
+    dense = l1 != 0 or (l2 != 0 and not scaled)
+    s = 1.0                                           # scale of every weight matrix, W = s·V
+    s_p = 1.0                                         # scale at which P (first layer) was summed
+    zero = np.zeros(max(width, n_out), dtype=_F32)
     H = np.zeros((n_layers, width), dtype=_F32)       # activations h_k
     D = np.zeros((n_layers, width), dtype=_F32)       # deltas δ_k
     P = np.zeros((N_BLOCKS, width), dtype=_F32)       # per-block partial forward sums
@@ -429,8 +466,13 @@ def _supervised_impl(Ws, bs, W_out, b_out, X, Y, lr, l1, l2, n_threads, errors, 
 
     for i in range(n):
         x = X[i]
+        s32 = _F32(s)
         # ---- forward: h_k = σ(h_{k-1} W_k + b_k)
-        _sum_partials(H[0, :w0], bs[0], P, N_BLOCKS, w0)
+        if scaled:
+            _sum_partials(H[0, :w0], zero, P, N_BLOCKS, w0)
+            _scale_add(H[0, :w0], _F32(s_p), bs[0])
+        else:
+            _sum_partials(H[0, :w0], bs[0], P, N_BLOCKS, w0)
         _sigmoid_(H[0, :w0])
         for k in range(1, n_layers):
             Wk = Ws[k]
@@ -438,17 +480,28 @@ def _supervised_impl(Ws, bs, W_out, b_out, X, Y, lr, l1, l2, n_threads, errors, 
             h_in = H[k - 1, :Wk.shape[0]]
             for t in prange(T):
                 _forward_dense_block(Wk, h_in, P, wk, t, T)
-            _sum_partials(H[k, :wk], bs[k], P, N_BLOCKS, wk)
+            if scaled:
+                _sum_partials(H[k, :wk], zero, P, N_BLOCKS, wk)
+                _scale_add(H[k, :wk], s32, bs[k])
+            else:
+                _sum_partials(H[k, :wk], bs[k], P, N_BLOCKS, wk)
             _sigmoid_(H[k, :wk])
         htop = H[top, :n_top]
         if n_out == 10:
-            _out_forward10(W_out, htop, b_out, o)
+            if scaled:
+                _out_forward10(W_out, htop, zero, o)
+                _scale_add(o, s32, b_out)
+            else:
+                _out_forward10(W_out, htop, b_out, o)
         else:
             o[:] = 0
             for j in range(n_top):
                 _axpy(o, htop[j], W_out[j])
-            for c in range(n_out):
-                o[c] += b_out[c]
+            if scaled:
+                _scale_add(o, s32, b_out)
+            else:
+                for c in range(n_out):
+                    o[c] += b_out[c]
 
         # ---- prequential monitoring, before the update
         y = Y[i]
@@ -467,11 +520,17 @@ def _supervised_impl(Ws, bs, W_out, b_out, X, Y, lr, l1, l2, n_threads, errors, 
             d_out[c] = np.exp(o[c] - lse)     # softmax
         d_out[y] -= 1                          # δ_out = p - onehot(y)
 
-        # ---- softmax layer, then hidden layers k >= 1: backward dot and update in one sweep
+        # ---- softmax layer, then hidden layers k >= 1: backward dot and update in one sweep.
+        # Scaled: the decay goes into the scale (s ← s·d) and the step into V: V -= (lr/s)·grad.
+        s_next = s * decay64
+        lr_w = _F32(lr64 / s_next) if scaled else lr
+        l2_w = _F32(0.0) if scaled else l2
         if n_out == 10:
-            _out_backward10(W_out, htop, d_out, D[top, :n_top], lr, l1, l2)
+            _out_backward10(W_out, htop, d_out, D[top, :n_top], lr_w, l1, l2_w)
         else:
-            _backward_sgd_block(W_out, htop, d_out, D[top, :n_top], lr, l1, l2, 0, 1)
+            _backward_sgd_block(W_out, htop, d_out, D[top, :n_top], lr_w, l1, l2_w, 0, 1)
+        if scaled:
+            _scale(D[top, :n_top], s32)
         for c in range(n_out):
             b_out[c] -= lr * d_out[c]
         for k in range(n_layers - 1, 0, -1):
@@ -482,7 +541,9 @@ def _supervised_impl(Ws, bs, W_out, b_out, X, Y, lr, l1, l2, n_threads, errors, 
             h_in = H[k - 1, :fan_in]
             d_in = D[k - 1, :fan_in]
             for t in prange(T):
-                _backward_sgd_block(Wk, h_in, dk, d_in, lr, l1, l2, t, T)
+                _backward_sgd_block(Wk, h_in, dk, d_in, lr_w, l1, l2_w, t, T)
+            if scaled:
+                _scale(d_in, s32)
             bk = bs[k]
             for c in range(wk):
                 bk[c] -= lr * dk[c]
@@ -491,13 +552,24 @@ def _supervised_impl(Ws, bs, W_out, b_out, X, Y, lr, l1, l2, n_threads, errors, 
         d0 = D[0, :w0]
         has_next = i + 1 < n
         x_next = X[i + 1] if has_next else x
-        m = _active_rows(x, True, x_next, has_next, decay, rows)
+        m = _active_rows(x, True, x_next, has_next, dense, rows)
         for t in prange(T):
-            _first_layer_block(W0, rows, m, x, d0, lr, l1, l2, decay, x_next, has_next,
+            _first_layer_block(W0, rows, m, x, d0, lr_w, l1, l2_w, dense, x_next, has_next,
                                P, w0, t, T)
         b0 = bs[0]
         for c in range(w0):
             b0[c] -= lr * d0[c]
+        s = s_next
+        s_p = s_next
+        # Back to W = float32(float64(V)·s) when s leaves its range, and at the end of the chunk.
+        if scaled and (s < RESCALE_MIN or s > RESCALE_MAX or (i == n - 1 and s != 1.0)):
+            for k in range(n_layers):
+                Wk = Ws[k]
+                for t in prange(T):
+                    _rescale_block(Wk, s, t, T)
+            for t in prange(T):
+                _rescale_block(W_out, s, t, T)
+            s = 1.0   # (P keeps its scale s_p: it was summed before the rescale)
 
 
 def _dae_impl(W, b, c, X, keep, values, has_values, lr, n_threads, cost):
@@ -718,6 +790,9 @@ class NumbaKernel:
             Labels in [0, n_outputs).
         learning_rate, l1, l2 : float
             Step size and weight penalties (l1·Σ|W| + l2·ΣW² over weight matrices, not biases).
+            With ``l2 > 0`` every weight decays by ``1 - 2·learning_rate·l2`` per update exactly
+            (scaled representation, :mod:`onlinedeep.kernels.weight_decay`), rounded to float32
+            once at the end of the chunk.
 
         Returns
         -------
@@ -729,7 +804,8 @@ class NumbaKernel:
         Raises
         ------
         KeyError, TypeError, ValueError
-            Missing parameter, wrong tensor kind, wrong shape, or a label out of range.
+            Missing parameter, wrong tensor kind, wrong shape, a label out of range, or
+            ``learning_rate · l2 >= 0.5``.
         """
         n_layers = 0
         while f"W{n_layers}" in params:
@@ -748,9 +824,11 @@ class NumbaKernel:
             raise ValueError(f"y[{bad}] = {Y[bad]} is not a class index in [0, {n_out})")
         errors = np.zeros(n, dtype=np.uint8)
         nll = np.zeros(n, dtype=np.float32)
+        decay = decay_factor(learning_rate, l2)  # float64; raises for learning_rate·l2 >= 0.5
         if n:
             self._run(_SUPERVISED, Ws, bs, W_out, b_out, X, Y, _F32(learning_rate), _F32(l1),
-                      _F32(l2), self.n_threads, errors, nll)
+                      _F32(l2), self.n_threads, errors, nll, float(learning_rate), decay,
+                      float(l2) != 0.0)
         return torch.from_numpy(errors), torch.from_numpy(nll)
 
     def dae(self, params, layer, x, keep, values, *, learning_rate):

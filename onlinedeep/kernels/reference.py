@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from onlinedeep.kernels.weight_decay import decay_factor, must_rescale, rescale_
 from onlinedeep.model import n_layers
 
 __all__ = ["ReferenceKernel", "make_kernel"]
@@ -60,8 +61,10 @@ class ReferenceKernel:
 
     Buffers are cached per (shape, device), so repeated chunks on the same network allocate only the
     small per-chunk outputs. Each example's input row is first copied into a fixed buffer, so every
-    BLAS call sees the same addresses (and alignment) whatever the chunking: the weights after a
-    sequence of updates are bit-identical however the sequence was cut into chunks.
+    BLAS call sees the same addresses (and alignment) whatever the chunking: without L2 the weights
+    after a sequence of updates are bit-identical however the sequence was cut into chunks (with L2,
+    to float32 rounding: each chunk ends with one rounding of the exact decay,
+    :mod:`onlinedeep.kernels.weight_decay`).
     """
 
     name = "reference"
@@ -94,7 +97,10 @@ class ReferenceKernel:
             Labels in [0, n_outputs).
         learning_rate, l1, l2 : float
             Step size and the penalties ``l1·Σ|W| + l2·Σ W²`` over the weight matrices (biases are
-            not penalised; Erhan et al. 2010, section 5.3 and footnote 5).
+            not penalised; Erhan et al. 2010, section 5.3 and footnote 5). With ``l2 > 0`` every
+            weight decays by ``1 - 2·learning_rate·l2`` per update exactly, through the scaled
+            representation of :mod:`onlinedeep.kernels.weight_decay` (the weights are rounded to
+            float32 once, at the end of the chunk).
 
         Returns
         -------
@@ -121,9 +127,8 @@ class ReferenceKernel:
                                  f"{Ws[k - 1].shape[1]} units")
             _check(f"bias of layer {k}", b, (W.shape[1],), torch.float32, device)
         lr, l1, l2 = float(learning_rate), float(l1), float(l2)
-        decay = 1.0 - 2.0 * lr * l2  # W - lr·2·l2·W, folded into the rank-1 update
-        if decay <= 0.0:
-            raise ValueError(f"learning_rate · l2 must be < 0.5, got {lr} · {l2}")
+        decay = decay_factor(lr, l2)
+        scaled = l2 != 0.0
 
         n_out = Ws[-1].shape[1]
         WTs = [W.t() for W in Ws]  # views: stay valid as W is updated in place
@@ -137,7 +142,29 @@ class ReferenceKernel:
         onehot = torch.zeros((n, n_out), dtype=torch.float32, device=device)
         onehot.scatter_(1, y.unsqueeze(1), 1.0)
 
-        for i in range(n):
+        if not scaled:
+            self._supervised_plain(Ws, WTs, bs, x, onehot, logits, inp0, h, o, delta, signs, lr, l1)
+        else:
+            # W_k = scales[k]·Ws[k] (onlinedeep.kernels.weight_decay). One scale per matrix, all
+            # equal after each complete update; kept apart so that an interrupted chunk still
+            # leaves every matrix at its own weights.
+            scales = [1.0] * len(Ws)
+            try:
+                self._supervised_scaled(Ws, WTs, bs, x, onehot, logits, inp0, h, o, delta, signs,
+                                        lr, l1, decay, scales)
+            finally:
+                for W, s in zip(Ws, scales):
+                    rescale_(W, s)
+
+        errors = (logits.argmax(dim=1) != y).to(torch.uint8)
+        nll = torch.logsumexp(logits, dim=1) - logits.gather(1, y.unsqueeze(1)).squeeze(1)
+        return errors, nll
+
+    @staticmethod
+    def _supervised_plain(Ws, WTs, bs, x, onehot, logits, inp0, h, o, delta, signs, lr, l1):
+        """The supervised loop without L2: plain float32 updates of the stored weights."""
+        depth = len(Ws) - 1
+        for i in range(x.shape[0]):
             # Forward: h_k = σ(h_{k-1} W_k + b_k), o = h_{L-1} W_out + b_out (kept for the metrics).
             below = inp0.copy_(x[i])
             for k in range(depth):
@@ -154,15 +181,48 @@ class ReferenceKernel:
                     _sigmoid_grad_(torch.mv(Ws[k], delta[k], out=delta[k - 1]), h[k - 1])
                 if signs is not None:
                     torch.sign(Ws[k], out=signs[k])
-                # W ← (1 - 2·lr·l2)·W - lr·h_inᵀδ  [- lr·l1·sign(W_before)]
-                Ws[k].addr_(inp, delta[k], beta=decay, alpha=-lr)
+                # W ← W - lr·h_inᵀδ  [- lr·l1·sign(W_before)]
+                Ws[k].addr_(inp, delta[k], alpha=-lr)
                 if signs is not None:
                     Ws[k].add_(signs[k], alpha=-lr * l1)
                 bs[k].add_(delta[k], alpha=-lr)
 
-        errors = (logits.argmax(dim=1) != y).to(torch.uint8)
-        nll = torch.logsumexp(logits, dim=1) - logits.gather(1, y.unsqueeze(1)).squeeze(1)
-        return errors, nll
+    @staticmethod
+    def _supervised_scaled(Ws, WTs, bs, x, onehot, logits, inp0, h, o, delta, signs, lr, l1,
+                           decay, scales):
+        """The supervised loop with L2: ``Ws[k]`` holds ``V_k = W_k / scales[k]``.
+
+        The scales are float64 host values that follow a fixed schedule (never read from the
+        device); ``scales`` is updated in place and the caller brings the matrices back to W.
+        """
+        depth = len(Ws) - 1
+        for i in range(x.shape[0]):
+            s = scales[0]  # the pre-update scale, the same for every matrix here
+            below = inp0.copy_(x[i])
+            for k in range(depth):
+                torch.addmv(bs[k], WTs[k], below, alpha=s, out=h[k]).sigmoid_()
+                below = h[k]
+            torch.addmv(bs[depth], WTs[depth], below, alpha=s, out=o)
+            logits[i].copy_(o)
+            torch.softmax(o, 0, out=delta[depth]).sub_(onehot[i])
+            s_next = s * decay
+            step = -lr / s_next
+            for k in range(depth, -1, -1):
+                inp = h[k - 1] if k > 0 else inp0
+                if k > 0:
+                    _sigmoid_grad_(torch.mv(Ws[k], delta[k], out=delta[k - 1]).mul_(s), h[k - 1])
+                if signs is not None:
+                    torch.sign(Ws[k], out=signs[k])
+                # s·V ← d·s·V - lr·h_inᵀδ  [- lr·l1·sign(V_before)]: the decay is all in the scale
+                Ws[k].addr_(inp, delta[k], alpha=step)
+                if signs is not None:
+                    Ws[k].add_(signs[k], alpha=step * l1)
+                scales[k] = s_next
+                bs[k].add_(delta[k], alpha=-lr)
+            if must_rescale(s_next):
+                for k, W in enumerate(Ws):
+                    rescale_(W, scales[k])
+                    scales[k] = 1.0
 
     # ------------------------------------------------------------------ denoising auto-encoder
     @torch.no_grad()
