@@ -30,4 +30,15 @@ __all__ = [
     "sample_indices",
     "load_mnist",
     "to_float",
+    "InfiniteMNISTDataset",
+    "ScheduleIterable",
 ]
+
+
+def __getattr__(name):
+    # The PyTorch adapters load on first use, so that the generator alone never imports torch.
+    if name in ("InfiniteMNISTDataset", "ScheduleIterable"):
+        from infinite_mnist import torch_data
+
+        return getattr(torch_data, name)
+    raise AttributeError(f"module 'infinite_mnist' has no attribute {name!r}")
