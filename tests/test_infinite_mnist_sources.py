@@ -7,7 +7,6 @@ import http.server
 import socket
 import threading
 import time
-import warnings
 
 import numpy as np
 import pytest
@@ -249,3 +248,24 @@ def test_a_file_without_digits_is_a_format_error_naming_it(make_mnist_dir, n_tra
         load_mnist(d)
     assert str(err.value) == (f"{d / name}: holds no images (the header announces 0): expected at "
                               "least one digit")
+
+
+
+def test_the_tests_never_reach_the_network():
+    """conftest's guard: the default mirrors are a closed local port, and a subprocess's HTTP(S)
+    requests go to a proxy on a closed local port (refused at once, not a time-out)."""
+    import subprocess
+    import sys
+
+    assert all(m.startswith("http://127.0.0.1:") for m in M.MIRRORS)
+    code = ("import sys, urllib.request\n"
+            "try:\n"
+            "    urllib.request.urlopen(sys.argv[1], timeout=30)\n"
+            "except OSError as exc:\n"
+            "    print(exc)\n")
+    t0 = time.monotonic()
+    out = subprocess.run([sys.executable, "-c", code,
+                          "https://ossci-datasets.s3.amazonaws.com/mnist/t10k-labels-idx1-ubyte.gz"],
+                         capture_output=True, text=True, timeout=60).stdout
+    assert "refused" in out.lower(), out
+    assert time.monotonic() - t0 < 20
