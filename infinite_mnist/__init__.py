@@ -13,7 +13,7 @@ from infinite_mnist.mnist import (
     MnistSourceWarning,
     load_mnist,
 )
-from infinite_mnist.schedule import Schedule
+from infinite_mnist.schedule import SAMPLING_VERSION, Range, Sample, Schedule, draw_seed, sample_indices
 from infinite_mnist.stream import InfiniteMNIST, to_float
 
 __all__ = [
@@ -22,7 +22,23 @@ __all__ = [
     "MnistFormatError",
     "MnistNotFoundError",
     "MnistSourceWarning",
+    "Range",
+    "SAMPLING_VERSION",
+    "Sample",
     "Schedule",
+    "draw_seed",
+    "sample_indices",
     "load_mnist",
     "to_float",
+    "InfiniteMNISTDataset",
+    "ScheduleIterable",
 ]
+
+
+def __getattr__(name):
+    # The PyTorch adapters load on first use, so that the generator alone never imports torch.
+    if name in ("InfiniteMNISTDataset", "ScheduleIterable"):
+        from infinite_mnist import torch_data
+
+        return getattr(torch_data, name)
+    raise AttributeError(f"module 'infinite_mnist' has no attribute {name!r}")

@@ -13,6 +13,9 @@ indices are deformations of training digit ``(i - n_test) mod n_train``.
 """
 from __future__ import annotations
 
+import os
+
+import numba
 import numpy as np
 from numba import njit, prange
 
@@ -21,10 +24,45 @@ __all__ = [
     "elastic_batch",
     "infimnist_batch",
     "labels_batch",
+    "first_order_serial",
+    "elastic_serial",
+    "infimnist_serial",
+    "labels_serial",
+    "thread_pool_usable",
     "deformation_choice",
     "index_key",
     "check_seed",
 ]
+
+# Each ``*_batch`` kernel (parallel over blocks of examples, on Numba's thread pool) has a ``*_serial``
+# twin that runs the same block function on the calling thread: the same bytes, no thread pool.
+
+
+def _note_fork_in_child():
+    global _POOL_INHERITED
+    try:
+        numba.threading_layer()  # raises ValueError while no parallel region has run
+    except ValueError:
+        return
+    _POOL_INHERITED = True
+
+
+_POOL_INHERITED = False
+# A process forked after its parent started Numba's thread pool cannot use it: with the GNU OpenMP
+# layer (the default where TBB is not installed) the first parallel region in the child prints
+# "fork() called from a process already using GNU OpenMP" and kills it. That is what a PyTorch
+# DataLoader's workers (fork on Linux) met when the parent had generated a batch first.
+os.register_at_fork(after_in_child=_note_fork_in_child)
+
+
+def thread_pool_usable() -> bool:
+    """False in a process forked after its parent had started Numba's thread pool.
+
+    The ``*_batch`` kernels are then unusable (GNU OpenMP is not fork-safe); callers use the
+    ``*_serial`` twins instead, which give the same bytes.
+    """
+    return not _POOL_INHERITED
+
 
 BLOCK = 64  # examples per parallel work item; any value gives the same bytes
 PAD = 32  # zero cells before and after the flat 784-pixel image (>= 29: one row and one column)
@@ -155,16 +193,15 @@ def _masks():
 MASK_LEFT, MASK_RIGHT, MASK_KEEP = _masks()
 
 
-@njit(cache=True, nogil=True, parallel=True)
-def first_order_batch(indices, train, test, fields, alpha, translate, key, mleft, mright, mkeep, out):
-    """First-order deformations ``x + alpha·(u_x·dx - u_y·dy)``, optionally shifted by one pixel.
+@njit(cache=True, nogil=True, inline="always")
+def _n_blocks(n):
+    return (n + BLOCK - 1) // BLOCK
 
-    ``dx``, ``dy`` are the Sobel derivatives of the base digit (central difference smoothed by
-    [1, 2, 1]/4 across, in grey levels per pixel; ``dy`` along rows, downwards); ``u_x``, ``u_y``
-    are fields ``k1``, ``k2`` of the bank. Result clipped to [0, 255] and truncated toward zero.
-    This is the tangent-vector form of Loosli, Canu & Bottou (2007), i.e. the linearisation of the
-    elastic warp sampled at (row - alpha·u_y, column + alpha·u_x).
-    """
+
+@njit(cache=True, nogil=True)
+def _first_order_blocks(b0, b1, indices, train, test, fields, alpha, translate, key, mleft, mright,
+                        mkeep, out):
+    """Blocks ``b0 <= b < b1`` (examples ``b·BLOCK ...``) of :func:`first_order_batch`."""
     n = indices.shape[0]
     nf = fields.shape[0]
     a32 = np.float32(alpha)
@@ -172,8 +209,7 @@ def first_order_batch(indices, train, test, fields, alpha, translate, key, mleft
     two = np.float32(2.0)
     zero = np.float32(0.0)
     top = np.float32(255.0)
-    nblk = (n + BLOCK - 1) // BLOCK
-    for b in prange(nblk):
+    for b in range(b0, b1):
         img = np.zeros(784 + 2 * PAD, np.float32)
         hd = np.zeros(784 + 2 * PAD, np.float32)  # horizontal central difference
         hs = np.zeros(784 + 2 * PAD, np.float32)  # horizontal [1, 2, 1] smoothing
@@ -210,6 +246,28 @@ def first_order_batch(indices, train, test, fields, alpha, translate, key, mleft
             _shift_into(tmp, o, shift)
 
 
+@njit(cache=True, nogil=True, parallel=True)
+def first_order_batch(indices, train, test, fields, alpha, translate, key, mleft, mright, mkeep, out):
+    """First-order deformations ``x + alpha·(u_x·dx - u_y·dy)``, optionally shifted by one pixel.
+
+    ``dx``, ``dy`` are the Sobel derivatives of the base digit (central difference smoothed by
+    [1, 2, 1]/4 across, in grey levels per pixel; ``dy`` along rows, downwards); ``u_x``, ``u_y``
+    are fields ``k1``, ``k2`` of the bank. Result clipped to [0, 255] and truncated toward zero.
+    This is the tangent-vector form of Loosli, Canu & Bottou (2007), i.e. the linearisation of the
+    elastic warp sampled at (row - alpha·u_y, column + alpha·u_x).
+    """
+    for b in prange(_n_blocks(indices.shape[0])):
+        _first_order_blocks(b, b + 1, indices, train, test, fields, alpha, translate, key, mleft,
+                            mright, mkeep, out)
+
+
+@njit(cache=True, nogil=True)
+def first_order_serial(indices, train, test, fields, alpha, translate, key, mleft, mright, mkeep, out):
+    """:func:`first_order_batch` on the calling thread alone (no thread pool); the same bytes."""
+    _first_order_blocks(0, _n_blocks(indices.shape[0]), indices, train, test, fields, alpha, translate,
+                        key, mleft, mright, mkeep, out)
+
+
 @njit(cache=True, nogil=True, inline="always")
 def _pixel(x, r, c):
     if r < 0 or r > 27 or c < 0 or c > 27:
@@ -217,22 +275,16 @@ def _pixel(x, r, c):
     return np.float32(x[r * 28 + c])
 
 
-@njit(cache=True, nogil=True, parallel=True)
-def elastic_batch(indices, train, test, fields, alpha, translate, key, mkeep, out):
-    """Elastic deformations (Simard et al. 2003): bilinear resampling at displaced positions.
-
-    Output pixel (r, c) samples the base digit at (r - alpha·u_y, c + alpha·u_x) with bilinear
-    interpolation, zero outside the image; clipped to [0, 255], truncated; then the same optional
-    one-pixel shift as :func:`first_order_batch`, with the same fields for the same index.
-    """
+@njit(cache=True, nogil=True)
+def _elastic_blocks(b0, b1, indices, train, test, fields, alpha, translate, key, mkeep, out):
+    """Blocks ``b0 <= b < b1`` (examples ``b·BLOCK ...``) of :func:`elastic_batch`."""
     n = indices.shape[0]
     nf = fields.shape[0]
     a32 = np.float32(alpha)
     one = np.float32(1.0)
     zero = np.float32(0.0)
     top = np.float32(255.0)
-    nblk = (n + BLOCK - 1) // BLOCK
-    for b in prange(nblk):
+    for b in range(b0, b1):
         tmp = np.empty(784, np.uint8)
         for e in range(b * BLOCK, min(n, (b + 1) * BLOCK)):
             i = indices[e]
@@ -263,6 +315,25 @@ def elastic_batch(indices, train, test, fields, alpha, translate, key, mkeep, ou
                 v = min(max(v, zero), top) * keep[j]
                 tmp[j] = np.uint8(v)
             _shift_into(tmp, o, shift)
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def elastic_batch(indices, train, test, fields, alpha, translate, key, mkeep, out):
+    """Elastic deformations (Simard et al. 2003): bilinear resampling at displaced positions.
+
+    Output pixel (r, c) samples the base digit at (r - alpha·u_y, c + alpha·u_x) with bilinear
+    interpolation, zero outside the image; clipped to [0, 255], truncated; then the same optional
+    one-pixel shift as :func:`first_order_batch`, with the same fields for the same index.
+    """
+    for b in prange(_n_blocks(indices.shape[0])):
+        _elastic_blocks(b, b + 1, indices, train, test, fields, alpha, translate, key, mkeep, out)
+
+
+@njit(cache=True, nogil=True)
+def elastic_serial(indices, train, test, fields, alpha, translate, key, mkeep, out):
+    """:func:`elastic_batch` on the calling thread alone (no thread pool); the same bytes."""
+    _elastic_blocks(0, _n_blocks(indices.shape[0]), indices, train, test, fields, alpha, translate, key,
+                    mkeep, out)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -315,19 +386,14 @@ def _infimnist_translate(t, o, case):
     o[:] = t
 
 
-@njit(cache=True, nogil=True, parallel=True)
-def infimnist_batch(indices, train, test, fields, tangents, alpha, translate, out):
-    """infimnist's deformation rule (see :meth:`InfiniteMNIST.from_infimnist_dir`).
-
-    ``fields (1522, 784) float32``, ``tangents (n_train, 2, 784) float32``. Every intermediate is
-    a float32 (explicit casts; no fast-math, so LLVM contracts nothing into a fused multiply-add).
-    """
+@njit(cache=True, nogil=True)
+def _infimnist_blocks(b0, b1, indices, train, test, fields, tangents, alpha, translate, out):
+    """Blocks ``b0 <= b < b1`` (examples ``b·BLOCK ...``) of :func:`infimnist_batch`."""
     n = indices.shape[0]
     a_pos = np.float32(alpha)
     zero = np.float32(0.0)
     top = np.float32(255.0)
-    nblk = (n + BLOCK - 1) // BLOCK
-    for b in prange(nblk):
+    for b in range(b0, b1):
         tmp = np.empty(784, np.uint8)
         for e in range(b * BLOCK, min(n, (b + 1) * BLOCK)):
             i = indices[e]
@@ -357,13 +423,40 @@ def infimnist_batch(indices, train, test, fields, tangents, alpha, translate, ou
 
 
 @njit(cache=True, nogil=True, parallel=True)
+def infimnist_batch(indices, train, test, fields, tangents, alpha, translate, out):
+    """infimnist's deformation rule (see :meth:`InfiniteMNIST.from_infimnist_dir`).
+
+    ``fields (1522, 784) float32``, ``tangents (n_train, 2, 784) float32``. Every intermediate is
+    a float32 (explicit casts; no fast-math, so LLVM contracts nothing into a fused multiply-add).
+    """
+    for b in prange(_n_blocks(indices.shape[0])):
+        _infimnist_blocks(b, b + 1, indices, train, test, fields, tangents, alpha, translate, out)
+
+
+@njit(cache=True, nogil=True)
+def infimnist_serial(indices, train, test, fields, tangents, alpha, translate, out):
+    """:func:`infimnist_batch` on the calling thread alone (no thread pool); the same bytes."""
+    _infimnist_blocks(0, _n_blocks(indices.shape[0]), indices, train, test, fields, tangents, alpha,
+                      translate, out)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _label(i, train_labels, test_labels):
+    n_test = test_labels.shape[0]
+    if i < n_test:
+        return test_labels[i]
+    return train_labels[(i - n_test) % train_labels.shape[0]]
+
+
+@njit(cache=True, nogil=True, parallel=True)
 def labels_batch(indices, train_labels, test_labels, out):
     """Labels of stream indices: (n,) uint8."""
-    n_test = test_labels.shape[0]
-    n_train = train_labels.shape[0]
     for e in prange(indices.shape[0]):
-        i = indices[e]
-        if i < n_test:
-            out[e] = test_labels[i]
-        else:
-            out[e] = train_labels[(i - n_test) % n_train]
+        out[e] = _label(indices[e], train_labels, test_labels)
+
+
+@njit(cache=True, nogil=True)
+def labels_serial(indices, train_labels, test_labels, out):
+    """:func:`labels_batch` on the calling thread alone."""
+    for e in range(indices.shape[0]):
+        out[e] = _label(indices[e], train_labels, test_labels)

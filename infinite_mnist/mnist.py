@@ -285,7 +285,7 @@ def read_mnist_dir(directory: str | os.PathLike, *, source: str = "directory") -
     MnistNotFoundError
         If one of the four files is missing (the message lists them).
     MnistFormatError
-        If a file is malformed, or images and labels disagree in count.
+        If a file is malformed or empty (no digit), or images and labels disagree in count.
     """
     directory = Path(directory)
     missing = _missing_files(directory)
@@ -313,6 +313,11 @@ def read_mnist_dir(directory: str | os.PathLike, *, source: str = "directory") -
     arrays = {}
     for role, path in paths.items():
         arrays[role] = read_idx_images(path) if role.endswith("images") else read_idx_labels(path)
+        if arrays[role].shape[0] == 0:
+            raise MnistFormatError(
+                f"{path}: holds no {'images' if role.endswith('images') else 'labels'} (the header "
+                "announces 0): expected at least one digit"
+            )
     for kind in ("train", "test"):
         ni, nl = arrays[f"{kind}_images"].shape[0], arrays[f"{kind}_labels"].shape[0]
         if ni != nl:

@@ -1,23 +1,67 @@
-"""Schedule: a training sequence as a concatenation of ranges of training ids."""
+"""Schedule: a training sequence as a concatenation of segments of training examples.
+
+Two kinds of segment:
+
+* :class:`Range` ``(start, length)``: the training ids ``start, ..., start + length - 1`` in order
+  (training id k is a deformation of training digit ``k mod 50,000`` in the protocol split);
+* :class:`Sample` ``(seed, first, length)``: positions ``first, ..., first + length - 1`` of the
+  random sample of the stream drawn with ``seed`` (:func:`sample_indices`): every position picks its
+  base digit and its deformation at random, so two samples with different seeds share almost no
+  example and present the digits in unrelated orders.
+
+The ordering-variance experiment (Erhan et al. 2010, section 8.2) swaps one segment of a fixed
+sequence for "a different set of examples" per draw: :meth:`Schedule.resample` with the seed
+:func:`draw_seed` ``(seed, segment, draw)``.
+"""
 from __future__ import annotations
 
 import dataclasses
+from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["Schedule", "SPLITS", "training_ids_to_indices"]
+__all__ = [
+    "Schedule",
+    "Range",
+    "Sample",
+    "SPLITS",
+    "SAMPLING_VERSION",
+    "training_ids_to_indices",
+    "sample_indices",
+    "draw_seed",
+]
 
 SPLITS = ("protocol", "all")
+
+#: Version of the rule of :func:`sample_indices`; written in :meth:`Schedule.to_dict` when a schedule
+#: holds a :class:`Sample`, and checked by :meth:`Schedule.from_dict`. A change of the rule (which
+#: would give other examples for the same seed) must increment it.
+SAMPLING_VERSION = 1
 
 _FIRST_DEFORMED = 70_000  # stream index of the first deformation (10,000 test + 60,000 training)
 _N_TRAIN = 60_000
 _N_PROTOCOL = 50_000  # the protocol split trains on deformations of training digits 0-49,999
+_N_DIGITS = {"protocol": _N_PROTOCOL, "all": _N_TRAIN}
 _INT64_MAX = np.iinfo(np.int64).max
 #: Largest training id whose stream index fits in int64, per split.
 MAX_ID = {
     "protocol": ((_INT64_MAX - _FIRST_DEFORMED) // _N_TRAIN) * _N_PROTOCOL - 1,
     "all": _INT64_MAX - _FIRST_DEFORMED,
 }
+#: Positions of a sample are ``0 <= t < MAX_SAMPLE_POSITION`` (word ``2t + 1`` of its key stays below
+#: 2**63).
+MAX_SAMPLE_POSITION = 2**62
+#: A sample's deformation number is 47 random bits: ``70,000 + 60,000·(2**47 - 1) + 59,999`` < 2**63.
+_CYCLE_BITS = 47
+_CHUNK = 1 << 16
+
+_MASK64 = (1 << 64) - 1
+_GAMMA = 0x9E3779B97F4A7C15
+_M1 = 0xBF58476D1CE4E5B9
+_M2 = 0x94D049BB133111EB
+# Domain tags: the keys of samples and of draw seeds never coincide with other uses of the same seed.
+_SAMPLE_TAG = 0x5A3F1E0D2C4B6978
+_DRAW_TAG = 0x1D8E4E27C47D124F
 
 
 def training_ids_to_indices(ids, split: str = "protocol") -> np.ndarray:
@@ -44,55 +88,252 @@ def training_ids_to_indices(ids, split: str = "protocol") -> np.ndarray:
     raise ValueError(f"split: expected one of {SPLITS}, found {split!r}")
 
 
-@dataclasses.dataclass(frozen=True)
-class Schedule:
-    """A training sequence: the concatenation of ranges ``(start, length)`` of training ids.
+# ------------------------------------------------------------------------------------------------
+# Counter-based sampling (no generator state: every value is a hash of its coordinates)
+# ------------------------------------------------------------------------------------------------
 
-    Position ``p`` of the sequence (0 <= p < total, in examples) is a training id, which
-    :func:`training_ids_to_indices` maps to a stream index of :class:`InfiniteMNIST`.
+def _mix_int(z: int) -> int:
+    """One SplitMix64 step on a Python int: ``finalise(z + γ)`` mod 2**64 (Steele, Lea & Flood 2014)."""
+    z = (z + _GAMMA) & _MASK64
+    z = ((z ^ (z >> 30)) * _M1) & _MASK64
+    z = ((z ^ (z >> 27)) * _M2) & _MASK64
+    return z ^ (z >> 31)
+
+
+def _mix_array(z: np.ndarray) -> np.ndarray:
+    """:func:`_mix_int` on a uint64 array (wrapping arithmetic)."""
+    z = z + np.uint64(_GAMMA)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(_M1)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(_M2)
+    return z ^ (z >> np.uint64(31))
+
+
+def _check_u64(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"{name}: expected an integer in [0, 2**64 - 1], found {value!r}")
+    value = int(value)
+    if not 0 <= value <= _MASK64:
+        raise ValueError(f"{name}: expected an integer in [0, 2**64 - 1], found {value}")
+    return value
+
+
+def _check_split(split: str) -> str:
+    if split not in SPLITS:
+        raise ValueError(f"split: expected one of {SPLITS}, found {split!r}")
+    return split
+
+
+def draw_seed(seed: int, segment: int, draw: int) -> int:
+    """The sample seed of one draw of one segment: ``mix(mix(mix(seed ^ tag) ^ segment) ^ draw)``.
+
+    A pure function, so any job of an experiment can compute the seed of its draw alone, in any
+    order, on any machine. ``mix`` is one step of SplitMix64 (Steele, Lea & Flood 2014); each stage
+    is a bijection of its first argument, so distinct ``(segment, draw)`` under one experiment seed
+    collide with probability about 2**-64.
 
     Parameters
     ----------
-    segments : tuple of (start, length)
-        Training-id ranges, in order; ``start >= 0``, ``length >= 1``.
+    seed : int
+        Experiment seed, in [0, 2**64 - 1].
+    segment : int
+        Index of the segment that is resampled, in [0, 2**64 - 1].
+    draw : int
+        Index of the draw, in [0, 2**64 - 1].
+
+    Returns
+    -------
+    int
+        In [0, 2**64 - 1]; pass it to :meth:`Schedule.resample`.
+
+    Raises
+    ------
+    ValueError
+        If an argument is not an integer in [0, 2**64 - 1].
+    """
+    h = _mix_int(_check_u64("seed", seed) ^ _DRAW_TAG)
+    h = _mix_int(h ^ _check_u64("segment", segment))
+    return _mix_int(h ^ _check_u64("draw", draw))
+
+
+def sample_indices(seed: int, first: int, count: int, split: str = "protocol") -> np.ndarray:
+    """Stream indices of positions ``first, ..., first + count - 1`` of the sample drawn with ``seed``.
+
+    Sampling rule (version :data:`SAMPLING_VERSION`): with ``key = mix(seed ^ tag)`` and
+    ``w_j = mix(key + j·γ)`` (the SplitMix64 sequence from ``key``, addressed by ``j``), position
+    ``t`` takes the base training digit ``d = w_{2t} mod D`` (D = 50,000 for ``"protocol"``, 60,000
+    for ``"all"``) and the deformation number ``c = w_{2t+1} >> 17`` (47 bits), i.e. stream index
+    ``70,000 + 60,000·c + d``, the c-th deformation of training digit d. Positions are independent
+    and uniform (a sample with replacement from the stream of the split); the chance that two
+    positions, of one sample or of two, give the same example is ``1 / (D·2**47)``, that they share
+    the base digit ``1 / D``.
+
+    Parameters
+    ----------
+    seed : int
+        In [0, 2**64 - 1].
+    first : int
+        First position, >= 0.
+    count : int
+        Number of positions, >= 0; ``first + count <= 2**62``.
     split : {"protocol", "all"}
+
+    Returns
+    -------
+    (count,) int64 ndarray
+        Stream indices, all >= 70,000 (deformations only); in the protocol split never a
+        deformation of the validation digits 50,000-59,999.
+
+    Raises
+    ------
+    ValueError
+        Bad seed, split, or positions outside ``[0, 2**62)``.
+    """
+    seed = _check_u64("seed", seed)
+    _check_split(split)
+    first, count = int(first), int(count)
+    if first < 0 or count < 0 or first + count > MAX_SAMPLE_POSITION:
+        raise ValueError(
+            f"sample positions: expected 0 <= first and first + count <= 2**62, found first={first}, "
+            f"count={count}"
+        )
+    key = np.uint64(_mix_int(seed ^ _SAMPLE_TAG))
+    out = np.empty(count, dtype=np.int64)
+    for lo in range(0, count, _CHUNK):  # chunks keep the temporaries in cache
+        n = min(_CHUNK, count - lo)
+        with np.errstate(over="ignore"):
+            j = np.arange(first + lo, first + lo + n, dtype=np.uint64) * np.uint64(2)
+            base = key + j * np.uint64(_GAMMA)
+            digit = _mix_array(base) % np.uint64(_N_DIGITS[split])
+            cycle = _mix_array(base + np.uint64(_GAMMA)) >> np.uint64(64 - _CYCLE_BITS)
+        part = out[lo:lo + n]
+        np.multiply(cycle.astype(np.int64), _N_TRAIN, out=part)
+        part += digit.astype(np.int64)
+        part += _FIRST_DEFORMED
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# Segments and the schedule
+# ------------------------------------------------------------------------------------------------
+
+class Range(NamedTuple):
+    """Segment: the training ids ``start, ..., start + length - 1``, in order."""
+
+    start: int
+    length: int
+
+    def part(self, skip: int, take: int) -> "Range":
+        """Positions ``[skip, skip + take)`` of the segment."""
+        return Range(self.start + skip, take)
+
+    def continued_by(self, other) -> bool:
+        return isinstance(other, Range) and self.start + self.length == other.start
+
+    def to_json(self):
+        return [self.start, self.length]
+
+
+class Sample(NamedTuple):
+    """Segment: positions ``first, ..., first + length - 1`` of the sample with ``seed``
+    (:func:`sample_indices`)."""
+
+    seed: int
+    first: int
+    length: int
+
+    def part(self, skip: int, take: int) -> "Sample":
+        """Positions ``[skip, skip + take)`` of the segment."""
+        return Sample(self.seed, self.first + skip, take)
+
+    def continued_by(self, other) -> bool:
+        return (isinstance(other, Sample) and other.seed == self.seed
+                and self.first + self.length == other.first)
+
+    def to_json(self):
+        return {"kind": "sample", "seed": self.seed, "first": self.first, "length": self.length}
+
+
+def _as_segment(seg, k: int, split: str):
+    """Validate one segment: a :class:`Sample`, or a (start, length) pair (a :class:`Range`)."""
+    if isinstance(seg, Sample):
+        try:
+            seed = _check_u64("seed", seg.seed)
+            first, length = int(seg.first), int(seg.length)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"segments[{k}]: {exc}") from None
+        if first < 0 or length < 1 or first + length > MAX_SAMPLE_POSITION:
+            raise ValueError(
+                f"segments[{k}]: expected a sample with first >= 0, length >= 1 and first + length "
+                f"<= 2**62, found {seg!r}"
+            )
+        return Sample(seed, first, length)
+    try:
+        start, length = (int(v) for v in seg)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"segments[{k}]: expected (start, length) or a Sample, found {seg!r}") from exc
+    if start < 0 or length < 1 or start + length - 1 > MAX_ID[split]:
+        raise ValueError(
+            f"segments[{k}]: expected start >= 0, length >= 1 and ids <= "
+            f"{MAX_ID[split]} (split {split!r}), found ({start}, {length})"
+        )
+    return Range(start, length)
+
+
+@dataclasses.dataclass(frozen=True)
+class Schedule:
+    """A training sequence: the concatenation of segments, each a :class:`Range` of training ids or
+    a :class:`Sample` of the stream.
+
+    Position ``p`` of the sequence (0 <= p < total, in examples) is one stream index of
+    :class:`~infinite_mnist.InfiniteMNIST` (:meth:`indices`): a range maps its training ids with
+    :func:`training_ids_to_indices`, a sample with :func:`sample_indices`.
+
+    Parameters
+    ----------
+    segments : tuple of (start, length) pairs or :class:`Sample`
+        In order; a range needs ``start >= 0``, ``length >= 1``; a sample ``first >= 0``,
+        ``length >= 1``. Pairs are stored as :class:`Range` (which still unpacks as
+        ``start, length``).
+    split : {"protocol", "all"}
+
+    Raises
+    ------
+    ValueError
+        Unknown split or a malformed segment (the message gives its number).
     """
 
-    segments: tuple[tuple[int, int], ...]
+    segments: tuple
     split: str = "protocol"
 
     def __post_init__(self):
-        if self.split not in SPLITS:
-            raise ValueError(f"split: expected one of {SPLITS}, found {self.split!r}")
-        segs = []
-        for k, seg in enumerate(self.segments):
-            try:
-                start, length = (int(v) for v in seg)
-            except (TypeError, ValueError) as exc:
-                raise ValueError(f"segments[{k}]: expected (start, length), found {seg!r}") from exc
-            if start < 0 or length < 1 or start + length - 1 > MAX_ID[self.split]:
-                raise ValueError(
-                    f"segments[{k}]: expected start >= 0, length >= 1 and ids <= "
-                    f"{MAX_ID[self.split]} (split {self.split!r}), found ({start}, {length})"
-                )
-            segs.append((start, length))
-        object.__setattr__(self, "segments", tuple(segs))
-        lengths = np.array([length for _, length in segs], dtype=np.int64)
+        _check_split(self.split)
+        segs = tuple(_as_segment(seg, k, self.split) for k, seg in enumerate(self.segments))
+        object.__setattr__(self, "segments", segs)
         offsets = np.zeros(len(segs) + 1, dtype=np.int64)
-        np.cumsum(lengths, out=offsets[1:])
+        np.cumsum([seg.length for seg in segs], out=offsets[1:])
         object.__setattr__(self, "_offsets", offsets)
-        object.__setattr__(self, "_starts", np.array([s for s, _ in segs], dtype=np.int64))
 
     # -------------------------------------------------------------------------------------------
     @classmethod
     def contiguous(cls, total: int, start: int = 0, split: str = "protocol") -> "Schedule":
         """The training ids ``start, ..., start + total - 1`` in order."""
-        return cls(((int(start), int(total)),), split=split)
+        return cls((Range(int(start), int(total)),), split=split)
+
+    @classmethod
+    def sampled(cls, total: int, seed: int, split: str = "protocol") -> "Schedule":
+        """Positions ``0, ..., total - 1`` of the sample with ``seed`` (:func:`sample_indices`)."""
+        return cls((Sample(seed, 0, int(total)),), split=split)
 
     @property
     def total(self) -> int:
         """Length of the sequence in examples."""
         return int(self._offsets[-1])
+
+    @property
+    def sampling_version(self) -> int | None:
+        """:data:`SAMPLING_VERSION` if the schedule holds a :class:`Sample`, else None (a schedule of
+        ranges alone does not depend on the sampling rule)."""
+        return SAMPLING_VERSION if any(isinstance(s, Sample) for s in self.segments) else None
 
     def indices(self, position: int, count: int) -> np.ndarray:
         """Stream indices of positions ``position, ..., position + count - 1`` of the sequence.
@@ -111,18 +352,23 @@ class Schedule:
             raise IndexError(
                 f"positions [{position}, {position + count}) outside the schedule [0, {self.total})"
             )
-        ids = np.empty(count, dtype=np.int64)
+        out = np.empty(count, dtype=np.int64)
         if count == 0:
-            return ids
-        offsets, starts = self._offsets, self._starts
+            return out
+        offsets = self._offsets
         first = int(np.searchsorted(offsets, position, side="right")) - 1
         last = int(np.searchsorted(offsets, position + count - 1, side="right")) - 1
         for s in range(first, last + 1):
             lo = max(position, int(offsets[s]))
             hi = min(position + count, int(offsets[s + 1]))
-            base = int(starts[s]) + lo - int(offsets[s])
-            ids[lo - position:hi - position] = np.arange(base, base + hi - lo, dtype=np.int64)
-        return training_ids_to_indices(ids, self.split)
+            seg = self.segments[s].part(lo - int(offsets[s]), hi - lo)
+            if isinstance(seg, Sample):
+                part = sample_indices(seg.seed, seg.first, seg.length, self.split)
+            else:
+                part = training_ids_to_indices(
+                    np.arange(seg.start, seg.start + seg.length, dtype=np.int64), self.split)
+            out[lo - position:hi - position] = part
+        return out
 
     def segment_bounds(self, n_segments: int) -> list[tuple[int, int]]:
         """Cut the sequence into ``n_segments`` consecutive parts of (nearly) equal length.
@@ -132,7 +378,7 @@ class Schedule:
         Returns
         -------
         list of (position, length)
-            Ready for :meth:`replace`.
+            Ready for :meth:`replace` and :meth:`resample`.
 
         Raises
         ------
@@ -145,12 +391,23 @@ class Schedule:
         cuts = [(s * self.total) // n for s in range(n + 1)]
         return [(cuts[s], cuts[s + 1] - cuts[s]) for s in range(n)]
 
+    def head(self, position: int) -> "Schedule":
+        """The first ``position`` positions, in the shortest form: two schedules present the same
+        examples in positions ``[0, position)`` iff their heads are equal.
+
+        Raises
+        ------
+        IndexError
+            If ``position`` is not in ``[0, total]``.
+        """
+        position = int(position)
+        if not 0 <= position <= self.total:
+            raise IndexError(f"head: position {position} outside [0, {self.total}]")
+        return Schedule(tuple(_coalesce(self._cut(0, position))), split=self.split)
+
     def replace(self, segment_start: int, length: int, new_start: int) -> "Schedule":
         """The same sequence with positions ``[segment_start, segment_start + length)`` replaced by
         training ids ``new_start, ..., new_start + length - 1``.
-
-        This is how the ordering-variance experiment (paper section 8.2) swaps one segment for a
-        fresh range of the stream.
 
         Raises
         ------
@@ -164,44 +421,99 @@ class Schedule:
             raise ValueError(
                 f"replace: expected length >= 1 and new_start >= 0, found {length}, {new_start}"
             )
-        end = segment_start + length
-        if segment_start < 0 or end > self.total:
-            raise IndexError(f"replace: positions [{segment_start}, {end}) outside [0, {self.total})")
-        before, after = [], []
-        for (start, seg_len), off in zip(self.segments, self._offsets[:-1].tolist()):
-            if off < segment_start:
-                before.append((start, min(seg_len, segment_start - off)))
-            if off + seg_len > end:
-                skip = max(0, end - off)
-                after.append((start + skip, seg_len - skip))
-        pieces = before + [(new_start, length)] + after
+        return self._splice("replace", segment_start, length, Range(new_start, length))
+
+    def resample(self, segment_start: int, length: int, seed: int) -> "Schedule":
+        """The same sequence with positions ``[segment_start, segment_start + length)`` replaced by
+        positions ``0, ..., length - 1`` of the sample with ``seed`` (:func:`sample_indices`).
+
+        This is how the ordering-variance experiment (paper section 8.2) varies one segment: "by
+        resampling ... a different set of examples each time"; take ``seed`` from
+        :func:`draw_seed` ``(experiment seed, segment, draw)``. The positions outside the stretch
+        keep their examples.
+
+        Raises
+        ------
+        IndexError
+            If the positions are not inside ``[0, total)``.
+        ValueError
+            If ``length < 1`` or ``seed`` is not in [0, 2**64 - 1].
+        """
+        segment_start, length = int(segment_start), int(length)
+        if length < 1:
+            raise ValueError(f"resample: expected length >= 1, found {length}")
+        return self._splice("resample", segment_start, length, Sample(_check_u64("seed", seed), 0, length))
+
+    def _splice(self, what: str, position: int, length: int, piece) -> "Schedule":
+        end = position + length
+        if position < 0 or end > self.total:
+            raise IndexError(f"{what}: positions [{position}, {end}) outside [0, {self.total})")
+        pieces = self._cut(0, position) + [piece] + self._cut(end, self.total)
         return Schedule(tuple(_coalesce(pieces)), split=self.split)
+
+    def _cut(self, lo: int, hi: int) -> list:
+        """The segments covering positions ``[lo, hi)``, trimmed."""
+        out = []
+        for seg, off in zip(self.segments, self._offsets[:-1].tolist()):
+            a, b = max(lo, off), min(hi, off + seg.length)
+            if a < b:
+                out.append(seg.part(a - off, b - a))
+        return out
 
     # -------------------------------------------------------------------------------------------
     def to_dict(self) -> dict:
-        """JSON-able form: ``{"split": str, "segments": [[start, length], ...]}``."""
-        return {"split": self.split, "segments": [[s, n] for s, n in self.segments]}
+        """JSON-able form.
+
+        ``{"split": str, "segments": [...]}`` with a range as ``[start, length]`` and a sample as
+        ``{"kind": "sample", "seed": int, "first": int, "length": int}``; plus
+        ``"sampling_version": int`` when the schedule holds a sample.
+        """
+        out = {"split": self.split, "segments": [seg.to_json() for seg in self.segments]}
+        if self.sampling_version is not None:
+            out["sampling_version"] = self.sampling_version
+        return out
 
     @classmethod
     def from_dict(cls, data: dict) -> "Schedule":
-        """Inverse of :meth:`to_dict`.
+        """Inverse of :meth:`to_dict` (dicts written before samples existed read the same).
 
         Raises
         ------
         ValueError
-            If a key is missing or a segment is malformed.
+            If a key is missing, a segment is malformed, or the dict holds samples of another
+            sampling version than :data:`SAMPLING_VERSION` (or of none).
         """
         if not isinstance(data, dict) or "segments" not in data or "split" not in data:
             raise ValueError(f"schedule: expected a dict with 'split' and 'segments', found {data!r}")
-        return cls(tuple(tuple(seg) for seg in data["segments"]), split=data["split"])
+        if not isinstance(data["segments"], (list, tuple)):
+            raise ValueError(f"schedule: 'segments': expected a list, found {data['segments']!r}")
+        segs, has_sample = [], False
+        for k, seg in enumerate(data["segments"]):
+            if isinstance(seg, dict):
+                if seg.get("kind") != "sample" or set(seg) != {"kind", "seed", "first", "length"}:
+                    raise ValueError(
+                        f"schedule: segments[{k}]: expected [start, length] or {{'kind': 'sample', "
+                        f"'seed', 'first', 'length'}}, found {seg!r}"
+                    )
+                segs.append(Sample(seg["seed"], seg["first"], seg["length"]))
+                has_sample = True
+            else:
+                segs.append(seg)
+        version = data.get("sampling_version")
+        if (has_sample or version is not None) and version != SAMPLING_VERSION:
+            raise ValueError(
+                f"schedule: sampling_version: expected {SAMPLING_VERSION} (the sampling rule of this "
+                f"infinite_mnist), found {version!r}"
+            )
+        return cls(tuple(segs), split=data["split"])
 
 
 def _coalesce(segments):
-    """Merge ranges that continue each other (equal sequences, shorter description)."""
+    """Merge segments that continue each other (equal sequences, shorter description)."""
     out = []
-    for start, length in segments:
-        if out and out[-1][0] + out[-1][1] == start:
-            out[-1] = (out[-1][0], out[-1][1] + length)
+    for seg in segments:
+        if out and out[-1].continued_by(seg):
+            out[-1] = out[-1].part(0, out[-1].length + seg.length)
         else:
-            out.append((start, length))
+            out.append(seg)
     return out

@@ -83,8 +83,9 @@ class InfiniteMNIST:
 
     Parameters
     ----------
-    mnist : MnistData, optional
-        Base digits; default ``load_mnist(mnist_dir)``.
+    mnist : MnistData or path-like, optional
+        Base digits, or the directory of the four MNIST IDX files (then read as ``mnist_dir``);
+        default ``load_mnist(mnist_dir)``.
     mnist_dir : path-like, optional
         Passed to :func:`load_mnist` when ``mnist`` is not given.
     mode : {"first-order", "elastic"}
@@ -107,6 +108,8 @@ class InfiniteMNIST:
 
     Raises
     ------
+    TypeError
+        ``mnist`` neither MnistData nor a path, or both ``mnist`` and ``mnist_dir`` given.
     ValueError
         Unknown ``mode``, non-finite ``alpha``, or a seed outside [0, 2**64 - 1] (checked before
         MNIST is read).
@@ -122,7 +125,7 @@ class InfiniteMNIST:
 
     def __init__(
         self,
-        mnist: MnistData | None = None,
+        mnist: MnistData | str | os.PathLike | None = None,
         *,
         mnist_dir: str | os.PathLike | None = None,
         mode: str = "first-order",
@@ -132,6 +135,18 @@ class InfiniteMNIST:
         n_fields: int = DEFAULT_N_FIELDS,
         sigma: float = DEFAULT_SIGMA,
     ):
+        if isinstance(mnist, (str, os.PathLike)):
+            if mnist_dir is not None:
+                raise TypeError(
+                    f"InfiniteMNIST: got a directory twice ({mnist!r} and mnist_dir={mnist_dir!r}); "
+                    "pass one"
+                )
+            mnist, mnist_dir = None, mnist
+        elif mnist is not None and not isinstance(mnist, MnistData):
+            raise TypeError(
+                f"mnist: expected MnistData (from load_mnist) or the path of the MNIST directory, "
+                f"found {type(mnist).__name__}"
+            )
         if mode not in ("first-order", "elastic"):
             raise ValueError(
                 f"mode: expected 'first-order' or 'elastic' (the infimnist mode is built by "
@@ -234,7 +249,7 @@ class InfiniteMNIST:
         """The first deformed index, ``n_test + n_train`` (70,000 for MNIST)."""
         return self.n_test + self.n_train
 
-    def images(self, indices, out: np.ndarray | None = None) -> np.ndarray:
+    def images(self, indices, out: np.ndarray | None = None, *, parallel: bool = True) -> np.ndarray:
         """Generate the digits at the given stream indices.
 
         Parameters
@@ -244,6 +259,11 @@ class InfiniteMNIST:
             deformations).
         out : (n, 28, 28) or (n, 784) uint8 C-contiguous ndarray, optional
             Written in place and returned (e.g. a slot of a queue), saving an allocation and a copy.
+        parallel : bool
+            True (default): on Numba's thread pool (``numba.set_num_threads``). False: on the
+            calling thread alone, e.g. in worker processes that are themselves the parallelism.
+            The bytes are the same either way. In a process forked after its parent had started
+            the thread pool (which GNU OpenMP does not survive) generation is always serial.
 
         Returns
         -------
@@ -267,20 +287,23 @@ class InfiniteMNIST:
         if n == 0:
             return out
         flat = out.reshape(n, 784)
+        pool = parallel and kernels.thread_pool_usable()
         if self.mode == "first-order":
-            kernels.first_order_batch(idx, self._train, self._test, self._fields, self.alpha,
-                                      self.translate, self._key, kernels.MASK_LEFT,
-                                      kernels.MASK_RIGHT, kernels.MASK_KEEP, flat)
+            fn = kernels.first_order_batch if pool else kernels.first_order_serial
+            fn(idx, self._train, self._test, self._fields, self.alpha, self.translate, self._key,
+               kernels.MASK_LEFT, kernels.MASK_RIGHT, kernels.MASK_KEEP, flat)
         elif self.mode == "elastic":
-            kernels.elastic_batch(idx, self._train, self._test, self._fields, self.alpha,
-                                  self.translate, self._key, kernels.MASK_KEEP, flat)
+            fn = kernels.elastic_batch if pool else kernels.elastic_serial
+            fn(idx, self._train, self._test, self._fields, self.alpha, self.translate, self._key,
+               kernels.MASK_KEEP, flat)
         else:
-            kernels.infimnist_batch(idx, self._train, self._test, self._fields, self._tangents,
-                                    self.alpha, self.translate, flat)
+            fn = kernels.infimnist_batch if pool else kernels.infimnist_serial
+            fn(idx, self._train, self._test, self._fields, self._tangents, self.alpha,
+               self.translate, flat)
         return out
 
-    def labels(self, indices) -> np.ndarray:
-        """Labels of the given stream indices.
+    def labels(self, indices, *, parallel: bool = True) -> np.ndarray:
+        """Labels of the given stream indices (``parallel`` as in :meth:`images`).
 
         Returns
         -------
@@ -294,13 +317,16 @@ class InfiniteMNIST:
         idx = _as_indices(indices)
         out = np.empty(idx.shape[0], dtype=np.uint8)
         if idx.shape[0]:
-            kernels.labels_batch(idx, self._train_labels, self._test_labels, out)
+            pool = parallel and kernels.thread_pool_usable()
+            fn = kernels.labels_batch if pool else kernels.labels_serial
+            fn(idx, self._train_labels, self._test_labels, out)
         return out
 
-    def examples(self, indices, out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def examples(self, indices, out: np.ndarray | None = None, *,
+                 parallel: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """Images and labels in one call: ``(images(indices, out), labels(indices))``."""
         idx = _as_indices(indices)
-        return self.images(idx, out), self.labels(idx)
+        return self.images(idx, out, parallel=parallel), self.labels(idx, parallel=parallel)
 
     def batch(self, start: int, count: int) -> tuple[np.ndarray, np.ndarray]:
         """The ``count`` consecutive examples from stream index ``start``.

@@ -1,5 +1,11 @@
 """PyTorch adapters: a map-style ``Dataset`` over stream indices and an ``IterableDataset`` over a
-:class:`~infinite_mnist.Schedule`, both giving float images in [0, 1] and int64 labels."""
+:class:`~infinite_mnist.Schedule`, both giving float images in [0, 1] and int64 labels.
+
+Both work with any ``DataLoader``, with or without worker processes (``num_workers``), and give the
+same examples either way. In a worker process they generate on the worker's thread alone
+(``parallel=False`` of :meth:`InfiniteMNIST.images`): the workers are the parallelism, and a worker
+forked from a parent that had already generated on Numba's thread pool could not use that pool.
+"""
 from __future__ import annotations
 
 import numpy as np
@@ -10,6 +16,10 @@ from infinite_mnist.schedule import Schedule
 from infinite_mnist.stream import InfiniteMNIST, to_float
 
 __all__ = ["InfiniteMNISTDataset", "ScheduleIterable"]
+
+
+def _in_main_process() -> bool:
+    return get_worker_info() is None
 
 
 class InfiniteMNISTDataset(Dataset):
@@ -39,13 +49,14 @@ class InfiniteMNISTDataset(Dataset):
         if not -len(self) <= k < len(self):
             raise IndexError(f"index {k} out of range for {len(self)} items")
         i = self.indices[[k]]
-        x = to_float(self.stream.images(i))[0]
-        return torch.from_numpy(x), torch.tensor(int(self.stream.labels(i)[0]), dtype=torch.int64)
+        images, labels = self.stream.examples(i, parallel=_in_main_process())
+        return torch.from_numpy(to_float(images)[0]), torch.tensor(int(labels[0]), dtype=torch.int64)
 
     def __getitems__(self, ks):  # batched fetch: one kernel call per DataLoader batch
         i = self.indices[np.asarray(ks, dtype=np.int64)]
-        x = torch.from_numpy(to_float(self.stream.images(i)))
-        y = torch.from_numpy(self.stream.labels(i).astype(np.int64))
+        images, labels = self.stream.examples(i, parallel=_in_main_process())
+        x = torch.from_numpy(to_float(images))
+        y = torch.from_numpy(labels.astype(np.int64))
         return [(x[k], y[k]) for k in range(len(ks))]
 
 
@@ -93,5 +104,5 @@ class ScheduleIterable(IterableDataset):
             lo = self.start + c * self.chunk_size
             n = min(self.chunk_size, self.start + self.count - lo)
             idx = self.schedule.indices(lo, n)
-            images, labels = self.stream.examples(idx)
+            images, labels = self.stream.examples(idx, parallel=info is None)
             yield torch.from_numpy(to_float(images)), torch.from_numpy(labels.astype(np.int64))

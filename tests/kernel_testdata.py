@@ -4,20 +4,16 @@ from __future__ import annotations
 
 import functools
 import gzip
-import os
-from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
+
+from conftest import real_mnist_dir
 
 
 @functools.lru_cache(maxsize=1)
 def _train_images(limit: int = 2000) -> tuple[np.ndarray, np.ndarray]:
-    root = os.environ.get("ONLINEDEEP_MNIST_DIR")
-    if not root:
-        pytest.skip("ONLINEDEEP_MNIST_DIR is not set: the kernel tests need real MNIST digits")
-    root = Path(root)
+    root = real_mnist_dir()  # skips the test without $ONLINEDEEP_MNIST_DIR
     with gzip.open(root / "train-images-idx3-ubyte.gz", "rb") as f:
         raw = f.read(16 + 784 * limit)
     with gzip.open(root / "train-labels-idx1-ubyte.gz", "rb") as f:

@@ -1,4 +1,5 @@
-"""``onlinedeep generate`` and ``onlinedeep preview``."""
+"""``onlinedeep generate`` and ``onlinedeep preview``, on the embedded sample written as an MNIST
+directory (``sample_mnist_dir``)."""
 from __future__ import annotations
 
 import json
@@ -19,14 +20,14 @@ runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def stream(mnist):
-    return InfiniteMNIST(mnist)
+def stream(sample_mnist):
+    return InfiniteMNIST(sample_mnist)
 
 
-def test_generate_hdf5(tmp_path, mnist_dir, stream):
+def test_generate_hdf5(tmp_path, sample_mnist_dir, stream):
     out = tmp_path / "chunk.h5"
     r = runner.invoke(app, ["generate", "--start", "69990", "--count", "3000", "--out", str(out),
-                            "--mnist-dir", str(mnist_dir), "--chunk-size", "1000"])
+                            "--mnist-dir", str(sample_mnist_dir), "--chunk-size", "1000"])
     assert r.exit_code == 0, r.output
     images, labels = stream.batch(69_990, 3000)
     with h5py.File(out, "r") as f:
@@ -39,10 +40,10 @@ def test_generate_hdf5(tmp_path, mnist_dir, stream):
 
 
 @pytest.mark.parametrize("name", ["big-images-idx3-ubyte", "big-images-idx3-ubyte.gz"])
-def test_generate_idx(tmp_path, mnist_dir, stream, name):
+def test_generate_idx(tmp_path, sample_mnist_dir, stream, name):
     out = tmp_path / name
     r = runner.invoke(app, ["generate", "--start", str(2**33), "--count", "500", "--out", str(out),
-                            "--mnist-dir", str(mnist_dir), "--chunk-size", "128"])
+                            "--mnist-dir", str(sample_mnist_dir), "--chunk-size", "128"])
     assert r.exit_code == 0, r.output
     images, labels = stream.batch(2**33, 500)
     np.testing.assert_array_equal(read_idx_images(out), images)
@@ -50,9 +51,9 @@ def test_generate_idx(tmp_path, mnist_dir, stream, name):
                                   labels)
 
 
-def test_generate_rejects_unknown_extension(tmp_path, mnist_dir):
+def test_generate_rejects_unknown_extension(tmp_path, sample_mnist_dir):
     r = runner.invoke(app, ["generate", "--count", "5", "--out", str(tmp_path / "x.npy"),
-                            "--mnist-dir", str(mnist_dir)])
+                            "--mnist-dir", str(sample_mnist_dir)])
     assert r.exit_code != 0
     assert "unknown output format" in re.sub(r"[\s│╭╮╰╯─]+", " ", r.output)
     assert not list(tmp_path.iterdir())
@@ -69,9 +70,18 @@ def test_interrupted_write_leaves_no_file(tmp_path, stream, name):
     assert not list(tmp_path.iterdir())
 
 
-def test_preview(tmp_path, mnist_dir):
+def test_preview(tmp_path, sample_mnist_dir):
     out = tmp_path / "grid.png"
-    r = runner.invoke(app, ["preview", "--out", str(out), "--mnist-dir", str(mnist_dir),
+    r = runner.invoke(app, ["preview", "--out", str(out), "--mnist-dir", str(sample_mnist_dir),
                             "--digits", "0,1", "--columns", "4"])
     assert r.exit_code == 0, r.output
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_generate_from_a_directory_without_digits_is_one_clear_error(tmp_path, make_mnist_dir):
+    d, _ = make_mnist_dir(n_train=0)
+    out = tmp_path / "x.h5"
+    r = runner.invoke(app, ["generate", "--count", "3", "--out", str(out), "--mnist-dir", str(d)])
+    assert r.exit_code == 2, r.output
+    assert f"{d / 'train-images-idx3-ubyte.gz'}: holds no images" in r.output
+    assert "Traceback" not in r.output and not out.exists()

@@ -124,6 +124,7 @@ def test_same_bytes_whatever_the_batch_split(infimnist_dir):
     whole = s.images(idx)
     np.testing.assert_array_equal(np.concatenate([s.images(idx[k:k + 13]) for k in range(0, 2_000, 13)]),
                                   whole)
+    np.testing.assert_array_equal(s.images(idx, parallel=False), whole)  # serial twin, same bytes
 
 
 def test_wrong_sizes_are_rejected_with_the_file_named(infimnist_dir):

@@ -7,7 +7,6 @@ import http.server
 import socket
 import threading
 import time
-import warnings
 
 import numpy as np
 import pytest
@@ -34,7 +33,7 @@ def closed_port() -> int:
 
 
 # ----------------------------------------------------------------------------------------------
-# the real files
+# the real files (skipped without $ONLINEDEEP_MNIST_DIR) and the environment variable
 # ----------------------------------------------------------------------------------------------
 
 def test_real_mnist_is_read_and_unofficial_file_is_flagged_not_rejected(mnist_dir):
@@ -53,12 +52,12 @@ def test_real_mnist_is_read_and_unofficial_file_is_flagged_not_rejected(mnist_di
     assert data.train_labels[:5].tolist() == [5, 0, 4, 1, 9]  # the famous first MNIST labels
 
 
-def test_environment_variable_is_used(mnist_dir, monkeypatch):
-    monkeypatch.setenv(M.ENV_MNIST_DIR, str(mnist_dir))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        data = load_mnist()
-    assert data.source == "environment" and data.path == str(mnist_dir)
+def test_environment_variable_is_used(make_mnist_dir, monkeypatch):
+    d, arrays = make_mnist_dir()
+    monkeypatch.setenv(M.ENV_MNIST_DIR, str(d))
+    data = load_mnist()
+    assert data.source == "environment" and data.path == str(d)
+    np.testing.assert_array_equal(data.train_images, arrays["train_images"])
 
 
 # ----------------------------------------------------------------------------------------------
@@ -239,3 +238,34 @@ def test_download_with_wrong_md5_is_rejected(make_mnist_dir, tmp_path, monkeypat
         with pytest.raises(MnistNotFoundError, match="t10k-labels-idx1-ubyte.gz: md5 .* expected 0{32}"):
             M.download_mnist(tmp_path / "c", mirrors=[srv.url], timeout=10.0)
     assert not (tmp_path / "c" / "t10k-labels-idx1-ubyte.gz").exists()
+
+
+@pytest.mark.parametrize("n_train, n_test, name", [(0, 20, "train-images-idx3-ubyte.gz"),
+                                                   (100, 0, "t10k-images-idx3-ubyte.gz")])
+def test_a_file_without_digits_is_a_format_error_naming_it(make_mnist_dir, n_train, n_test, name):
+    d, _ = make_mnist_dir(n_train=n_train, n_test=n_test)
+    with pytest.raises(MnistFormatError) as err:
+        load_mnist(d)
+    assert str(err.value) == (f"{d / name}: holds no images (the header announces 0): expected at "
+                              "least one digit")
+
+
+
+def test_the_tests_never_reach_the_network():
+    """conftest's guard: the default mirrors are a closed local port, and a subprocess's HTTP(S)
+    requests go to a proxy on a closed local port (refused at once, not a time-out)."""
+    import subprocess
+    import sys
+
+    assert all(m.startswith("http://127.0.0.1:") for m in M.MIRRORS)
+    code = ("import sys, urllib.request\n"
+            "try:\n"
+            "    urllib.request.urlopen(sys.argv[1], timeout=30)\n"
+            "except OSError as exc:\n"
+            "    print(exc)\n")
+    t0 = time.monotonic()
+    out = subprocess.run([sys.executable, "-c", code,
+                          "https://ossci-datasets.s3.amazonaws.com/mnist/t10k-labels-idx1-ubyte.gz"],
+                         capture_output=True, text=True, timeout=60).stdout
+    assert "refused" in out.lower(), out
+    assert time.monotonic() - t0 < 20

@@ -8,7 +8,6 @@ by orders of magnitude more than the tolerance.
 """
 
 import gzip
-import os
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +15,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from conftest import real_mnist_dir
 from onlinedeep import kernels, model, noise
 from onlinedeep.kernels.reference import ReferenceKernel
 
@@ -23,13 +23,9 @@ N_UPDATES = 100
 
 
 def _mnist(n: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """First n MNIST training digits as (n, 784) float32 in [0, 1] and (n,) int64 labels, or, when
-    ONLINEDEEP_MNIST_DIR is not set, sparse random inputs with the same statistics."""
-    root = os.environ.get("ONLINEDEEP_MNIST_DIR")
-    if not root:
-        gen = torch.Generator().manual_seed(0)
-        x = torch.rand((n, 784), generator=gen) * (torch.rand((n, 784), generator=gen) < 0.19)
-        return x, torch.randint(0, 10, (n,), generator=gen)
+    """First n MNIST training digits as (n, 784) float32 in [0, 1] and (n,) int64 labels (skips the
+    test without $ONLINEDEEP_MNIST_DIR)."""
+    root = real_mnist_dir()
     with gzip.open(Path(root) / "train-images-idx3-ubyte.gz", "rb") as f:
         images = np.frombuffer(f.read(16 + n * 784), dtype=np.uint8, offset=16)
     with gzip.open(Path(root) / "train-labels-idx1-ubyte.gz", "rb") as f:
