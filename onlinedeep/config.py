@@ -239,6 +239,11 @@ class RunConfig:
         Base MNIST directory (else ``$ONLINEDEEP_MNIST_DIR``, the cache, ...).
     name, out : str
         The run folder is ``out/name``.
+    n_inputs : int
+        Inputs of the network (784 for MNIST's 28x28 pixels); each a float in [0, 1], the
+        probability of a Bernoulli input (paper 5.1).
+    n_classes : int
+        Classes of the softmax layer (10 for MNIST digits), >= 2.
     """
 
     layers: int = 1
@@ -274,6 +279,8 @@ class RunConfig:
     mnist_dir: str | None = None
     name: str | None = None
     out: str = "runs"
+    n_inputs: int = N_INPUTS
+    n_classes: int = N_CLASSES
 
     def __post_init__(self) -> None:
         for name in ("unsup_updates", "sup_updates", "window", "log_every", "snapshot_every",
@@ -392,6 +399,8 @@ class RunConfig:
                                     is not None and self.name not in (".", "..")),
              "name", "a folder name of letters, digits, '.', '_', '+', '-'")
         need(isinstance(self.out, str) and self.out != "", "out", "a directory path")
+        need(is_int(self.n_inputs) and self.n_inputs >= 1, "n_inputs", "an integer >= 1")
+        need(is_int(self.n_classes) and self.n_classes >= 2, "n_classes", "an integer >= 2")
 
     def _split_weights(self) -> list[float]:
         k = self.pretrain_layers if isinstance(self.pretrain_layers, int) else 0

@@ -13,7 +13,7 @@ Layout (format ``onlinedeep.snapshot``, version 1)::
                                      provenance (JSON), created (ISO 8601, UTC)
     /params/W{k}              (fan_in_k, n_hidden) float32     hidden layer k weights
     /params/b{k}, /params/c{k} (n_hidden,), (fan_in_k,) float32 hidden and visible biases
-    /params/W_out, /params/b_out (n_hidden, 10), (10,) float32
+    /params/W_out, /params/b_out (n_hidden, n_classes), (n_classes,) float32
     /counters                 attrs: unsup_done, sup_done (updates), elapsed_s (seconds of training)
     /metrics                  attrs: window, log_every, layer, n_examples, n_errors, nll_sum
     /metrics/errors           (window,) uint8 ring buffer of 0/1 errors; attrs n_seen, total
@@ -152,14 +152,14 @@ def latest(folder: str | os.PathLike) -> Path:
 def param_shapes(config: RunConfig) -> dict[str, tuple[int, ...]]:
     """Expected parameter shapes for a configuration (architecture doc, ``onlinedeep.model``)."""
     shapes: dict[str, tuple[int, ...]] = {}
-    fan_in = 784
+    fan_in = config.n_inputs
     for k in range(config.layers):
         shapes[f"W{k}"] = (fan_in, config.n_hidden)
         shapes[f"b{k}"] = (config.n_hidden,)
         shapes[f"c{k}"] = (fan_in,)
         fan_in = config.n_hidden
-    shapes["W_out"] = (config.n_hidden, 10)
-    shapes["b_out"] = (10,)
+    shapes["W_out"] = (config.n_hidden, config.n_classes)
+    shapes["b_out"] = (config.n_classes,)
     return shapes
 
 
@@ -291,7 +291,8 @@ def _check_params(arrays: Mapping[str, np.ndarray], config: RunConfig, *, where:
         if a.shape != shape:
             raise SnapshotError(
                 f"{where}: dataset /params/{k} has shape {a.shape}, expected {shape} "
-                f"(layers={config.layers}, n_hidden={config.n_hidden})"
+                f"(layers={config.layers}, n_hidden={config.n_hidden}, n_inputs={config.n_inputs}, "
+                f"n_classes={config.n_classes})"
             )
         bad = ~np.isfinite(a)
         if bad.any():
