@@ -568,6 +568,8 @@ class OnlineMLP:
 
     # ------------------------------------------------------------------ inference
     def _require_fitted(self, what: str) -> None:
+        if self.params_ is None and self.n_features_in_ is not None and self.classes_ is not None:
+            self._ensure_params(self.n_features_in_)  # the initial network can predict too
         if self.params_ is None or not self._out_ready:
             raise ValueError(f"{what}: the network has no classifier yet; train it with "
                              f"partial_fit(X, y, classes=...) or learn_one first")
