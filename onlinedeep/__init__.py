@@ -10,10 +10,18 @@ each (see docs/architecture.md):
 - :mod:`onlinedeep.kernels` — the per-example update loops (reference PyTorch, Numba, CUDA graphs);
 - :mod:`onlinedeep.producer`, :mod:`onlinedeep.metrics`, :mod:`onlinedeep.snapshot`,
   :mod:`onlinedeep.trainer` — the run loop;
-- :mod:`onlinedeep.ordering_variance`, :mod:`onlinedeep.executors` — the Figure 13 experiment.
+- :mod:`onlinedeep.ordering_variance`, :mod:`onlinedeep.executors` — the Figure 13 experiment;
+- :mod:`onlinedeep.learner` (:class:`OnlineMLP`), :mod:`onlinedeep.progressive`,
+  :mod:`onlinedeep.evaluate`, :mod:`onlinedeep.export` (:func:`load_module`),
+  :mod:`onlinedeep.live` — library use: a learner object, progressive validation, test error,
+  PyTorch export, TensorBoard.
 """
 from onlinedeep.config import RunConfig
+from onlinedeep.export import load_module
+from onlinedeep.learner import OnlineMLP
+from onlinedeep.progressive import progressive_val_score
 from onlinedeep.trainer import Trainer, resume
 
 __version__ = "0.1.0"
-__all__ = ["RunConfig", "Trainer", "resume", "__version__"]
+__all__ = ["RunConfig", "Trainer", "resume", "OnlineMLP", "load_module", "progressive_val_score",
+           "__version__"]
