@@ -41,7 +41,7 @@ from onlinedeep.config import ConfigError, RunConfig
 from onlinedeep.inputs import check_inputs
 from onlinedeep.metrics import RunMetrics
 
-__all__ = ["OnlineMLP", "pretrain_draws"]
+__all__ = ["OnlineMLP", "pretrain_draws", "register_with_river"]
 
 # What a learner snapshot stores in place of an InfiniteMNIST schedule: its rows came from the
 # caller. Not a Schedule, so `onlinedeep train` refuses to continue it as a run (its data is unknown).
@@ -784,6 +784,26 @@ class OnlineMLP:
             start += count
         net.layer_updates_ = done
         return net
+
+
+def register_with_river() -> None:
+    """Make River see :class:`OnlineMLP` as one of its classifiers (``river.base.Classifier``,
+    a virtual subclass), so River's own tools accept it, e.g.
+    ``river.evaluate.progressive_val_score(dataset, OnlineMLP(n_classes=10), metrics.Accuracy())``.
+
+    Raises
+    ------
+    onlinedeep.live.MissingExtraError
+        If River is not installed (``pip install 'onlinedeep[river]'``).
+    """
+    try:
+        from river import base
+    except ImportError:
+        from onlinedeep.live import MissingExtraError
+
+        raise MissingExtraError("register_with_river: needs the river package, which is not "
+                                "installed; install it with: pip install 'onlinedeep[river]'") from None
+    base.Classifier.register(OnlineMLP)
 
 
 def _scalar(value):

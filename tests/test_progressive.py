@@ -109,3 +109,23 @@ def test_river_model_gives_rivers_own_progressive_accuracy():
 def test_lengths_must_match():
     with pytest.raises(ValueError, match="expected 3 labels"):
         progressive_val_score(OnlineMLP(units=4, n_classes=2), np.zeros((3, 5)), [0, 1])
+
+
+def test_river_accepts_an_online_mlp_after_registration():
+    pytest.importorskip("river")
+    from river import evaluate, metrics
+
+    from onlinedeep.learner import register_with_river
+
+    register_with_river()
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 3, 300)
+    X = np.eye(3)[labels] * 0.8 + rng.random((300, 3)) * 0.2
+    rows = [dict(zip("abc", row)) for row in X]
+    kwargs = dict(units=8, n_classes=3, n_inputs=3, threads=1, learning_rate=0.3, chunk_size=50)
+    accuracy = evaluate.progressive_val_score(list(zip(rows, labels.tolist())), OnlineMLP(**kwargs),
+                                              metrics.Accuracy())
+    ours = progressive_val_score(OnlineMLP(**kwargs), X, labels)
+    # River predicts with predict_one (PyTorch's forward), ours inside the kernel: same errors
+    assert accuracy.get() == pytest.approx(1 - ours.cumulative_error, abs=1 / 300)
+    assert accuracy.get() > 0.6
