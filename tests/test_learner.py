@@ -238,3 +238,16 @@ def test_scikit_learn_clone_and_params():
     copy.set_params(units=12)
     assert copy.n_hidden == 12 and net.n_hidden == 8
     assert sklearn.__version__
+
+
+def test_run_config_width_and_classes():
+    cfg = RunConfig(n_inputs=100, n_classes=3, n_hidden=8, sup_updates=10)
+    assert snapshot.param_shapes(cfg)["W0"] == (100, 8)
+    assert snapshot.param_shapes(cfg)["W_out"] == (8, 3)
+    with pytest.raises(ConfigError, match="n_classes: expected an integer >= 2, found 1"):
+        RunConfig(n_classes=1)
+    with pytest.raises(ConfigError, match="n_inputs: expected an integer >= 1"):
+        RunConfig(n_inputs=0)
+    old = RunConfig().to_dict()
+    del old["n_inputs"], old["n_classes"]  # a configuration written before these fields existed
+    assert (RunConfig.from_dict(old).n_inputs, RunConfig.from_dict(old).n_classes) == (784, 10)
