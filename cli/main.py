@@ -15,13 +15,14 @@ import click
 import typer
 from typer.core import TyperGroup
 
-from onlinedeep_cli import generate, ordering_variance, train
+from onlinedeep_cli import evaluate, generate, ordering_variance, train
 
 # (module, class, exit status), most specific first. Looked up in sys.modules only: an exception
 # can only come from a module that was imported, and --help stays free of torch and numba.
 USER_ERRORS: tuple[tuple[str, str, int], ...] = (
     ("onlinedeep.config", "ConfigError", 2),             # an option or configuration value
     ("onlinedeep.snapshot", "SnapshotError", 2),         # a snapshot file (damaged, inconsistent)
+    ("onlinedeep.evaluate", "EvaluationError", 2),       # an evaluation that cannot be made so
     ("onlinedeep.run_folder", "RunDirError", 2),         # a run or job folder that cannot be used so
     ("infinite_mnist.mnist", "MnistNotFoundError", 2),   # --mnist-dir / $ONLINEDEEP_MNIST_DIR
     ("infinite_mnist.mnist", "MnistFormatError", 2),     # a damaged or foreign MNIST file
@@ -85,7 +86,7 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 
-for _module in (generate, train, ordering_variance):
+for _module in (generate, train, evaluate, ordering_variance):
     _module.register(app)
 
 

@@ -50,7 +50,7 @@ def _shape(cfg) -> str:
     return "-".join(str(n) for n in [cfg.n_inputs, *[cfg.n_hidden] * cfg.layers, cfg.n_classes])
 
 
-def _summary(trainer, result, run_dir: Optional[Path], png: Optional[Path]) -> None:
+def _summary(trainer, result, run_dir: Optional[Path], png: Optional[Path], test=None) -> None:
     cfg = trainer.config
     seconds = trainer.elapsed_s
     lines = [
@@ -61,6 +61,8 @@ def _summary(trainer, result, run_dir: Optional[Path], png: Optional[Path]) -> N
         f"online_error {result.online_error:.4f} (last {min(cfg.window, max(result.position - cfg.unsup_updates, 0)):,} "
         f"supervised examples; chance 0.9)" if not math.isnan(result.online_error) else None,
         f"online NLL   {result.online_nll:.4f} nats" if not math.isnan(result.online_nll) else None,
+        f"test_error   {test.error_percent:.2f}% on the {test.n_examples:,} MNIST test digits, "
+        f"NLL {test.nll:.4f} nats (evaluation-test.json)" if test is not None else None,
         f"cumulative   {trainer.metrics.prequential.cumulative_error:.4f} error over every "
         f"supervised example" if trainer.metrics.prequential.n_examples else None,
         f"time         {seconds:,.1f} s of training in total"
@@ -152,6 +154,10 @@ def register(app: typer.Typer) -> None:
         preset: Optional[str] = typer.Option(
             None, "--preset", help="paper (section 5.3 protocol) or smoke (small, under a minute) [paper]."),
         progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+        tensorboard: Optional[Path] = typer.Option(
+            None, "--tensorboard", metavar="DIR",
+            help="Write online error, NLL and reconstruction cost as TensorBoard scalars to DIR "
+                 "(needs the tensorboard extra)."),
     ):
         """Pre-train greedily (SDAE or DBN) then fine-tune an MLP on the InfiniteMNIST stream, one
         example per update, tracking the online (prequential) error (paper 8.1, Figure 11).
@@ -169,6 +175,11 @@ def register(app: typer.Typer) -> None:
         # the configuration, kernel, device and data source have been checked (Trainer.run).
         values = dict(locals())
         given = {f: values[f] for f in _FIELDS if values[f] is not None}
+        sink = None
+        if tensorboard is not None:  # before anything is written: a missing extra is one line
+            from onlinedeep.live import TensorBoardSink
+
+            sink = TensorBoardSink(tensorboard)
         if resume is not None:
             if preset is not None:
                 _fail("--preset cannot be combined with --resume (the run's configuration is "
@@ -195,19 +206,32 @@ def register(app: typer.Typer) -> None:
                        f"supervised), {_shape(config)}, "
                        f"{_pretrain_text(config)}, kernel {trainer.kernel.name} on {trainer.device}")
 
+        if sink is not None:
+            trainer.metrics.sinks.append(sink)
         try:
             result = trainer.run(progress=progress)
         except TrainingInterrupted as exc:
             typer.secho(f"\n{exc}\nresume with: onlinedeep train --resume {run_dir}", err=True,
                         fg=typer.colors.YELLOW)
             raise typer.Exit(128 + int(exc.signum)) from None
+        finally:
+            if sink is not None:
+                sink.close()
         # Figure 12 blocks: after a complete run, stored in its final snapshot
         result.snapshot = figure12.record(trainer, progress=progress) or result.snapshot
 
+        test = None
+        if result.position == trainer.config.total_updates and (
+                trainer.config.n_inputs, trainer.config.n_classes) == (784, 10):
+            from onlinedeep import evaluate as ev
+
+            test = ev.evaluate_stream(trainer.params, trainer.stream, "test")
+            test.position, test.snapshot = result.position, str(result.snapshot)
+            ev.record(run_dir, test)
         png = None
         if len(result.series.supervised()):
             png = plot_online_error([run_dir], trainer.folder.plot_path)
-        _summary(trainer, result, run_dir, png)
+        _summary(trainer, result, run_dir, png, test)
 
     @app.command()
     def plot(

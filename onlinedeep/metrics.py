@@ -307,6 +307,9 @@ class RunMetrics:
         self.layer = -1  # layer whose reconstruction cost the window holds; -1 none
         self._rows: list[tuple[int, int, float, float, float]] = []
         self._series_base = Series.empty()
+        # Callables given each new record as a dict (position, layer, online_error, nll,
+        # reconstruction): live views such as onlinedeep.live.TensorBoardSink. Not saved.
+        self.sinks: list = []
 
     # -------------------------------------------------------------- feeding
     def _splits(self, start: int, n: int) -> list[int]:
@@ -367,6 +370,8 @@ class RunMetrics:
             row = (position, -1, self.prequential.online_error, self.prequential.online_nll,
                    math.nan)
         self._rows.append(row)
+        for sink in self.sinks:
+            sink(dict(zip(Series.FIELDS, row)))
 
     # -------------------------------------------------------------- reading
     @property

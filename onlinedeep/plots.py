@@ -72,6 +72,20 @@ def load_curve(source: str | os.PathLike) -> tuple[RunConfig, Series, Path]:
     return config, series, path
 
 
+def _test_error(path: Path, series: Series) -> float | None:
+    """The recorded test error (%) of the network a curve ends with, if evaluated
+    (``evaluation-test.json`` of its run folder, at the same position)."""
+    from onlinedeep.evaluate import EvaluationError, recorded
+
+    if path.parent.name != "snapshots" or not len(series):
+        return None
+    try:
+        entry = recorded(path.parent.parent, "test", position=int(series.position[-1]))
+    except (EvaluationError, OSError):
+        return None
+    return None if entry is None else float(entry["error_percent"])
+
+
 def plot_online_error(
     sources: Sequence[str | os.PathLike],
     out: str | os.PathLike,
@@ -89,7 +103,9 @@ def plot_online_error(
     out : path-like
         Output image (``.png``; the format follows the suffix).
     labels : sequence of str, optional
-        Legend entries (default: :func:`run_label` of each configuration).
+        Legend entries (default: :func:`run_label` of each configuration, followed by the test
+        error of the curve's final network when ``onlinedeep evaluate`` or the end of
+        ``onlinedeep train`` recorded it).
     title : str, optional
     log_y : bool
         Logarithmic error axis (as in the paper's Figure 11).
@@ -121,6 +137,9 @@ def plot_online_error(
         sup = series.supervised()
         keep = np.isfinite(sup.online_error)
         label = labels[i] if labels is not None else run_label(config)
+        test = _test_error(path, series)
+        if test is not None and labels is None:
+            label += f", test error {test:.2f}%"
         if not keep.any():
             ax.plot([], [], label=f"{label} (no supervised records yet)")
             continue

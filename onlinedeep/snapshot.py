@@ -250,7 +250,8 @@ def _check_params(arrays: Mapping[str, np.ndarray], config: RunConfig, *, where:
         if a.shape != shape:
             raise SnapshotError(
                 f"{where}: dataset /params/{k} has shape {a.shape}, expected {shape} "
-                f"(layers={config.layers}, n_hidden={config.n_hidden})"
+                f"(layers={config.layers}, n_hidden={config.n_hidden}, n_inputs={config.n_inputs}, "
+                f"n_classes={config.n_classes})"
             )
         bad = ~np.isfinite(a)
         if bad.any():

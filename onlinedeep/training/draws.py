@@ -17,7 +17,7 @@ from onlinedeep.config import RunConfig
 from onlinedeep.phases import phase_at
 from onlinedeep.training.producer import Chunk, stream_fetcher
 
-__all__ = ["DrawnChunk", "chunk_draws", "fetcher"]
+__all__ = ["DrawnChunk", "chunk_draws", "fetcher", "layer_draws"]
 
 
 @dataclass
@@ -41,7 +41,17 @@ def chunk_draws(config: RunConfig, start: int, stop: int) -> dict[str, np.ndarra
     phase = phase_at(config, start)
     if phase.kind != "pretrain":
         return None
-    k, n = phase.layer, stop - start
+    return layer_draws(config, phase.layer, start, stop)
+
+
+def layer_draws(config: RunConfig, layer: int, start: int, stop: int) -> dict[str, np.ndarray | None]:
+    """The random draws of pre-training ``layer`` at stream positions ``[start, stop)``.
+
+    Pure functions of ``(config.seed, position, purpose, layer)`` (:mod:`onlinedeep.noise`), so any
+    caller that feeds the same positions (the loop, :class:`onlinedeep.learner.OnlineMLP`) draws
+    the same noise. Returns the dict described in :func:`chunk_draws`.
+    """
+    k, n = layer, stop - start
     fan_in = config.n_inputs if k == 0 else config.n_hidden
     pos = np.arange(start, stop, dtype=np.int64)
     if config.pretrain == "dae":
