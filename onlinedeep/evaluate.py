@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from onlinedeep import model
+from onlinedeep import model, run_folder
 from onlinedeep import snapshot as snapshots
 from onlinedeep.inputs import check_inputs
 
@@ -270,7 +270,7 @@ def resolve_snapshot(source: str | os.PathLike) -> tuple[Path, Path | None]:
         raise snapshots.SnapshotError(f"{path}: no such run folder or snapshot file")
     if path.is_dir():
         folder = path / "snapshots" if (path / "snapshots").is_dir() else path
-        snap = snapshots.latest(folder)
+        snap = run_folder.latest(folder)
     else:
         snap = path
     run_dir = snap.parent.parent if snap.parent.name == "snapshots" else None

@@ -11,6 +11,7 @@ import torch
 from typer.testing import CliRunner
 
 from onlinedeep_cli.main import app
+from onlinedeep import run_folder
 from onlinedeep import evaluate as ev
 from onlinedeep import model, snapshot
 from onlinedeep.export import load_module, to_module
@@ -90,7 +91,7 @@ def test_evaluate_command(run, tmp_path):
     assert data["split"] == "validation" and data["indices"] == [60_000, 70_000]
     assert data["recorded"] == str(run_dir / "evaluation-validation.json")
     assert ev.recorded(run_dir, "validation")["error_percent"] == data["error_percent"]
-    r = _invoke("evaluate", snapshot.latest(run_dir / "snapshots"))
+    r = _invoke("evaluate", run_folder.latest(run_dir / "snapshots"))
     assert r.exit_code == 0, r.output
     assert "error        " in r.output and "true\\pred" in r.output
     # the plot's legend shows the test error beside the online error
@@ -113,7 +114,7 @@ def test_load_module_gives_predict_proba(run, mnist):
 
     x = torch.from_numpy(to_float(mnist.test_images[:500]))
     params = {k: torch.from_numpy(v) for k, v in
-              snapshot.load(snapshot.latest(run_dir / "snapshots")).params.items()}
+              snapshot.load(run_folder.latest(run_dir / "snapshots")).params.items()}
     with torch.no_grad():
         torch.testing.assert_close(net(x), model.predict_proba(params, x), rtol=1e-5, atol=1e-6)
     deep = model.init_params(30, 12, 3, seed=1, n_outputs=5)

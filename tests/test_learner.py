@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 
 from onlinedeep_cli.main import app
 from infinite_mnist import InfiniteMNIST, Schedule
+from onlinedeep import phases, run_folder
 from onlinedeep import snapshot
 from onlinedeep.config import ConfigError, RunConfig
 from onlinedeep.learner import OnlineMLP
@@ -32,7 +33,7 @@ def _stream_rows(mnist_dir, total):
 
 
 def _feed_by_phase(net, config, X, y):
-    for phase in config.phases():
+    for phase in phases.phases(config):
         rows = slice(phase.start, phase.stop)
         if phase.kind == "pretrain":
             net.pretrain_partial_fit(X[rows], layer=phase.layer)
@@ -58,7 +59,7 @@ def cli_runs(tmp_path_factory, mnist_dir):
 @pytest.mark.parametrize("pretrain", ["dae", "rbm"])
 def test_learner_gives_the_cli_runs_weights_bit_for_bit(cli_runs, mnist_dir, pretrain):
     run_dir, extra, _ = cli_runs[pretrain]
-    snap = snapshot.load(snapshot.latest(run_dir / "snapshots"))
+    snap = snapshot.load(run_folder.latest(run_dir / "snapshots"))
     cfg = snap.config
     X, y = _stream_rows(mnist_dir, cfg.total_updates)
     net = OnlineMLP(pretrain=pretrain, noise=cfg.noise, cd_k=cfg.cd_k,
@@ -77,12 +78,12 @@ def test_learner_gives_the_cli_runs_weights_bit_for_bit(cli_runs, mnist_dir, pre
     for field in ("layers", "n_hidden", "pretrain", "pretrain_layers", "unsup_updates",
                   "sup_updates", "noise", "cd_k", "sample_reconstruction", "seed"):
         assert getattr(mine, field) == getattr(cfg, field), field
-    assert mine.layer_updates() == cfg.layer_updates()
+    assert phases.layer_updates(mine) == phases.layer_updates(cfg)
 
 
 def test_learner_series_equals_the_runs(cli_runs, mnist_dir, tmp_path):
     run_dir, _, _ = cli_runs["dae"]
-    snap = snapshot.load(snapshot.latest(run_dir / "snapshots"))
+    snap = snapshot.load(run_folder.latest(run_dir / "snapshots"))
     X, y = _stream_rows(mnist_dir, 1500)
     net = OnlineMLP(noise="salt-pepper", **LEARNER_OPTIONS)
     _feed_by_phase(net, snap.config, X, y)

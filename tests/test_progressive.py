@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from onlinedeep_cli.main import app
 from infinite_mnist import InfiniteMNIST, Schedule
+from onlinedeep import run_folder
 from onlinedeep import snapshot
 from onlinedeep.learner import OnlineMLP
 from onlinedeep.progressive import progressive_val_score
@@ -29,7 +30,7 @@ def dae_run(tmp_path_factory, mnist_dir):
                                  "--device", "cpu", "--no-progress", "--mnist-dir", str(mnist_dir),
                                  "--out", str(out), "--name", "dae"], catch_exceptions=False)
     assert r.exit_code == 0, r.output
-    snap = snapshot.load(snapshot.latest(out / "dae" / "snapshots"))
+    snap = snapshot.load(run_folder.latest(out / "dae" / "snapshots"))
     stream = InfiniteMNIST(mnist_dir=mnist_dir)
     idx = Schedule.contiguous(1600).indices(0, 1600)
     return snap, stream.floats(idx), stream.labels(idx)

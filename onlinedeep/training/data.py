@@ -11,7 +11,7 @@ from typing import Any
 
 from onlinedeep.config import ConfigError, RunConfig
 
-__all__ = ["make_stream", "shared_stream", "default_schedule", "schedule_prefix",
+__all__ = ["make_stream", "shared_stream", "default_schedule",
            "software_versions", "check_same_data"]
 
 # Data provenance keys that may differ between machines without changing a single example.
@@ -56,22 +56,6 @@ def default_schedule(config: RunConfig):
     from infinite_mnist import Schedule
 
     return Schedule.contiguous(config.total_updates, start=config.stream_start, split=config.split)
-
-
-def schedule_prefix(schedule, position: int) -> tuple[str, list[tuple[int, int]]]:
-    """Training-id ranges of positions ``[0, position)``, coalesced: equal iff same examples."""
-    out: list[list[int]] = []
-    left = position
-    for start, length in schedule.segments:
-        if left <= 0:
-            break
-        take = min(length, left)
-        if out and out[-1][0] + out[-1][1] == start:
-            out[-1][1] += take
-        else:
-            out.append([start, take])
-        left -= take
-    return schedule.split, [tuple(s) for s in out]
 
 
 def software_versions() -> dict[str, str]:

@@ -14,7 +14,7 @@ from typing import Any
 from onlinedeep import snapshot as snapshots
 from onlinedeep.config import BRANCH_MUTABLE, RESUME_MUTABLE, ConfigError, RunConfig
 from onlinedeep.run_folder import RunDirError, RunFolder
-from onlinedeep.training.data import default_schedule, schedule_prefix
+from onlinedeep.training.data import default_schedule
 from onlinedeep.training.loop import Trainer
 
 __all__ = ["resume", "branch"]
@@ -134,15 +134,14 @@ def _continue(snap: snapshots.Snapshot, *, schedule, run_dir, stream, overrides,
         schedule = snap_schedule
         if schedule.total < config.total_updates:
             extended = default_schedule(config)
-            if schedule_prefix(extended, snap_schedule.total) != schedule_prefix(
-                    snap_schedule, snap_schedule.total):
+            if extended.head(snap_schedule.total) != snap_schedule.head(snap_schedule.total):
                 raise ConfigError(
                     f"sup_updates: the snapshot's schedule ({snap.path}) covers "
                     f"{snap_schedule.total} positions and is not the default contiguous one, so "
                     f"it cannot be extended to {config.total_updates}; pass a longer schedule"
                 )
             schedule = extended
-    if schedule_prefix(schedule, snap.position) != schedule_prefix(snap_schedule, snap.position):
+    if schedule.head(snap.position) != snap_schedule.head(snap.position):
         raise ConfigError(
             f"schedule: differs from the snapshot's ({snap.path}) before its position "
             f"{snap.position}; a branch must share the trained prefix"
