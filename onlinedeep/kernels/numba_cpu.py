@@ -115,6 +115,25 @@ def _dot_sgd(row, d, lr, s):
     return acc
 
 
+@njit(cache=True, nogil=True, fastmath={"reassoc"})
+def _dot4(r0, r1, r2, r3, h, c, out, j):
+    """out[j+q] = r_q·h + c[j+q] for q = 0..3: four dot products in one pass (h read once)."""
+    a0 = _F32(0.0)
+    a1 = _F32(0.0)
+    a2 = _F32(0.0)
+    a3 = _F32(0.0)
+    for k in range(h.shape[0]):
+        hk = h[k]
+        a0 += r0[k] * hk
+        a1 += r1[k] * hk
+        a2 += r2[k] * hk
+        a3 += r3[k] * hk
+    out[j] = a0 + c[j]
+    out[j + 1] = a1 + c[j + 1]
+    out[j + 2] = a2 + c[j + 2]
+    out[j + 3] = a3 + c[j + 3]
+
+
 @njit(cache=True, nogil=True)
 def _sgd4_axpy(part, r0, r1, r2, r3, lr, s0, s1, s2, s3, d, a0, a1, a2, a3):
     """SGD step of four rows (r_q -= lr·s_q·d) and part += Σ a_q·r_q at the updated rows, in one
@@ -403,24 +422,28 @@ def _first_layer_block(W, rows, m, x, delta, lr, l1, l2, dense, x_next, has_next
         _flush(part, W, idx, coef, cnt)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _dae_decode_block(W, h, c, x, terms, dx, P, t, T):
-    """z_j = W_j·h + c_j (into ``terms``), δ_x̂_j = σ(z_j) - x_j; P[b] += δ_x̂_j W_j (same rows)."""
-    idx = np.empty(4, dtype=np.int64)
-    coef = np.empty(4, dtype=_F32)
+    """z_j = W_j·h + c_j (into ``terms``; the driver turns them into cost terms), δ_x̂_j =
+    σ(z_j) - x_j, and P[b] += δ_x̂_j W_j, four rows at a time (the second read of a row is from L1)."""
     b0, b1 = _blocks_of(t, T)
     for b in range(b0, b1):
         part = P[b]
         part[:] = 0
-        cnt = 0
         j0, j1 = _block(W.shape[0], b, N_BLOCKS)
-        for j in range(j0, j1):
-            row = W[j]
-            zj = _dot(row, h) + c[j]
-            terms[j] = zj    # the driver turns z into the cost terms, vectorised, after the sweep
-            dx[j] = _sigmoid(zj) - x[j]
-            cnt = _push(part, W, j, dx[j], idx, coef, cnt)
-        _flush(part, W, idx, coef, cnt)
+        j = j0
+        while j + 4 <= j1:
+            _dot4(W[j], W[j + 1], W[j + 2], W[j + 3], h, c, terms, j)
+            for q in range(j, j + 4):
+                dx[q] = _sigmoid(terms[q]) - x[q]
+            _axpy4(part, dx[j], W[j], dx[j + 1], W[j + 1], dx[j + 2], W[j + 2], dx[j + 3],
+                   W[j + 3])
+            j += 4
+        while j < j1:
+            terms[j] = _dot(W[j], h) + c[j]
+            dx[j] = _sigmoid(terms[j]) - x[j]
+            _axpy(part, dx[j], W[j])
+            j += 1
 
 
 @njit(cache=True, nogil=True)
@@ -455,31 +478,35 @@ def _rank2_block(W, lr, s, d, u, e, x_next, has_next, P, t, T):
         _flush(part, W, idx, coef, cnt)
 
 
-@njit(cache=True, nogil=True)
-def _rbm_gibbs_block(W, hs, c, v0, terms, first, uv, has_uv, v, P, t, T):
-    """pv_j = σ(W_j·h + c_j), v_j = pv_j or [u_j < pv_j], and P[b] += v_j W_j (same rows)."""
-    idx = np.empty(4, dtype=np.int64)
-    coef = np.empty(4, dtype=_F32)
+@njit(cache=True, nogil=True, error_model="numpy")
+def _rbm_gibbs_block(W, hs, c, z, uv, has_uv, v, P, t, T):
+    """z_j = W_j·h + c_j (into ``z``), pv_j = σ(z_j), v_j = pv_j or [u_j < pv_j], and
+    P[b] += v_j W_j, four rows at a time (the second read of a row is from L1)."""
     b0, b1 = _blocks_of(t, T)
     for b in range(b0, b1):
         part = P[b]
         part[:] = 0
-        cnt = 0
         j0, j1 = _block(W.shape[0], b, N_BLOCKS)
-        for j in range(j0, j1):
-            row = W[j]
-            zj = _dot(row, hs) + c[j]
-            pv = _sigmoid(zj)
-            if first:
-                terms[j] = zj    # turned into the cost terms by the driver, vectorised
+        j = j0
+        while j + 4 <= j1:
+            _dot4(W[j], W[j + 1], W[j + 2], W[j + 3], hs, c, z, j)
+            for q in range(j, j + 4):
+                pv = _sigmoid(z[q])
+                if has_uv:
+                    v[q] = _F32(1.0) if uv[q] < pv else _F32(0.0)
+                else:
+                    v[q] = pv
+            _axpy4(part, v[j], W[j], v[j + 1], W[j + 1], v[j + 2], W[j + 2], v[j + 3], W[j + 3])
+            j += 4
+        while j < j1:
+            z[j] = _dot(W[j], hs) + c[j]
+            pv = _sigmoid(z[j])
             if has_uv:
-                vj = _F32(1.0) if uv[j] < pv else _F32(0.0)
+                v[j] = _F32(1.0) if uv[j] < pv else _F32(0.0)
             else:
-                vj = pv
-            v[j] = vj
-            if vj != 0:
-                cnt = _push(part, W, j, vj, idx, coef, cnt)
-        _flush(part, W, idx, coef, cnt)
+                v[j] = pv
+            _axpy(part, v[j], W[j])
+            j += 1
 
 
 @njit(cache=True, nogil=True)
@@ -722,7 +749,7 @@ def _rbm_impl(W, b, c, X, u_hidden, u_visible, has_uv, lr, cd_k, n_threads, cost
             # one sweep: pv = σ(h Wᵀ + c), v = pv (or a sample), and v W on the same rows
             uv = u_visible[i, step if has_uv else 0]
             for t in prange(T):
-                _rbm_gibbs_block(W, hs, c, v0, terms, step == 0, uv, has_uv, v, P, t, T)
+                _rbm_gibbs_block(W, hs, c, terms, uv, has_uv, v, P, t, T)
             if step == 0:
                 cost[i] = _ce_sum(terms, v0)
             _sum_partials(ph, b, P, N_BLOCKS, n_hid)
