@@ -13,9 +13,9 @@ only changes how the weights are swept, never what is computed:
   ``W = s·V`` during a chunk (:mod:`onlinedeep.kernels.weight_decay`), the decay is carried by the
   float64 scale ``s`` and applied to every weight at the end of the chunk. With ``l1 > 0`` the
   L1 step ``-lr·l1·sign(W)`` moves every weight, so every row is updated then;
-* the backward pass of a hidden layer and its weight update share one sweep (the dot product of a
-  row with the layer's delta is taken before the row is overwritten, so gradients are those at the
-  pre-update weights);
+* the backward pass of a hidden layer and its weight update share one pass over each row (the dot
+  product of a row with the layer's delta reads each weight before it is overwritten, so gradients
+  are those at the pre-update weights);
 * every sweep that feeds a sum is cut into ``N_BLOCKS`` (4) fixed blocks of whole rows, each with
   its own partial sum, added in a fixed order; ``n_threads`` threads (1 to 4) share out the blocks.
   The arithmetic and its order do not depend on the thread count, so weights are **bit-identical**
@@ -25,8 +25,13 @@ only changes how the weights are swept, never what is computed:
 
 All arithmetic is float32. Dot products (row · delta) are compiled with the ``reassoc`` fast-math
 flag alone, which lets LLVM vectorise the reduction by summing in a different order — the same
-freedom BLAS takes in the reference's matrix products (10× faster here). No other fast-math flag is
-used (no FMA contraction, no approximate functions), and the tests compare every mode with
+freedom BLAS takes in the reference's matrix products (10× faster here). No FMA contraction is
+used. Sigmoids and soft-plus terms are the vectorisable polynomial forms of
+:mod:`onlinedeep.kernels.numba_math` (relative error < 5e-7, soft-plus absolute < 3e-7), not libm's
+``exp``/``log1p`` (scalar calls, ~7× slower per sigmoid). Other passes: the softmax layer is trained
+in a transposed copy (its 10-wide rows do not vectorise), written back at the end of the chunk; an
+update of four rows and the next forward over them share one pass; the DAE decoder and RBM Gibbs
+sweeps take four rows' dot products per pass. The tests compare every mode with
 :mod:`onlinedeep.kernels.reference`.
 
 Sources: the updates are those of Erhan et al. (2010), sections 5.1.1 (RBM, CD-k), 5.1.2 (denoising
