@@ -177,18 +177,17 @@ def set_job_threads(n: int | None) -> None:
 
 
 # --------------------------------------------------------------------------- adaptive kernel threads
-def _busy_seconds(own_nice: bool) -> float | None:
-    """CPU seconds all cores have spent on work that competes with this process (``/proc/stat``:
-    user, system, irq, softirq and steal time; niced time too when this process is niced itself,
-    since a process of equal priority competes for the core); None where unreadable."""
+def _busy_seconds() -> float | None:
+    """CPU seconds all cores have spent busy (``/proc/stat``: user, nice, system, irq, softirq and
+    steal time); None where unreadable. Niced work counts: a row-split sweep waits at its barrier
+    for any process that takes its core, whatever that process's priority."""
     try:
         with open("/proc/stat", "rb") as f:
             fields = f.readline().split()
         user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[1:9])
     except (OSError, ValueError, IndexError):
         return None
-    busy = user + system + irq + softirq + steal + (nice if own_nice else 0)
-    return busy / _CLOCK_TICKS
+    return (user + nice + system + irq + softirq + steal) / _CLOCK_TICKS
 
 
 try:
@@ -203,8 +202,7 @@ class _LoadMeter:
     def __init__(self, span: float = 0.5, busy: Callable[[], float | None] | None = None,
                  clock: Callable[[], float] = time.perf_counter,
                  own_cpu: Callable[[], float] = time.process_time):
-        own_nice = _own_nice() > 0
-        self._busy = busy if busy is not None else (lambda: _busy_seconds(own_nice))
+        self._busy = busy if busy is not None else _busy_seconds
         self._clock, self._own_cpu, self._span = clock, own_cpu, span
         self._samples: deque = deque(maxlen=256)
         self.sample()
@@ -233,13 +231,6 @@ class _LoadMeter:
         return max(0.0, ((busy1 - busy0) - (own1 - own0)) / (t1 - t0))
 
 
-def _own_nice() -> int:
-    try:
-        return os.getpriority(os.PRIO_PROCESS, 0)
-    except (AttributeError, OSError):
-        return 0
-
-
 def other_load(seconds: float = 0.5) -> float | None:
     """Cores kept busy by other processes over the next ``seconds`` (``/proc/stat`` minus this
     process's CPU time; None where ``/proc/stat`` cannot be read). Blocks ``seconds``."""
@@ -259,9 +250,10 @@ class KernelThreads:
 
     - *Up* (1 → ``n_max``) is a risk: with a core held by another process a row-split chunk can be
       15-100× slower. A probe up happens only while other processes leave ``n_max`` cores free
-      (their load, from ``load``, at most ``cores - n_max + busy_threshold`` busy cores), at least
-      ``interval`` chunks after the last one and after enough time that the chunks a lost probe
-      cost are at most ``budget`` of the time in between; the interval doubles after each lost probe
+      (their load, from ``load``, at most ``cores - n_max + busy_threshold`` busy cores) for the
+      last ``settle_s`` seconds of chunks, at least ``interval`` chunks after the last probe and
+      after enough time that the chunks a lost probe cost are at most ``budget`` of the time in
+      between; the interval doubles after each lost probe
       (up to ``max_interval``) and is reset when the load drops. A probe lasts two chunks (the first
       also starts the thread pool) and stops after one running below half the one-thread rate.
       So a bad probe costs at most one chunk, and lost probes at most ``budget`` of the run.
@@ -278,8 +270,9 @@ class KernelThreads:
         The larger count (>= 2), e.g. ``decide("kernel")``.
     interval, max_interval, down_interval : int
         Chunks between probes up (first, largest) and between one-thread chunks at ``n_max``.
-    margin, drop, busy_threshold, budget : float
-        See above; ``busy_threshold`` in cores, ``budget`` a fraction of the run's time.
+    margin, drop, busy_threshold, budget, settle_s : float
+        See above; ``busy_threshold`` in cores, ``budget`` a fraction of the run's time,
+        ``settle_s`` in seconds.
     cores : int, optional
         Cores of this process (default :func:`available_cores`).
     load : callable, optional
@@ -300,15 +293,16 @@ class KernelThreads:
         If ``n_max`` < 2.
     """
 
-    def __init__(self, n_max: int, *, interval: int = 4, max_interval: int = 256,
+    def __init__(self, n_max: int, *, interval: int = 2, max_interval: int = 256,
                  down_interval: int = 32, margin: float = 1.05, drop: float = 0.6,
-                 busy_threshold: float = 0.5, budget: float = 0.03, cores: int | None = None,
+                 busy_threshold: float = 0.5, budget: float = 0.03, settle_s: float = 2.0,
+                 cores: int | None = None,
                  load: Callable[[], float | None] | None = None):
         if isinstance(n_max, bool) or int(n_max) != n_max or n_max < 2:
             raise ValueError(f"n_max must be an integer >= 2, found {n_max!r}")
         self.n_max = int(n_max)
         self.interval0, self.max_interval, self.down_interval = interval, max_interval, down_interval
-        self.margin, self.drop, self.budget = margin, drop, budget
+        self.margin, self.drop, self.budget, self.settle_s = margin, drop, budget, settle_s
         cores = available_cores() if cores is None else cores
         self.busy_cores = max(0, cores - self.n_max) + busy_threshold
         if load is None:
@@ -329,6 +323,7 @@ class KernelThreads:
         self._probe: list[tuple[int, float]] | None = None  # (updates, seconds) of the probe's chunks
         self._chunk = 1
         self._busy = False
+        self._quiet_s = 0.0     # seconds of chunks since the load was last above the threshold
 
     def _median(self, n: int) -> float | None:
         rates = self._rates.get(n)
@@ -342,7 +337,7 @@ class KernelThreads:
         if self._probe is None:
             if self.current == 1:
                 if (self._since >= self.interval and self._since_s >= self._wait_s
-                        and not self._busy and self._median(1) is not None):
+                        and self._quiet_s >= self.settle_s and self._median(1) is not None):
                     self._probe = []
             elif self._since >= self.down_interval:
                 self._probe = []
@@ -358,6 +353,7 @@ class KernelThreads:
         was_busy, self._busy = self._busy, load is not None and load > self.busy_cores
         if was_busy and not self._busy:  # the machine freed up: try more threads soon
             self.interval, self._wait_s = self.interval0, 0.0
+        self._quiet_s = 0.0 if self._busy else self._quiet_s + max(0.0, seconds)
         if n_updates <= 0 or seconds <= 0:
             return
         rate = n_updates / seconds

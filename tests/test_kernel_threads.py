@@ -64,6 +64,15 @@ def test_quiet_machine_settles_on_the_faster_count():
     assert control.current == 1 and 1000 / total >= 0.99
 
 
+def test_two_threads_wait_for_settle_seconds_of_quiet():
+    """The first probe up waits for ``settle_s`` seconds of chunks without load, whatever their
+    number; load in between restarts the wait."""
+    loads = iter([0.0] * 5 + [1.0] + [0.0] * 1000)
+    control = KernelThreads(2, cores=2, settle_s=2.0, load=lambda: next(loads))
+    _simulate(control, lambda i, n: 0.1 if n == 1 else 0.05, 100)
+    assert control.history.index(2) == 6 + 20
+
+
 def test_load_arriving_and_leaving():
     """At two threads, load arriving switches to one thread after one slow chunk; when it leaves,
     two threads are tried again soon."""
@@ -205,7 +214,7 @@ def test_the_real_controller_in_the_loop_gives_the_one_thread_weights(fake_strea
     one.run(progress=False)
     adaptive = Trainer(RunConfig(threads=0, **base), stream=fake_stream())
     adaptive.kernel_threads = KernelThreads(2, interval=1, down_interval=2, margin=0.0,
-                                            cores=2, load=lambda: 0.0)
+                                            settle_s=0.0, cores=2, load=lambda: 0.0)
     adaptive.run(progress=False)
     assert set(adaptive.kernel_threads.history) == {1, 2}
     for key in one.params:
