@@ -108,12 +108,13 @@ def bench_trainer(network: str, n_max: int, seconds: float, repeats: int, mnist_
                     got[mode], share = trainer_rate(stream, network, mode, seconds)
                     if mode == 0:
                         shares[load].append(share)
+                        auto_share = share
             for mode in modes:
                 rates[load, mode].append(got[mode])
                 ratios[load, mode].append(got[mode] / got[1])
             print(f"  round {r} {'loaded' if load else 'quiet '}: "
                   + ", ".join(f"{_name(m, n_max)} {got[m]:,.0f}/s" for m in modes)
-                  + f"; auto on {n_max} threads {share:.0%} of chunks; loadavg {loadavg()}", flush=True)
+                  + f"; auto on {n_max} threads {auto_share:.0%} of chunks; loadavg {loadavg()}", flush=True)
     print(f"loadavg after: {loadavg()}")
     print(f"\nTrainer.run, 784-{network}-10 supervised, updates/s (median of {repeats}) and × the "
           "same round's 1-thread rate (median):")

@@ -219,3 +219,35 @@ def test_the_real_controller_in_the_loop_gives_the_one_thread_weights(fake_strea
     assert set(adaptive.kernel_threads.history) == {1, 2}
     for key in one.params:
         assert torch.equal(one.params[key], adaptive.params[key]), f"{key} differs"
+
+
+@pytest.mark.parametrize("args, jobs, threads", [((), None, 1), (("--threads", "2"), None, 2),
+                                                 (("--jobs", "3"), 3, None)])
+def test_ordering_variance_jobs_fill_the_cores_by_default(tmp_path, monkeypatch, args, jobs,
+                                                          threads):
+    """``onlinedeep ordering-variance run`` without ``--jobs``: cores / threads local workers."""
+    from typer.testing import CliRunner
+
+    from onlinedeep_cli.main import app
+    from onlinedeep.experiments import executors
+
+    cores = thread_policy.available_cores()
+    seen = {}
+
+    def local_client(n_workers):
+        seen["jobs"] = n_workers
+        raise OSError("no cluster in this test")
+
+    def run_experiment(plan, out, connect, *, threads=None, on_outcome=None):
+        seen["threads"] = threads
+        connect()
+
+    monkeypatch.setattr(executors, "local_client", local_client)
+    monkeypatch.setattr("onlinedeep.experiments.ordering_variance.run_experiment", run_experiment)
+    result = CliRunner().invoke(app, ["ordering-variance", "run", "--out", str(tmp_path / "ov"),
+                                      "--preset", "smoke", *args])
+    assert result.exit_code != 0 and "no cluster in this test" in str(result.output) + str(
+        result.exception)
+    expected_jobs = jobs if jobs is not None else max(1, cores // (threads or 1))
+    assert seen["jobs"] == expected_jobs
+    assert seen["threads"] == (threads or max(1, cores // expected_jobs))
