@@ -55,11 +55,13 @@ def run(
     out: Path = typer.Option(..., "--out", help="Experiment folder (on a filesystem every worker sees)."),
     preset: Preset = typer.Option(Preset.paper, "--preset", help="paper: N=10M, S=10, D=10, 784-2000-10; "
                                   "smoke: N=4k, S=4, D=3, 784-32-10."),
-    jobs: int = typer.Option(1, "--jobs", min=1, help="Local worker processes (ignored with --scheduler)."),
+    jobs: int = typer.Option(0, "--jobs", min=0, help="Local worker processes (ignored with "
+                             "--scheduler) [0: fill the machine, cores / --threads (1 thread each "
+                             "by default)]."),
     scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Address of an existing Dask "
                                             "scheduler (e.g. tcp://host:8786) to run the jobs on."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Torch/Numba threads per job "
-                                          "[default: cores / --jobs locally; unchanged on a cluster]."),
+                                          "[default: cores / jobs locally; unchanged on a cluster]."),
     pretrain: Pretrain = typer.Option(Pretrain.dae, "--pretrain", help="Pre-training of the pre-trained "
                                       "condition (the other one has none)."),
     segments: Optional[int] = typer.Option(None, "--segments", min=1, help="S [preset]."),
@@ -124,6 +126,7 @@ def run(
         def connect():
             return executors.remote_client(scheduler)
     else:
+        jobs = thread_policy.local_jobs(jobs, threads or 0)  # jobs x threads = cores
         threads = thread_policy.decide("job", threads or 0, jobs=jobs)
 
         def connect():
