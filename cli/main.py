@@ -15,7 +15,7 @@ import click
 import typer
 from typer.core import TyperGroup
 
-from onlinedeep_cli import evaluate, generate, ordering_variance, train
+from onlinedeep_cli import evaluate, experiment, generate, ordering_variance, train
 
 # (module, class, exit status), most specific first. Looked up in sys.modules only: an exception
 # can only come from a module that was imported, and --help stays free of torch and numba.
@@ -86,7 +86,7 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 
-for _module in (generate, train, evaluate, ordering_variance):
+for _module in (generate, train, evaluate, ordering_variance, experiment):
     _module.register(app)
 
 
