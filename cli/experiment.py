@@ -140,8 +140,7 @@ def run(
     name, preset_name = figure.value, preset.value
     rows = _jobs_of(name, out, preset_name)
     unfinished = sum(1 for r in rows if not r[6])
-    if jobs is None:
-        jobs = max(1, min(thread_policy.available_cores(), unfinished))
+    jobs = thread_policy.local_jobs(jobs or 0, threads or 0, pending=unfinished)
     job_threads = thread_policy.decide("job", threads or 0, jobs=jobs)
     if dry_run:
         _dry_run(name, out, preset_name, jobs, job_threads)

@@ -131,9 +131,10 @@ def decide(role: str, requested: int = 0, *, jobs: int = 1) -> int | None:
     raise ValueError(f"role: expected one of {ROLES}, found {role!r}")
 
 
-def local_jobs(requested: int = 0, threads: int = 0) -> int:
+def local_jobs(requested: int = 0, threads: int = 0, pending: int | None = None) -> int:
     """Local worker processes of an experiment: ``requested``, else enough jobs of ``threads``
-    threads each (0: 1) to fill the cores (jobs × threads = cores, at least one job).
+    threads each (0: 1) to fill the cores (jobs × threads = cores, at least one job), and no more
+    than the ``pending`` jobs left to run when that is given.
 
     One-thread jobs side by side scale with the cores (each is a serial loop with no barrier),
     where the threads of one job wait for each other at every layer of every update.
@@ -146,7 +147,10 @@ def local_jobs(requested: int = 0, threads: int = 0) -> int:
     for name, value in (("jobs", requested), ("threads", threads)):
         if isinstance(value, bool) or int(value) != value or value < 0:
             raise ValueError(f"{name} must be an integer >= 0 (0: auto), found {value!r}")
-    return int(requested) or max(1, available_cores() // max(1, int(threads)))
+    if requested:
+        return int(requested)
+    n = max(1, available_cores() // max(1, int(threads)))
+    return n if pending is None else max(1, min(n, int(pending)))
 
 
 @contextlib.contextmanager
