@@ -154,6 +154,8 @@ def test_smoke_figures_11_12_14_reuse_runs_and_report_their_numbers(tmp_path, mn
     for key in section8.FIGURE_KEYS["figure12"]:
         stored = snapshot.load(_final(out, key)).train_error
         assert np.allclose([float(b[f"train_error_{key}"]) for b in blocks], stored["error"])
+        assert [int(b[f"block_start_{key}"]) for b in blocks] == list(stored["block_start"])
+        assert [int(b[f"block_stop_{key}"]) for b in blocks] == list(stored["block_stop"])
     assert (results / "figure12" / "figure12.png").is_file()
 
 
@@ -249,3 +251,12 @@ def test_smoke_figure13_is_the_ordering_variance_experiment(tmp_path, mnist_dir)
     assert all(float(r["variance"]) > 0 and int(r["n_draws"]) == plan.n_draws for r in rows)
     assert (out / "reports" / "figure13" / "figure13.png").stat().st_size > 10_000
     assert "ordering-variance indices --out" in (out / "reports" / "figure13" / "command.txt").read_text()
+
+
+def test_report_on_a_folder_without_runs_is_one_error_and_creates_nothing(tmp_path):
+    for figure in ("figure11", "figure12", "figure14"):
+        out = tmp_path / "typo"
+        result = _cli("experiment", "report", figure, "--out", str(out))
+        assert result.returncode == 2, result.stderr
+        assert "holds no run" in result.stderr and "Traceback" not in result.stderr
+        assert not out.exists()

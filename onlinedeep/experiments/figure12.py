@@ -109,8 +109,9 @@ def report(out=None, *, preset: str | None = None, results=None):
     """Figure 12's report from the section-8 folder ``out`` (``layers1-rbm``, ``layers1-none``).
 
     Writes into ``out/reports/figure12/`` (or ``results/figure12/``): ``train_error.csv``
-    (``block``, ``block_start``, ``block_stop`` and ``train_error_<key>`` per network: the 0/1
-    error of the final network on each block of its supervised training sequence),
+    (``block``, then per network ``block_start_<key>``, ``block_stop_<key>`` (stream positions)
+    and ``train_error_<key>``: the 0/1 error of the final network on each block of its own
+    supervised training sequence),
     ``table.csv`` (:data:`TABLE_HEADER`), ``figure12.png`` and ``command.txt``. A network without
     blocks yet (still training) is marked partial and left out of the plot's bars.
 
@@ -126,21 +127,24 @@ def report(out=None, *, preset: str | None = None, results=None):
     preset = preset or section8.load_preset(out)
     keys = section8.FIGURE_KEYS["figure12"]
     statuses = [section8.network_status(out, key, preset) for key in keys]
-    folder = section8.report_folder(out, "figure12", results)
+    folder = section8.report_folder(out, "figure12", results, statuses)
     blocks = {st.key: st.train_error for st in statuses if st.train_error is not None}
-    grid = next(iter(blocks.values()), None)
+    # Each network has its own blocks: a pre-trained one starts its supervised sequence later.
+    n_rows = max((len(te["error"]) for te in blocks.values()), default=0)
     rows = []
-    if grid is not None:
-        for i in range(len(grid["error"])):
-            row = [i + 1, int(grid["block_start"][i]), int(grid["block_stop"][i])]
-            for st in statuses:
-                te = blocks.get(st.key)
-                row.append(float(te["error"][i]) if te is not None and len(te["error"]) > i
-                           else float("nan"))
-            rows.append(row)
-    series_csv = section8.write_csv(folder / "train_error.csv",
-                                    ["block", "block_start", "block_stop"]
-                                    + [f"train_error_{st.key}" for st in statuses], rows)
+    for i in range(n_rows):
+        row = [i + 1]
+        for st in statuses:
+            te = blocks.get(st.key)
+            if te is not None and len(te["error"]) > i:
+                row += [int(te["block_start"][i]), int(te["block_stop"][i]), float(te["error"][i])]
+            else:
+                row += [None, None, float("nan")]
+        rows.append(row)
+    header = ["block"]
+    for st in statuses:
+        header += [f"block_start_{st.key}", f"block_stop_{st.key}", f"train_error_{st.key}"]
+    series_csv = section8.write_csv(folder / "train_error.csv", header, rows)
     nan = float("nan")
     table = []
     for st in statuses:

@@ -675,9 +675,23 @@ def write_text(path: Path, text: str) -> Path:
     return path
 
 
-def report_folder(out: str | os.PathLike, figure: str, results: str | os.PathLike | None = None) -> Path:
-    """``out/reports/<figure>/``, or ``<results>/<figure>/`` (created)."""
+def report_folder(out: str | os.PathLike, figure: str, results: str | os.PathLike | None = None,
+                  statuses: list | None = None) -> Path:
+    """``out/reports/<figure>/``, or ``<results>/<figure>/`` (created).
+
+    Raises
+    ------
+    RunDirError
+        If ``statuses`` are given and none of their networks has a snapshot yet (a mistyped
+        ``--out``, or a folder where nothing was trained): nothing is created.
+    """
     from onlinedeep.atomic import make_folder
+    from onlinedeep.run_folder import RunDirError
+
+    if statuses is not None and all(st.snapshot is None for st in statuses):
+        raise RunDirError(
+            f"{out}: holds no run of {figure}'s networks ({', '.join(st.key for st in statuses)}) "
+            f"with a snapshot; train them first: onlinedeep experiment run {figure} --out {out}")
 
     path = (Path(results) if results is not None else Path(out) / "reports") / figure
     make_folder(path, "the report folder")
