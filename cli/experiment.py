@@ -138,6 +138,8 @@ def run(
     from onlinedeep.experiments import executors, section8
 
     name, preset_name = figure.value, preset.value
+    if name != "figure13":
+        section8.check_preset(out, preset_name)  # before a dry run too
     rows = _jobs_of(name, out, preset_name)
     unfinished = sum(1 for r in rows if not r[6])
     jobs = thread_policy.local_jobs(jobs or 0, threads or 0, pending=unfinished)

@@ -210,6 +210,9 @@ def test_dry_run_lists_jobs_updates_and_an_eta(tmp_path, mnist_dir):
     assert "with 2 parallel job(s)" in result.stdout
     assert "pretrain1" in result.stdout  # k = 2 pre-trains a second layer
     assert not any(tmp_path.iterdir())  # nothing written
+    (tmp_path / "plan.json").write_text('{"format": "onlinedeep.section8.plan/1", "preset": "smoke"}')
+    result = _cli("experiment", "run", "figure14", "--out", str(tmp_path), "--dry-run")
+    assert result.returncode == 2 and "holds the 'smoke' preset" in result.stderr  # as a real run
 
 
 def test_ordering_variance_indices_command_prints_the_job_sequence(tmp_path):

@@ -53,7 +53,7 @@ from onlinedeep.run_folder import JobFolder, RunFolder
 
 __all__ = ["FIGURE_KEYS", "DEFAULT_OUT", "PRESETS", "Network", "network", "key_config",
            "run_network", "network_finished", "check_folder", "job_specs", "run_figure",
-           "save_or_check_plan", "load_preset", "phase_updates", "pending_updates", "measure_seconds_per_update",
+           "save_or_check_plan", "check_preset", "load_preset", "phase_updates", "pending_updates", "measure_seconds_per_update",
            "makespan", "NetworkStatus", "network_status", "online_error_last", "train_command",
            "figure13_folder"]
 
@@ -274,6 +274,22 @@ def run_network(config_data: dict, threads: int | None = None) -> dict[str, Any]
 
 
 # ---------------------------------------------------------------------------- the folder
+def check_preset(out: str | os.PathLike, preset: str) -> str | None:
+    """The preset ``out/plan.json`` records (None: no plan yet), checked against ``preset``;
+    reads only.
+
+    Raises
+    ------
+    ConfigError
+        If the folder was used with another preset.
+    """
+    stored = load_preset(out, default=None)
+    if stored is not None and stored != preset:
+        raise ConfigError(f"{JobFolder(out).plan_path}: this folder holds the {stored!r} preset, "
+                          f"not {preset!r}; use another --out")
+    return stored
+
+
 def save_or_check_plan(out: str | os.PathLike, preset: str) -> None:
     """Write ``out/plan.json`` (the preset), or check it names the same preset.
 
@@ -282,12 +298,8 @@ def save_or_check_plan(out: str | os.PathLike, preset: str) -> None:
     ConfigError
         If the folder was used with another preset.
     """
-    folder = JobFolder(out)
-    stored = load_preset(out, default=None)
-    if stored is not None and stored != preset:
-        raise ConfigError(f"{folder.plan_path}: this folder holds the {stored!r} preset, not "
-                          f"{preset!r}; use another --out")
-    if stored is None:
+    if check_preset(out, preset) is None:
+        folder = JobFolder(out)
         folder.write_json(folder.plan_path, {"format": PLAN_FORMAT, "preset": preset})
 
 
@@ -360,8 +372,7 @@ def run_figure(
         If ``connect`` fails; then nothing is written.
     """
     specs = job_specs(figure, out, preset, threads)
-    if load_preset(out, default=None) not in (None, preset):
-        save_or_check_plan(out, preset)  # raises
+    check_preset(out, preset)
     for spec in specs:
         check_folder(RunConfig.from_dict(spec.args[0]))
     return runner.run_jobs(JobFolder(out), specs, connect,
