@@ -109,8 +109,10 @@ def progressive_val_score(model, X, y, *, window: int = 100_000, log_every: int 
     log_every : int
         Examples between records of the series.
     classes : array_like, optional
-        All labels (an OnlineMLP's or a scikit-learn model's first ``partial_fit`` needs them
-        unless the model knows them).
+        All labels. Default: the distinct labels of ``y`` when the model does not know its classes
+        yet (an OnlineMLP without ``n_classes``, a scikit-learn model, whose first ``partial_fit``
+        needs them); only the set of labels is read ahead, never an example's label before it is
+        scored.
 
     Returns
     -------
@@ -134,6 +136,10 @@ def progressive_val_score(model, X, y, *, window: int = 100_000, log_every: int 
     n = len(X)
     if y.shape != (n,):
         raise ValueError(f"y: expected {n} labels (one per example of X), found shape {y.shape}")
+    if classes is None and (getattr(model, "classes_", None) is None
+                            and not hasattr(model, "learn_one") or isinstance(model, OnlineMLP)
+                            and model.classes_ is None):
+        classes = np.unique(y)
     if isinstance(model, OnlineMLP):
         start = model.position_
         metrics = RunMetrics(window, log_every)

@@ -130,3 +130,16 @@ def test_river_accepts_an_online_mlp_after_registration():
     # River predicts with predict_one (PyTorch's forward), ours inside the kernel: same errors
     assert accuracy.get() == pytest.approx(1 - ours.cumulative_error, abs=1 / 300)
     assert accuracy.get() > 0.6
+
+
+def test_classes_default_to_the_labels_of_y():
+    rng = np.random.default_rng(0)
+    X = rng.random((400, 20))
+    y = (X[:, 0] > 0.5).astype(int)
+    result = progressive_val_score(OnlineMLP(units=16, pretrain="none", learning_rate=0.1), X, y,
+                                   window=100, log_every=100)
+    assert result.n_examples == 400 and result.online_error < 0.5
+    sklearn = pytest.importorskip("sklearn.linear_model")
+    result = progressive_val_score(sklearn.SGDClassifier(loss="log_loss", random_state=0), X, y,
+                                   window=100, log_every=100)
+    assert result.n_examples == 400 and result.online_error < 0.5
