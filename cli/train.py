@@ -208,8 +208,15 @@ def register(app: typer.Typer) -> None:
 
         if sink is not None:
             trainer.metrics.sinks.append(sink)
+        from onlinedeep.atomic import DiskFullError
+
         try:
             result = trainer.run(progress=progress)
+        except DiskFullError as exc:
+            if not trainer.folder.has_snapshot():
+                raise
+            _fail(f"{exc.filename}: {exc.strerror}, then resume with: onlinedeep train --resume "
+                  f"{run_dir}", 1)
         except TrainingInterrupted as exc:
             typer.secho(f"\n{exc}\nresume with: onlinedeep train --resume {run_dir}", err=True,
                         fg=typer.colors.YELLOW)

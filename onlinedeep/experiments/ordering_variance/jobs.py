@@ -16,13 +16,14 @@ import h5py
 import numpy as np
 
 from onlinedeep import threads as thread_policy
-from onlinedeep.atomic import atomic_file
+from onlinedeep.atomic import write_bytes
 from onlinedeep.experiments import runner
 from onlinedeep.experiments.executors import Outcome
 from onlinedeep.experiments.ordering_variance.plan import (OUTPUT_FORMAT, Job, OrderingPlan,
                                                            check_plan, save_or_check_plan,
                                                            _PLAN_MUTABLE)
 from onlinedeep.run_folder import JobFolder
+from onlinedeep.snapshot import h5_image
 
 __all__ = ["run_dir", "branch_point", "output_path", "run_job", "pending_jobs", "run_experiment"]
 
@@ -173,10 +174,12 @@ def run_job(plan_data: dict[str, Any], out: str, key: str, threads: int | None =
         "seconds": time.perf_counter() - t0,
         "network": os.path.relpath(result.snapshot, output.parent),
     }
-    with atomic_file(output) as tmp, h5py.File(tmp, "w") as f:
+    def fill(f: h5py.File) -> None:
         f.create_dataset("probabilities", data=probabilities)
         for name, value in attrs.items():
             f.attrs[name] = value
+
+    write_bytes(output, h5_image(fill), what="the job's output")  # a full disk: one clean error
     return summary
 
 

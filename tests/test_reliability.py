@@ -1,0 +1,157 @@
+"""Reliability (issue 12): every failure is a one-line error, nothing is lost, nothing is mixed.
+
+Faults (a full disk, damaged snapshots), concurrency (locked run and experiment folders), signals
+(a second Ctrl-C stops at once) and first use. Each test fails on the code before the fix; the
+README's "Reliability" section lists which test shows which promise.
+"""
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from onlinedeep import atomic, run_folder, snapshot
+from onlinedeep.config import RunConfig
+from onlinedeep.training import Trainer, resume
+
+pytestmark = [pytest.mark.usefixtures("single_thread"),
+              pytest.mark.filterwarnings("ignore::infinite_mnist.MnistSourceWarning")]
+
+
+def _config(**kw):
+    base = dict(layers=1, n_hidden=16, pretrain="none", unsup_updates=0, sup_updates=600,
+                chunk_size=100, snapshot_every=200, window=100, log_every=50, learning_rate=0.1,
+                kernel="reference", device="cpu", keep_snapshots=0)
+    base.update(kw)
+    return RunConfig(**base)
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file()}
+
+
+def _cli(*args, env=None, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "onlinedeep_cli.main", *map(str, args)],
+                          capture_output=True, text=True, env=env, **kw)
+
+
+def _one_error_line(proc: subprocess.CompletedProcess | object, message: str, status=None) -> str:
+    out = proc.stdout + proc.stderr
+    assert "Traceback" not in out, out
+    assert 1 <= proc.returncode <= 127, (proc.returncode, out)
+    if status is not None:
+        assert proc.returncode == status, (proc.returncode, out)
+    errors = [line for line in out.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, out
+    assert message in errors[0], errors[0]
+    return errors[0]
+
+
+# ------------------------------------------------------------------------------------ 1. disk full
+def _trained_folder(tmp_path, fake_stream, stop=200):
+    trainer = Trainer(_config(), stream=fake_stream(), run_dir=tmp_path / "run")
+    trainer.run(stop=stop, progress=False)
+    return trainer
+
+
+def test_disk_full_before_a_snapshot_is_one_error_and_keeps_the_previous_one(
+        tmp_path, fake_stream, monkeypatch):
+    trainer = _trained_folder(tmp_path, fake_stream)
+    before = _files(tmp_path / "run" / "snapshots")
+    monkeypatch.setattr(atomic, "free_bytes", lambda folder: 10_000)
+    with pytest.raises(atomic.DiskFullError) as info:
+        trainer.run(stop=400, progress=False)
+    assert info.value.errno == errno.ENOSPC
+    assert "no space left on device" in info.value.strerror and "intact" in info.value.strerror
+    assert info.value.filename.endswith("snapshot-000000000400.h5")
+    assert _files(tmp_path / "run" / "snapshots") == before  # no temporary file, nothing replaced
+
+
+def test_enospc_during_the_write_removes_the_temporary_file(tmp_path, fake_stream, monkeypatch):
+    trainer = _trained_folder(tmp_path, fake_stream)
+    before = _files(tmp_path / "run" / "snapshots")
+
+    class FullDisk:  # writes half, then the disk is full
+        def __init__(self, path, mode):
+            self.f = open(path, mode)
+
+        def write(self, data):
+            self.f.write(data[: len(data) // 2])
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def flush(self):
+            pass
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+    monkeypatch.setattr(atomic, "open", FullDisk, raising=False)
+    with pytest.raises(atomic.DiskFullError, match="partial file was removed"):
+        trainer.save_to_run_folder(pinned=True)  # rewrites the pinned one in place: still intact
+    assert _files(tmp_path / "run" / "snapshots") == before
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path):
+    """A 2 MB tmpfs (needs root and mount permission, else the test is skipped)."""
+    d = tmp_path / "small"
+    d.mkdir()
+    if shutil.which("mount") is None or os.geteuid() != 0:
+        pytest.skip("needs root to mount a small tmpfs")
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(d)],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
+    yield d
+    subprocess.run(["umount", str(d)], check=False)
+
+
+def test_disk_full_on_a_real_file_system(small_tmpfs, sample_mnist_dir):
+    # a 784-400-10 snapshot is ~1.4 MB: the first one fits in 2 MB, the second does not
+    r = _cli("train", "--preset", "smoke", "--pretrain", "none", "--units", "400", "--sup-updates",
+             "4000", "--snapshot-every", "1000", "--keep-snapshots", "0", "--threads", "1",
+             "--kernel", "reference", "--no-progress", "--mnist-dir", sample_mnist_dir,
+             "--out", small_tmpfs, "--name", "r", timeout=300)
+    line = _one_error_line(r, "no space left on device", status=1)
+    assert "resume with" in line
+    snaps = small_tmpfs / "r" / "snapshots"
+    assert sorted(os.listdir(snaps)) == ["snapshot-000000000000.pinned.h5"]  # no temporary file
+    assert snapshot.load(snaps / "snapshot-000000000000.pinned.h5").position == 0
+
+
+# ------------------------------------------------------------------------------------ 2. wrong types
+@pytest.mark.parametrize("where, name, value", [
+    ("/", "position", "abc"),
+    ("/", "layer", 1.5),
+    ("/", "phase", 3),
+    ("/", "format_version", "1"),
+    ("/", "config", 7),
+    ("/counters", "sup_done", "x"),
+    ("/metrics", "n_examples", "many"),
+    ("/metrics/errors", "n_seen", 2.5),
+])
+def test_snapshot_attribute_of_the_wrong_type(tmp_path, fake_stream, where, name, value):
+    trainer = Trainer(_config(), stream=fake_stream(), run_dir=tmp_path / "run")
+    trainer.run(stop=400, progress=False)
+    newest = run_folder.latest(tmp_path / "run" / "snapshots")
+    with h5py.File(newest, "a") as f:
+        f[where].attrs[name] = value
+    with pytest.raises(snapshot.SnapshotError) as info:
+        snapshot.load(newest)
+    assert str(newest) in str(info.value) and repr(name) in str(info.value)
+    with pytest.warns(snapshot.SnapshotFallbackWarning, match=name):
+        resumed = resume(tmp_path / "run", stream=fake_stream())
+    assert resumed.position == 200
