@@ -84,6 +84,23 @@ def _summary(trainer, result, run_dir: Optional[Path], png: Optional[Path], test
             f"try a smaller --lr (now {cfg.learning_rate:g})", err=True, fg=typer.colors.YELLOW)
 
 
+def _finished(trainer, run_dir: Path) -> bool:
+    """Whether a resumed run has nothing left to do: complete, its final snapshot pinned, Figure 12
+    blocks computed if asked for, test evaluation and plot written."""
+    from onlinedeep import evaluate as ev
+
+    cfg = trainer.config
+    if trainer.position != cfg.total_updates or not trainer.folder.snapshot_path(
+            cfg.total_updates, pinned=True).is_file():
+        return False
+    if cfg.train_error_blocks and trainer.train_error is None:
+        return False
+    if (cfg.n_inputs, cfg.n_classes) == (784, 10) and ev.recorded(run_dir, "test",
+                                                                 trainer.position) is None:
+        return False
+    return cfg.sup_updates == 0 or trainer.folder.plot_path.is_file()
+
+
 def register(app: typer.Typer) -> None:
     """Add ``train`` and ``plot`` to the onlinedeep app."""
 
@@ -191,6 +208,11 @@ def register(app: typer.Typer) -> None:
                       f"allowed: {', '.join(_flag(f) for f in sorted(RESUME_MUTABLE))}", 2)
             run_dir = Path(resume)
             trainer = resume_run(run_dir, **given)
+            if _finished(trainer, run_dir):
+                typer.echo(f"{run_dir}: the run is complete ({trainer.position:,} of "
+                           f"{trainer.config.total_updates:,} updates); nothing to do, no file "
+                           f"changed (to train longer: --resume {run_dir} --sup-updates COUNT)")
+                return
             typer.echo(f"resuming {run_dir} at position {trainer.position:,} of "
                        f"{trainer.config.total_updates:,}")
         else:

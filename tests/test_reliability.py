@@ -155,3 +155,101 @@ def test_snapshot_attribute_of_the_wrong_type(tmp_path, fake_stream, where, name
     with pytest.warns(snapshot.SnapshotFallbackWarning, match=name):
         resumed = resume(tmp_path / "run", stream=fake_stream())
     assert resumed.position == 200
+
+
+# ------------------------------------------------------------------------------------ 5. series
+def _same_series(a, b):
+    for name in ("position", "layer", "online_error", "nll", "reconstruction"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
+
+
+@pytest.mark.parametrize("how", ["signal", "stop"])
+def test_a_stop_then_resume_leaves_no_extra_record_in_series(tmp_path, fake_stream, how):
+    from infinite_mnist import Schedule
+    from onlinedeep.training import TrainingInterrupted
+
+    # records every 250 updates; the run stops at 300 or 600, off that grid
+    cfg = _config(pretrain="dae", layers=1, unsup_updates=400, sup_updates=800, log_every=250)
+    whole = Trainer(cfg, stream=fake_stream())
+    whole.run(progress=False)
+    run_dir = tmp_path / "run"
+    if how == "signal":
+        trigger = Schedule.contiguous(cfg.total_updates).indices(650, 1)[0]
+
+        def on_fetch(indices):
+            if trigger in indices:
+                os.kill(os.getpid(), signal.SIGINT)
+
+        trainer = Trainer(cfg, stream=fake_stream(on_fetch=on_fetch), run_dir=run_dir)
+        with pytest.raises(TrainingInterrupted):
+            trainer.run(progress=False)
+    else:
+        Trainer(cfg, stream=fake_stream(), run_dir=run_dir).run(stop=300, progress=False)
+    resumed = resume(run_dir, stream=fake_stream())
+    assert 0 < resumed.position < cfg.total_updates and resumed.position % 250
+    resumed.run(progress=False)
+    _same_series(whole.metrics.series(), resumed.metrics.series())
+    _same_series(whole.metrics.series(),
+                 snapshot.load(run_folder.latest(run_dir / "snapshots")).metrics["series"])
+
+
+# ------------------------------------------------------------------------------------ 5. OV outputs
+def _tiny_plan(mnist_dir):
+    from onlinedeep.experiments.ordering_variance import OrderingPlan
+
+    config = RunConfig(layers=1, n_hidden=8, unsup_updates=0, sup_updates=400, pretrain="none",
+                       chunk_size=100, snapshot_every=200, window=100, log_every=100,
+                       kernel="reference", device="cpu", mnist_dir=str(mnist_dir))
+    return OrderingPlan({"none": config}, n_segments=2, n_draws=2, test_count=50)
+
+
+def _run_all(plan, out):
+    from onlinedeep.experiments import ordering_variance as ov
+
+    plan_data = plan.to_dict()
+    return {job.key: ov.run_job(plan_data, str(out), job.key) for job in plan.jobs()}
+
+
+def test_a_damaged_output_of_a_finished_job_is_produced_again(tmp_path, sample_mnist_dir):
+    from onlinedeep.experiments import ordering_variance as ov
+    from onlinedeep.experiments.ordering_variance import Job
+
+    plan, out = _tiny_plan(sample_mnist_dir), tmp_path / "ov"
+    _run_all(plan, out)
+    assert ov.pending_jobs(plan, out) == []
+    victim = ov.output_path(plan, out, Job("none", 1, 1))
+    with h5py.File(victim, "r") as f:
+        good = f["probabilities"][...]
+    victim.write_bytes(victim.read_bytes()[:500])  # truncated
+    assert [job.key for job in ov.pending_jobs(plan, out)] == ["none/s01-d01"]
+    summary = ov.run_job(plan.to_dict(), str(out), "none/s01-d01")
+    assert summary["status"] == "finished" and summary["started_from"] == "resumed"
+    with h5py.File(victim, "r") as f:
+        np.testing.assert_array_equal(f["probabilities"][...], good)
+    assert ov.pending_jobs(plan, out) == []
+
+
+def test_rerunning_a_finished_experiment_changes_no_file(tmp_path, sample_mnist_dir):
+    from onlinedeep.experiments.ordering_variance import run_experiment
+
+    plan, out = _tiny_plan(sample_mnist_dir), tmp_path / "ov"
+    _run_all(plan, out)
+    (out / "last_run.json").write_text("{}\n")
+    before = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in out.rglob("*") if p.is_file()}
+
+    def connect():
+        raise AssertionError("nothing to run: no cluster needed")
+
+    outcomes = run_experiment(plan, out, connect)
+    assert all(o.value["status"] == "already finished" for o in outcomes.values())
+    after = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in out.rglob("*") if p.is_file()}
+    assert after == before
+    # and a job whose run is complete but whose output is missing is finished without training
+    from onlinedeep.experiments import ordering_variance as ov
+    from onlinedeep.experiments.ordering_variance import Job
+
+    ov.output_path(plan, out, Job("none", 0, 1)).unlink()
+    run_dir = ov.run_dir(plan, out, Job("none", 0, 1))
+    files = {p: p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file()}
+    assert ov.run_job(plan.to_dict(), str(out), "none/s00-d01")["status"] == "finished"
+    assert {p: p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file()} == files

@@ -25,7 +25,8 @@ from onlinedeep.experiments.ordering_variance.plan import (OUTPUT_FORMAT, Job, O
 from onlinedeep.run_folder import JobFolder
 from onlinedeep.snapshot import h5_image
 
-__all__ = ["run_dir", "branch_point", "output_path", "run_job", "pending_jobs", "run_experiment"]
+__all__ = ["run_dir", "branch_point", "output_path", "output_ok", "run_job", "pending_jobs",
+           "run_experiment"]
 
 
 def run_dir(plan: OrderingPlan, out: str | os.PathLike, job: Job) -> Path:
@@ -46,6 +47,30 @@ def output_path(plan: OrderingPlan, out: str | os.PathLike, job: Job) -> Path:
     if job.is_stage:
         return branch_point(plan, out, job.condition, job.segment)
     return JobFolder(out).output(job.key)
+
+
+def output_ok(path: str | os.PathLike) -> bool:
+    """Whether a finished job's output can be used: a branch point (a stage's output) loads as a
+    snapshot; an output file has its format, a finite ``probabilities`` dataset and its
+    attributes. A damaged one means the job is not finished: it runs again."""
+    from onlinedeep import snapshot
+    from onlinedeep.run_folder import position_in_name
+
+    path = Path(path)
+    if position_in_name(path) is not None:
+        try:
+            snapshot.load(path)
+        except snapshot.SnapshotError:
+            return False
+        return True
+    try:
+        with h5py.File(path, "r") as f:
+            probabilities = f["probabilities"][...]
+            return (f.attrs.get("format") == OUTPUT_FORMAT and probabilities.ndim == 2
+                    and bool(np.isfinite(probabilities).all())
+                    and all(name in f.attrs for name in ("key", "position", "online_error")))
+    except Exception:  # h5py raises OSError, KeyError, RuntimeError... on a damaged file
+        return False
 
 
 def _folder_key(job: Job) -> str:
@@ -105,7 +130,9 @@ def run_job(plan_data: dict[str, Any], out: str, key: str, threads: int | None =
     job = Job.from_key(key)
     output = output_path(plan, out, job)
     if output.exists():
-        return {"key": key, "status": "already finished"}
+        if output_ok(output):
+            return {"key": key, "status": "already finished"}
+        output.unlink()  # damaged: produced again (a draw job from its run folder's snapshots)
     thread_policy.set_job_threads(threads)
     t0 = time.perf_counter()
     config = plan.config(job)
@@ -188,7 +215,8 @@ def _job_specs(plan: OrderingPlan, out: str | os.PathLike,
                threads: int | None = None) -> list[runner.JobSpec]:
     plan_data = plan.to_dict()
     return [runner.JobSpec(job.key, run_job, (plan_data, str(out), job.key, threads),
-                           output_path(plan, out, job), tuple(d.key for d in plan.depends_on(job)))
+                           output_path(plan, out, job), tuple(d.key for d in plan.depends_on(job)),
+                           check=output_ok)
             for job in plan.jobs()]
 
 
