@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
+import os
+import sys
 from pathlib import Path
 from typing import List, Optional
 
@@ -242,6 +244,12 @@ def register(app: typer.Typer) -> None:
         except TrainingInterrupted as exc:
             typer.secho(f"\n{exc}\nresume with: onlinedeep train --resume {run_dir}", err=True,
                         fg=typer.colors.YELLOW)
+            if exc.at_once:  # do not wait for the chunk still running (files are consistent)
+                if sink is not None:
+                    sink.close()
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(128 + int(exc.signum))
             raise typer.Exit(128 + int(exc.signum)) from None
         finally:
             if sink is not None:

@@ -278,7 +278,7 @@ class RunFolder:
                     if self.path in created:
                         shutil.rmtree(self.path, ignore_errors=True)
                     elif self.path.is_dir():
-                        for path in set(self.path.iterdir()) - before - {self.path / RUN_LOCK}:
+                        for path in set(self.path.iterdir()) - before:
                             with contextlib.suppress(OSError):
                                 shutil.rmtree(path) if path.is_dir() else path.unlink()
                 raise

@@ -253,3 +253,70 @@ def test_rerunning_a_finished_experiment_changes_no_file(tmp_path, sample_mnist_
     files = {p: p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file()}
     assert ov.run_job(plan.to_dict(), str(out), "none/s00-d01")["status"] == "finished"
     assert {p: p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file()} == files
+
+
+def test_a_failed_nanny_start_is_retried_then_one_error(monkeypatch):
+    from onlinedeep.experiments import executors
+
+    real, calls = executors._start_cluster, []
+
+    def flaky(n_workers):
+        calls.append(n_workers)
+        if len(calls) == 1:
+            raise RuntimeError("Nanny failed to start.")
+        return real(n_workers)
+
+    monkeypatch.setattr(executors, "_start_cluster", flaky)
+    with executors.local_client(1) as client:
+        assert len(client.scheduler_info()["workers"]) == 1
+        assert client.submit(sum, [1, 2], pure=False).result() == 3
+    assert len(calls) == 2
+
+    def broken(n_workers):
+        raise RuntimeError("Nanny failed to start.")
+
+    monkeypatch.setattr(executors, "_start_cluster", broken)
+    with pytest.raises(OSError, match=r"could not start 2 local Dask worker.*Nanny failed"):
+        with executors.local_client(2):
+            pass
+
+
+# ------------------------------------------------------------------------------------ 8. signals
+def test_a_second_ctrl_c_stops_within_a_second_during_a_long_chunk(tmp_path, sample_mnist_dir):
+    from onlinedeep import kernels
+
+    kernel = "numba" if "numba" in kernels.available("cpu") else "reference"
+    # chunks of 200,000 updates of a 784-1000-10 net: long (old code: ~10 s to stop)
+    cmd = [sys.executable, "-m", "onlinedeep_cli.main", "train", "--preset", "smoke", "--pretrain",
+           "none", "--units", "1000", "--sup-updates", "1M", "--chunk-size", "200000",
+           "--snapshot-every", "200000", "--threads", "1", "--kernel", kernel, "--no-progress",
+           "--mnist-dir", str(sample_mnist_dir), "--out", str(tmp_path), "--name", "r"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    snaps = tmp_path / "r" / "snapshots"
+    try:
+        deadline = time.monotonic() + 120
+        while not run_folder.list_snapshots(snaps):  # the start snapshot: the loop is running
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "training did not start within 120 s"
+            time.sleep(0.05)
+        time.sleep(1.0)  # inside the first chunk
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.3)
+        assert proc.poll() is None  # the first one waits for the chunk's end
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+        latency = time.monotonic() - sent
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    print(f"\nsecond SIGINT to exit: {latency:.2f} s ({kernel} kernel)")
+    assert latency < 3, latency  # was the rest of the chunk: ~48 s at paper size
+    assert proc.returncode == 128 + signal.SIGINT, (out, err)
+    assert "Traceback" not in err
+    assert "stopping after the current chunk" in err and "received again: stopped at once" in err
+    assert "resume with: onlinedeep train --resume" in err
+    assert [p.name for p in snaps.iterdir()] == ["snapshot-000000000000.pinned.h5"]
+    assert snapshot.load(snaps / "snapshot-000000000000.pinned.h5").position == 0
+    assert "interrupted again by signal 2" in (tmp_path / "r" / "log.txt").read_text()

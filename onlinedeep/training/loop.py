@@ -37,7 +37,7 @@ from onlinedeep.metrics import RunMetrics, Series
 from onlinedeep.phases import Phase, chunk_ranges, is_chunk_boundary, phase_at
 from onlinedeep.run_folder import RunFolder
 from onlinedeep.training import data, draws
-from onlinedeep.training.interrupt import StopSignals, TrainingInterrupted
+from onlinedeep.training.interrupt import ChunkWorker, StopSignals, TrainingInterrupted
 from onlinedeep.training.producer import Chunk, Producer
 
 __all__ = ["Trainer", "RunResult", "NonFiniteLossError", "resolve_device"]
@@ -312,12 +312,19 @@ class Trainer:
         loop_threads = thread_policy.decide("loop-torch") if self.kernel.owns_threads else None
         fetch = draws.fetcher(self.stream, self.schedule, cfg)
         try:
-            with StopSignals(self._interrupted_at_once) as signals, \
+            # On the CPU each chunk runs in a worker thread, so a second signal stops at once
+            # (CUDA kernel calls return at once anyway).
+            with ChunkWorker(direct=self.device.type != "cpu") as run_chunk, \
+                    StopSignals(self._interrupted_at_once, announce=True) as signals, \
                     thread_policy.torch_threads(loop_threads), \
                     Producer(fetch, ranges, maxsize=cfg.queue_size) as producer:
                 for chunk in producer:                               # the next chunk
                     phase = phase_at(cfg, chunk.start)
-                    self._train_chunk(chunk, phase)                  # predict, score, update
+                    try:                                             # predict, score, update
+                        run_chunk(self._train_chunk, chunk, phase)
+                    except TrainingInterrupted:  # a second signal: the chunk may still be running
+                        self._failed = "stopped at once in the middle of a chunk"
+                        raise
                     self.position = chunk.stop
                     if self.position == phase.stop:                  # record
                         self.metrics.record(self.position, phase.layer)

@@ -235,5 +235,6 @@ class Producer:
     def __enter__(self) -> "Producer":
         return self.start()
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def __exit__(self, exc_type, *exc) -> None:
+        # Ctrl-C: do not wait for the chunk being generated (a daemon thread; it stops after it)
+        self.close(0.1 if exc_type is not None and issubclass(exc_type, KeyboardInterrupt) else 5.0)
