@@ -5,6 +5,8 @@ The logic lives in :mod:`onlinedeep.experiments.ordering_variance` (plan, jobs, 
 """
 from __future__ import annotations
 
+import shlex
+import sys
 from enum import Enum
 from pathlib import Path
 from typing import Optional
@@ -113,6 +115,12 @@ def run(
     total = len(plan.jobs())
     pending = pending_jobs(plan, out)
     typer.echo(f"{total - len(pending)} of {total} jobs already finished")
+    if pending:  # before any job starts: the data can be read, the disk has room
+        from onlinedeep_cli.preflight import check_data, check_space_for_runs
+
+        check_data(plan.configs.values())
+        check_space_for_runs(out, [plan.config(job) for job in pending],
+                             f"{len(pending)} unfinished job(s) of the experiment in {out}")
     bar = tqdm(total=len(pending), unit="job", desc="ordering-variance", dynamic_ncols=True)
 
     def on_outcome(outcome) -> None:
@@ -129,7 +137,16 @@ def run(
         def connect():
             return executors.local_client(jobs)
     try:
-        outcomes = run_experiment(plan, out, connect, threads=threads, on_outcome=on_outcome)
+        with _StopOnCtrlC():
+            outcomes = run_experiment(plan, out, connect, threads=threads, on_outcome=on_outcome)
+    except KeyboardInterrupt:
+        bar.close()
+        left = pending_jobs(plan, out)
+        typer.secho(f"interrupted: {total - len(left)} of {total} jobs finished "
+                    f"({len(pending) - len(left)} in this run); the {len(left)} others resume from "
+                    f"their last snapshot; continue with the same command: "
+                    f"onlinedeep {shlex.join(sys.argv[1:])}", err=True, fg=typer.colors.YELLOW)
+        raise typer.Exit(130) from None
     finally:
         bar.close()
     before = sum(1 for o in outcomes.values() if o.status == "done"
@@ -146,6 +163,42 @@ def run(
                    "(finished jobs are skipped).", err=True)
         raise typer.Exit(1)
     typer.echo(f"all jobs finished; next: onlinedeep ordering-variance report --out {out}")
+
+
+class _StopOnCtrlC:
+    """SIGINT/SIGTERM while the experiment runs: the first one says what happens and stops (the
+    cluster is shut down; running jobs resume from their last snapshot next time); a second one
+    exits at once."""
+
+    def __enter__(self):
+        import signal
+        import threading
+
+        self._previous = {}
+        if threading.current_thread() is threading.main_thread():
+            for s in (signal.SIGINT, signal.SIGTERM):
+                self._previous[s] = signal.signal(s, self._handler)
+        self._received = False
+        return self
+
+    def _handler(self, signum, frame):
+        import os
+
+        if self._received:
+            typer.secho("stopped at once; finished jobs are kept, the others resume from their "
+                        "last snapshot", err=True, fg=typer.colors.YELLOW)
+            sys.stderr.flush()
+            os._exit(130)
+        self._received = True
+        typer.secho("\nstopping: shutting the workers down (Ctrl-C again to stop at once)",
+                    err=True, fg=typer.colors.YELLOW)
+        raise KeyboardInterrupt
+
+    def __exit__(self, *exc):
+        import signal
+
+        for s, h in self._previous.items():
+            signal.signal(s, h)
 
 
 def report(

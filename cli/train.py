@@ -233,7 +233,9 @@ def register(app: typer.Typer) -> None:
         if sink is not None:
             trainer.metrics.sinks.append(sink)
         from onlinedeep.atomic import DiskFullError
+        from onlinedeep_cli.preflight import check_space_for_runs
 
+        check_space_for_runs(run_dir, [trainer.config], f"the run in {run_dir}")
         try:
             result = trainer.run(progress=progress)
         except DiskFullError as exc:

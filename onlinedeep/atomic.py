@@ -15,7 +15,8 @@ import secrets
 from pathlib import Path
 from typing import Iterator
 
-__all__ = ["atomic_file", "write_bytes", "make_folder", "free_bytes", "DiskFullError", "TMP_MARKER"]
+__all__ = ["atomic_file", "write_bytes", "make_folder", "free_bytes", "check_free_space",
+           "DiskFullError", "TMP_MARKER"]
 
 #: Free space kept on top of a file's size when checking before a write (file-system metadata).
 SPACE_MARGIN = 64 * 1024
@@ -135,6 +136,24 @@ def free_bytes(folder: str | os.PathLike) -> int | None:
 
 def _megabytes(n: int) -> str:
     return f"{n / 1e6:.1f} MB" if n >= 100_000 else f"{n:,} bytes"
+
+
+def check_free_space(folder: str | os.PathLike, needed: int, what: str) -> None:
+    """Refuse to start work that will write about ``needed`` bytes under ``folder`` (or its
+    nearest existing parent) when the file system has less free.
+
+    Raises
+    ------
+    DiskFullError
+        Naming the folder, what needs the space, and both amounts.
+    """
+    folder = Path(folder)
+    existing = next((p for p in [folder, *folder.parents] if p.exists()), Path("."))
+    free = free_bytes(existing)
+    if free is not None and free < needed + SPACE_MARGIN:
+        raise DiskFullError(errno.ENOSPC, f"not enough free space: {what} needs about "
+                            f"{_megabytes(needed)}, {_megabytes(free)} free; nothing was "
+                            f"started; free some space or choose another folder", str(existing))
 
 
 def write_bytes(path: str | os.PathLike, data: bytes, *, what: str = "the file") -> Path:

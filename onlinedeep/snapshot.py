@@ -54,6 +54,8 @@ __all__ = [
     "param_shapes",
     "read_series",
     "expected_state",
+    "estimated_size",
+    "h5_image",
 ]
 
 FORMAT = "onlinedeep.snapshot"
@@ -121,6 +123,15 @@ def param_shapes(config: RunConfig) -> dict[str, tuple[int, ...]]:
     shapes["W_out"] = (config.n_hidden, config.n_classes)
     shapes["b_out"] = (config.n_classes,)
     return shapes
+
+
+def estimated_size(config: RunConfig) -> int:
+    """Bytes of one snapshot of a run of ``config``, roughly (parameters and metrics windows, plus
+    the series and attributes): for checking the free space before a run starts."""
+    params = sum(int(np.prod(shape)) for shape in param_shapes(config).values())
+    windows = config.window * sum(np.dtype(d).itemsize for d in RunMetrics.WINDOWS.values())
+    records = (config.total_updates // config.log_every + 2) * 40
+    return 4 * params + windows + records + 64 * 1024
 
 
 def _json_default(o: Any):

@@ -320,3 +320,150 @@ def test_a_second_ctrl_c_stops_within_a_second_during_a_long_chunk(tmp_path, sam
     assert [p.name for p in snaps.iterdir()] == ["snapshot-000000000000.pinned.h5"]
     assert snapshot.load(snaps / "snapshot-000000000000.pinned.h5").position == 0
     assert "interrupted again by signal 2" in (tmp_path / "r" / "log.txt").read_text()
+
+
+# ------------------------------------------------------------------------------------ CLI helpers
+TINY = ["--preset", "smoke", "--pretrain", "none", "--units", "8", "--sup-updates", "2000",
+        "--snapshot-every", "1000", "--threads", "1", "--kernel", "reference", "--no-progress"]
+
+
+def _invoke(*args):
+    from typer.testing import CliRunner
+
+    from onlinedeep_cli.main import app
+
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+class _Result:  # CliRunner's result in the shape _one_error_line reads
+    def __init__(self, r):
+        self.stdout, self.stderr, self.returncode = r.output, "", r.exit_code
+
+
+# ------------------------------------------------------------------------------------ 4. no snapshot
+def test_resuming_a_run_killed_before_its_first_snapshot_says_so(tmp_path, sample_mnist_dir):
+    from onlinedeep.run_folder import RunFolder
+    from onlinedeep.training.data import default_schedule
+
+    # what kill -9 leaves between the run files and the first snapshot
+    run_dir = tmp_path / "runs" / "r"
+    config = RunConfig.preset("smoke", pretrain="none", n_hidden=8, sup_updates=2000,
+                              mnist_dir=str(sample_mnist_dir), out=str(tmp_path / "runs"), name="r")
+    RunFolder(run_dir).write_run_files(config, default_schedule(config).to_dict(), {})
+    (run_dir / "snapshots").mkdir()
+    (run_dir / "snapshots" / "snapshot-000000000000.pinned.h5.tmp1a2b3c4d").write_bytes(b"half")
+    r = _invoke("train", "--resume", run_dir, "--no-progress")
+    line = _one_error_line(_Result(r), "no snapshot to resume from", status=2)
+    assert "nothing was saved" in line and f"--out {run_dir.parent} --name r" in line
+    # starting over as it says works, and cleans up the leftover
+    r = _invoke("train", *TINY, "--mnist-dir", sample_mnist_dir, "--out", run_dir.parent,
+                "--name", "r")
+    assert r.exit_code == 0, r.output
+    assert not list((run_dir / "snapshots").glob("*.tmp*"))
+
+
+# ------------------------------------------------------------------------------------ 6. locks
+def test_two_trains_on_one_folder_one_runs_the_other_gets_one_error(tmp_path, sample_mnist_dir):
+    args = ["train", "--preset", "smoke", "--pretrain", "none", "--units", "16", "--sup-updates",
+            "20000", "--snapshot-every", "1000", "--threads", "1", "--kernel", "reference",
+            "--no-progress", "--mnist-dir", sample_mnist_dir, "--out", tmp_path, "--name", "same"]
+    procs = [subprocess.Popen([sys.executable, "-m", "onlinedeep_cli.main", *map(str, args),
+                               "--seed", str(seed)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for seed in (1, 2)]
+    results = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=300)
+        results.append(subprocess.CompletedProcess(proc.args, proc.returncode, out, err))
+    winners = [r for r in results if r.returncode == 0]
+    losers = [r for r in results if r.returncode != 0]
+    assert len(winners) == 1 and len(losers) == 1, [(r.returncode, r.stderr) for r in results]
+    line = _one_error_line(losers[0], str(tmp_path / "same"), status=2)
+    assert "in use by another process (pid" in line or "already holds a run" in line
+    seed = int(winners[0].args[-1])
+    import json
+
+    assert json.loads((tmp_path / "same" / "config.json").read_text())["seed"] == seed
+    for _, _, path in run_folder.list_snapshots(tmp_path / "same" / "snapshots"):
+        assert snapshot.load(path).config.seed == seed  # nothing of the other run
+
+
+def test_a_locked_folder_names_its_holder_and_a_dead_holder_leaves_no_lock(tmp_path):
+    from onlinedeep.run_folder import RunDirError, RunFolder
+
+    folder = RunFolder(tmp_path / "run")
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from onlinedeep.run_folder import RunFolder\n"
+        f"with RunFolder({str(folder.path)!r}).session():\n"
+        "    print('held', flush=True); time.sleep(60)")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(RunDirError, match=rf"in use by another process \(pid {holder.pid} "):
+            with folder.session():
+                pass
+    finally:
+        holder.kill()  # kill -9: the kernel releases its flock
+        holder.wait()
+    with folder.session():
+        pass
+
+
+# ------------------------------------------------------------------------------------ 7. complete
+def test_resuming_a_finished_run_changes_nothing(tmp_path, sample_mnist_dir):
+    r = _invoke("train", *TINY, "--mnist-dir", sample_mnist_dir, "--out", tmp_path, "--name", "r")
+    assert r.exit_code == 0, r.output
+    before = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in (tmp_path / "r").rglob("*")
+              if p.is_file()}
+    r = _invoke("train", "--resume", tmp_path / "r", "--no-progress")
+    assert r.exit_code == 0, r.output
+    assert "the run is complete (2,000 of 2,000 updates); nothing to do" in r.output
+    after = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in (tmp_path / "r").rglob("*")
+             if p.is_file()}
+    assert after == before
+
+
+# ------------------------------------------------------------------------------------ 11. up front
+OV_TINY = ["--preset", "smoke", "--jobs", "1", "--threads", "1", "--segments", "2", "--draws", "2",
+           "--units", "8", "--unsup-updates", "1000", "--sup-updates", "1000", "--test-count", "100"]
+
+
+def test_experiment_checks_data_and_space_before_any_job(tmp_path, sample_mnist_dir, monkeypatch):
+    out = tmp_path / "ov"
+    r = _invoke("ordering-variance", "run", "--out", out, *OV_TINY, "--mnist-dir", "/nonexistent")
+    _one_error_line(_Result(r), "/nonexistent: MNIST files missing", status=2)
+    assert len(r.output.splitlines()) <= 8, r.output  # the plan, then the error: no job started
+    assert not out.exists()
+    monkeypatch.setattr(atomic, "free_bytes", lambda folder: 100_000)
+    r = _invoke("ordering-variance", "run", "--out", out, *OV_TINY, "--mnist-dir", sample_mnist_dir)
+    _one_error_line(_Result(r), "not enough free space: 12 unfinished job(s)", status=1)
+    assert not out.exists()
+    r = _invoke("train", *TINY, "--mnist-dir", sample_mnist_dir, "--out", tmp_path, "--name", "t")
+    _one_error_line(_Result(r), "not enough free space: the run in", status=1)
+    assert not (tmp_path / "t").exists()
+
+
+# ------------------------------------------------------------------------------------ 8. experiment
+def test_ctrl_c_in_an_experiment_says_what_finished_and_how_to_continue(tmp_path, sample_mnist_dir):
+    out = tmp_path / "ov"
+    cmd = [sys.executable, "-m", "onlinedeep_cli.main", "ordering-variance", "run", "--out",
+           str(out), *OV_TINY, "--mnist-dir", str(sample_mnist_dir)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not list(out.glob("*/s00-d0*.h5")):  # a job has finished
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "no job finished within 120 s"
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGINT)  # as Ctrl-C in a terminal: the whole process group
+        out_text, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+    assert proc.returncode == 130, (out_text, err)
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    assert "interrupted: " in err and " of 12 jobs finished" in err
+    assert "continue with the same command: onlinedeep ordering-variance run --out" in err
+    r = _cli(*cmd[3:], timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "all jobs finished" in r.stdout

@@ -111,7 +111,8 @@ def _started_cluster(n_workers: int, attempts: int = START_ATTEMPTS) -> Iterator
     did not come up in time on a loaded machine) is retried, then is one OSError."""
     for attempt in range(1, attempts + 1):
         try:
-            cluster = _start_cluster(n_workers)
+            with _workers_ignore_sigint():
+                cluster = _start_cluster(n_workers)
         except (OSError, RuntimeError, TimeoutError) as exc:
             if attempt == attempts:
                 raise OSError(f"could not start {n_workers} local Dask worker process(es) in "
@@ -121,6 +122,24 @@ def _started_cluster(n_workers: int, attempts: int = START_ATTEMPTS) -> Iterator
         with cluster:
             yield cluster
         return
+
+
+@contextlib.contextmanager
+def _workers_ignore_sigint() -> Iterator[None]:
+    """Start processes with SIGINT ignored (inherited through exec, and Python then leaves it so):
+    a Ctrl-C in the terminal reaches the whole process group, and it is the driver's to handle
+    (it shuts the cluster down), not each worker's (a KeyboardInterrupt traceback apiece)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 @contextlib.contextmanager

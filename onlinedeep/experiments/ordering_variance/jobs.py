@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import warnings
 from collections.abc import Callable
 from contextlib import AbstractContextManager as ContextManager
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any
 
 import h5py
 import numpy as np
+from infinite_mnist import MnistSourceWarning
 
 from onlinedeep import threads as thread_policy
 from onlinedeep.atomic import write_bytes
@@ -137,7 +139,9 @@ def run_job(plan_data: dict[str, Any], out: str, key: str, threads: int | None =
     t0 = time.perf_counter()
     config = plan.config(job)
     schedule = plan.schedule(job)
-    stream = shared_stream(config)
+    with warnings.catch_warnings():  # the driver showed data warnings once, not once per worker
+        warnings.simplefilter("ignore", MnistSourceWarning)
+        stream = shared_stream(config)
     job_dir = run_dir(plan, out, job)
     # Execution-only fields (device, kernel, mnist_dir, ...) follow the current plan on resume.
     mutable = {k: v for k, v in config.to_dict().items() if k in _PLAN_MUTABLE - {"name", "out"}}
