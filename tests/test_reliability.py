@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -467,3 +468,50 @@ def test_ctrl_c_in_an_experiment_says_what_finished_and_how_to_continue(tmp_path
     r = _cli(*cmd[3:], timeout=300)
     assert r.returncode == 0, r.stderr
     assert "all jobs finished" in r.stdout
+
+
+# ------------------------------------------------------------------------------------ 12. first use
+def test_output_into_a_closed_pipe_is_not_an_error(tmp_path, sample_mnist_dir):
+    from onlinedeep.experiments.ordering_variance import report, save_or_check_plan
+
+    out, plan = tmp_path / "ov", _tiny_plan(sample_mnist_dir)
+    _run_all(plan, out)
+    save_or_check_plan(plan, out)
+    report(out)
+    for args in (["ordering-variance", "report", "--out", out], ["train", "--help"], ["--version"]):
+        read, write = os.pipe()
+        os.close(read)  # `| head` that has already exited
+        proc = subprocess.run([sys.executable, "-m", "onlinedeep_cli.main", *map(str, args)],
+                              stdout=write, stderr=subprocess.PIPE, text=True, timeout=120)
+        os.close(write)
+        # silent; status 1 (click's for a closed pipe), as `| head` discards it anyway
+        assert proc.returncode == 1 and proc.stderr == "", (args, proc.returncode, proc.stderr)
+
+
+def test_version_help_defaults_and_option_names_in_errors(tmp_path):
+    from importlib.metadata import version
+
+    r = _invoke("--version")
+    assert r.exit_code == 0 and r.output.strip() == f"onlinedeep {version('onlinedeep')}"
+    for command in (["train"], ["ordering-variance", "run"], ["generate"], ["evaluate"]):
+        text = _invoke(*command, "--help").output
+        assert not re.search(r" \.(\s|$)", text), text  # no "[default]" dropped as markup
+    assert "none [dae]." in " ".join(_invoke("train", "--help").output.split())
+    cases = [(["train", "--units", "0"], "--units: expected an integer >= 1, found 0"),
+             (["train", "--lr", "0"], "--lr: expected a number > 0"),
+             (["train", "--corruption", "1.5"], "--corruption: expected a number in [0, 1)"),
+             (["train", "--stream-start", "9e18"], "--stream-start: expected a training id in 0.."),
+             (["ordering-variance", "run", "--preset", "smoke", "--segments", "7", "--out", tmp_path],
+              "--segments: expected")]
+    for args, message in cases:
+        r = _invoke(*args, "--out", tmp_path / "o") if args[0] == "train" else _invoke(*args)
+        _one_error_line(_Result(r), message, status=2)
+
+
+def test_data_warnings_are_shown_once_per_command(tmp_path, sample_mnist_dir):
+    # the sample's files are not the official ones: one checksum warning, not one per worker
+    r = _cli("ordering-variance", "run", "--out", tmp_path / "ov", *OV_TINY, "--jobs", "2",
+             "--mnist-dir", sample_mnist_dir, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert (r.stdout + r.stderr).count("checksum is not the official one") == 1, r.stderr
+    assert "Traceback" not in r.stderr and "Hosting the HTTP server" not in r.stderr
