@@ -32,7 +32,8 @@ def check_data(configs: Iterable) -> None:
 
 def check_space_for_runs(folder: str | Path, configs: Iterable, what: str) -> None:
     """Refuse to start runs of ``configs`` in ``folder`` without the room for their snapshots
-    (start, end and the periodic ones kept, each :func:`onlinedeep.snapshot.estimated_size`).
+    (start, end and the periodic ones kept, each :func:`onlinedeep.snapshot.estimated_size`; an
+    estimate, from the configuration: a resumed run's snapshots already on disk are counted again).
 
     Raises
     ------
@@ -41,6 +42,9 @@ def check_space_for_runs(folder: str | Path, configs: Iterable, what: str) -> No
     from onlinedeep.atomic import check_free_space
     from onlinedeep.snapshot import estimated_size
 
-    needed = sum(estimated_size(c) * (2 + c.keep_snapshots) for c in configs)
+    def kept(c) -> int:  # periodic snapshots kept at once (keep_snapshots 0 keeps them all)
+        return c.keep_snapshots or c.total_updates // c.snapshot_every
+
+    needed = sum(estimated_size(c) * (2 + kept(c)) for c in configs)
     check_free_space(folder, needed, what)
 

@@ -120,13 +120,24 @@ def small_tmpfs(tmp_path):
     subprocess.run(["umount", str(d)], check=False)
 
 
-def test_disk_full_on_a_real_file_system(small_tmpfs, sample_mnist_dir):
+def test_disk_full_on_a_real_file_system(small_tmpfs, sample_mnist_dir, monkeypatch):
     # a 784-400-10 snapshot is ~1.4 MB: the first one fits in 2 MB, the second does not
-    r = _cli("train", "--preset", "smoke", "--pretrain", "none", "--units", "400", "--sup-updates",
-             "4000", "--snapshot-every", "1000", "--keep-snapshots", "0", "--threads", "1",
-             "--kernel", "reference", "--no-progress", "--mnist-dir", sample_mnist_dir,
-             "--out", small_tmpfs, "--name", "r", timeout=300)
-    line = _one_error_line(r, "no space left on device", status=1)
+    args = ["train", "--preset", "smoke", "--pretrain", "none", "--units", "400", "--sup-updates",
+            "4000", "--snapshot-every", "1000", "--keep-snapshots", "1", "--threads", "1",
+            "--kernel", "reference", "--no-progress", "--mnist-dir", sample_mnist_dir,
+            "--out", small_tmpfs, "--name", "r"]
+    # up front: refused before anything is written
+    r = _cli(*args, timeout=300)
+    _one_error_line(r, "not enough free space: the run in", status=1)
+    assert os.listdir(small_tmpfs) == []
+    # past that check (and the one before each snapshot): the real write fails with ENOSPC
+    from onlinedeep_cli import preflight
+
+    monkeypatch.setattr(preflight, "check_space_for_runs", lambda *a, **k: None)
+    monkeypatch.setattr(atomic, "free_bytes", lambda folder: None)
+    r = _invoke(*args)
+    line = _one_error_line(_Result(r), "no space left on device while writing the snapshot",
+                           status=1)
     assert "resume with" in line
     snaps = small_tmpfs / "r" / "snapshots"
     assert sorted(os.listdir(snaps)) == ["snapshot-000000000000.pinned.h5"]  # no temporary file
