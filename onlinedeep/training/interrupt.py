@@ -121,6 +121,7 @@ class ChunkWorker:
         self.direct = direct
         self._jobs: queue.SimpleQueue = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
+        self._idle = True
 
     def _serve(self) -> None:
         while True:
@@ -144,16 +145,21 @@ class ChunkWorker:
             self._thread.start()
         box: dict = {}
         done = threading.Event()
+        self._idle = False
         self._jobs.put((fn, args, box, done))
         while not done.wait(self.POLL_S):
             pass
+        self._idle = True
         if "error" in box:
             raise box["error"]
         return box.get("value")
 
     def close(self) -> None:
+        """Let the thread end; wait for it unless a call is still running (interrupted)."""
         if self._thread is not None:
             self._jobs.put(None)
+            if self._idle:
+                self._thread.join(5.0)
             self._thread = None
 
     def __enter__(self) -> "ChunkWorker":
