@@ -2,18 +2,28 @@
 
 Prints, in one run (issue 5):
 
-* updates/s for 784-2000-10 and 784-1000-1000-1000-10 (supervised), one 784-1000 DAE layer (masking
-  noise, corruption 0.25) and one 784-1000 RBM layer (CD-1), for
+* updates/s for 784-2000-10 and 784-1000-1000-1000-10 (supervised), one 784-1000 and one 784-2000
+  DAE layer (masking noise, corruption 0.25; the 784-2000 one is the pre-training of the paper's
+  Figure 13) and one 784-1000 RBM layer (CD-1), for
   - ``naive``: autograd + ``torch.optim.SGD``, one example per step (the baseline; for the RBM, whose
     CD update is not the gradient of a loss, the baseline is the reference kernel),
   - ``reference``: :mod:`onlinedeep.kernels.reference` (hand-written PyTorch, no autograd),
   - ``numba 1t`` / ``numba Nt``: :mod:`onlinedeep.kernels.numba_cpu` with 1 and N threads;
   and the ratio of each to the baseline, all measured in the same run (medians over repeats);
-* a roofline: the weight bytes each update must move (every weight the update reads or writes, once
-  per sweep the dependencies force: first layer rows of non-zero pixels read+written once, other
-  hidden layers read twice and written once, the softmax layer likewise) divided by the bandwidth of
-  an in-place rank-1 update over an array of the same size, measured in the same run; and the
-  fraction of that ceiling the numba kernel achieves;
+* a roofline: the weight bytes each update must move (:func:`weight_traffic`: first layer, the
+  rows of the non-zero pixels of this example (read + written) and of the next one (read), in one
+  sweep; other hidden layers read twice and written once, the softmax layer likewise) divided by the
+  bandwidth of an in-place rank-1 update over an array of the same size, measured in the same run;
+  and the fraction of that ceiling the numba kernel achieves. Next to it, the reads alone divided by
+  the bandwidth of a read-only pass (row dot products) over the same array: on one core a pass that
+  only reads a row takes about as long as one that reads and writes it (writes go back in the
+  background), so read-heavy paths (a forward pass, the decoder sweep) cannot reach the byte
+  roofline, and this second ceiling says how close they are to the reads they must do;
+* end to end: the command ``onlinedeep train --layers 1 --units 2000 --pretrain none --threads 1
+  --sup-updates N`` (live InfiniteMNIST stream, metrics, snapshot, plot: everything a user runs),
+  timed as a subprocess for a small and a large N, interleaved with the naive 1-thread loop; its
+  rate is N_large / wall time, and the marginal rate (N_large - N_small) / (difference of the wall
+  times) leaves out the start-up (imports, compiled-code cache, first chunk);
 * model-updates/s of :class:`onlinedeep.kernels.replicas.Replicas` for R = 1, 2, 4, 10 replicas of
   784-2000-10, next to R sequential runs of the single-model kernel.
 
@@ -22,14 +32,18 @@ Inputs are real MNIST training digits (``$ONLINEDEEP_MNIST_DIR`` or ``--mnist-di
 Usage::
 
     ONLINEDEEP_MNIST_DIR=../shared/data/mnist python benchmarks/bench_train.py [--seconds 2]
-        [--repeats 3] [--threads 2] [--skip-replicas]
+        [--repeats 3] [--threads 2] [--skip-replicas] [--skip-cli] [--skip-table] [--cli-updates 20000,200000]
 """
 
 from __future__ import annotations
 
 import gzip
 import os
+import shutil
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -173,19 +187,85 @@ def bandwidth(n_floats: int, threads: int, seconds: float) -> float:
     return statistics.median(best)
 
 
-def weight_bytes(sizes: list[int], nz_rows: float, kind: str) -> float:
-    """Bytes per update that no batch-1 implementation can avoid (weights only, float32).
+@njit(nogil=True, parallel=True, fastmath={"reassoc"})
+def _read_sweep(W, v, T):
+    """Σ_j W_j·v, rows split between T threads: a read-only pass (the read-bandwidth probe)."""
+    n = W.shape[0]
+    acc = np.zeros(T, dtype=np.float32)
+    for t in prange(T):
+        s = np.float32(0.0)
+        for j in range(n * t // T, n * (t + 1) // T):
+            row = W[j]
+            for c in range(row.shape[0]):
+                s += row[c] * v[c]
+        acc[t] = s
+    return acc
 
-    supervised: first layer, nz_rows rows read + written (fused with the next forward); each
-    other weight matrix read twice (forward; backward) and written once. dae/rbm (one layer):
-    read twice (decode/Gibbs sweep; update) and written once, all rows.
+
+def read_bandwidth(n_floats: int, threads: int, seconds: float) -> float:
+    """Bytes/s of a read-only pass (dot products of every row) over ``n_floats`` float32 weights."""
+    cols = 1000
+    W = np.full((max(1, n_floats // cols), cols), 1e-3, dtype=np.float32)
+    v = np.ones(cols, dtype=np.float32)
+    numba.set_num_threads(threads)
+    _read_sweep(W, v, threads)
+    best = []
+    for _ in range(3):
+        reps, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < seconds / 3:
+            _read_sweep(W, v, threads)
+            reps += 1
+        best.append(reps * W.nbytes / (time.perf_counter() - t0))
+    return statistics.median(best)
+
+
+def weight_traffic(sizes: list[int], rows_read: float, rows_written: float,
+                   kind: str) -> tuple[float, float]:
+    """(bytes read, bytes written) per update that no exact batch-1 implementation avoids (float32
+    weights only).
+
+    supervised: first layer, the rows of the next example's non-zero pixels are read (its forward)
+    and those of this example's non-zero pixels read and written (its update), one sweep for both:
+    ``rows_read`` = mean |nz(x_t) ∪ nz(x_t+1)|, ``rows_written`` = mean |nz(x_t)|; every other weight
+    matrix is read twice (forward; backward with the update) and written once — the next forward
+    through layer k needs layer k-1's update, which needs layer k's backward, so only the first
+    layer's sweep can be merged with the next forward. dae/rbm (one layer): read twice (decode or
+    Gibbs sweep; update) and written once, every row.
     """
     if kind in ("dae", "rbm"):
-        return 3 * 4 * sizes[0] * sizes[1]
-    total = 2 * 4 * nz_rows * sizes[1]
+        return 2 * 4 * sizes[0] * sizes[1], 4 * sizes[0] * sizes[1]
+    read = 4 * rows_read * sizes[1]
+    written = 4 * rows_written * sizes[1]
     for a, b in zip(sizes[1:-1], sizes[2:]):
-        total += 3 * 4 * a * b
-    return total
+        read += 2 * 4 * a * b
+        written += 4 * a * b
+    return read, written
+
+
+def cli_seconds(updates: int, mnist_dir: str) -> float:
+    """Wall seconds of ``onlinedeep train`` (784-2000-10, no pre-training, 1 thread, ``updates``
+    supervised updates) run as a subprocess, into a temporary folder removed afterwards.
+
+    Raises
+    ------
+    RuntimeError
+        If the command fails (its last output lines are in the message).
+    """
+    exe = shutil.which("onlinedeep") or str(Path(sys.executable).with_name("onlinedeep"))
+    out = tempfile.mkdtemp(prefix="bench-train-cli-")
+    cmd = [exe, "train", "--layers", "1", "--units", "2000", "--pretrain", "none", "--threads", "1",
+           "--sup-updates", str(updates), "--out", out, "--no-progress"]
+    env = {**os.environ, "ONLINEDEEP_MNIST_DIR": mnist_dir}
+    try:
+        t0 = time.perf_counter()
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        elapsed = time.perf_counter() - t0
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+    if done.returncode != 0:
+        tail = "\n".join((done.stdout + done.stderr).splitlines()[-5:])
+        raise RuntimeError(f"{' '.join(cmd)} failed (exit {done.returncode}):\n{tail}")
+    return elapsed
 
 
 def main(
@@ -195,24 +275,34 @@ def main(
                                  help="threads of the multi-threaded runs (torch and numba)"),
     mnist_dir: str = typer.Option(None, help="folder of the MNIST IDX .gz files"),
     skip_replicas: bool = typer.Option(False, help="skip the replicas table"),
+    skip_cli: bool = typer.Option(False, help="skip the end-to-end `onlinedeep train` rate"),
+    skip_table: bool = typer.Option(False, help="skip the per-network table"),
+    cli_updates: str = typer.Option("20000,200000", help="small,large N of the end-to-end runs"),
 ) -> None:
     torch.set_num_threads(threads)
     x, y = load_digits(mnist_dir)
-    nz_rows = float((x != 0).sum(dim=1).float().mean())
+    nz = x != 0
+    nz_rows = float(nz.sum(dim=1).float().mean())
+    union_rows = float((nz[:-1] | nz[1:]).sum(dim=1).float().mean())  # |nz(x_t) ∪ nz(x_t+1)|
     rng = np.random.default_rng(0)
     keep = torch.from_numpy(rng.random((N_DIGITS, 784)) >= 0.25)
     uh = torch.from_numpy(rng.random((N_DIGITS, 1, 1000), dtype=np.float32))
     print(f"onlinedeep bench_train: {N_DIGITS} MNIST digits ({nz_rows:.0f} of 784 pixels non-zero "
-          f"on average), {seconds:g} s x {repeats} repeats per cell (median), torch threads "
+          f"on average, {union_rows:.0f} in two consecutive ones), {seconds:g} s x {repeats} repeats "
+          f"per cell (median), load average {os.getloadavg()[0]:.2f}, torch threads "
           f"{threads}, numba threading layer: {_layer_name(threads)}, cpu: {os.cpu_count()} cores")
 
     cases = [
         ("784-2000-10", "supervised", [784, 2000, 10], 1),
         ("784-1000-1000-1000-10", "supervised", [784, 1000, 1000, 1000, 10], 3),
         ("784-1000 DAE layer", "dae", [784, 1000], 1),
+        ("784-2000 DAE layer", "dae", [784, 2000], 1),
         ("784-1000 RBM layer CD-1", "rbm", [784, 1000], 1),
     ]
     thread_counts = [1] if threads == 1 else [1, threads]
+    if skip_table:
+        cases = []
+    print(f"load average at the start of the table: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     header = (f"{'network':26s} {'path':12s} {'updates/s':>10s} {'x baseline':>10s} "
               f"{'roofline/s':>10s} {'fraction':>8s}")
     print(header)
@@ -261,7 +351,8 @@ def main(
         naive_names = [name for name in paths if name.startswith("naive")] or ["reference 1t"]
         # baseline of a round: the faster of the naive loop with 1 or N torch threads
         base = [max(rounds[name][i] for name in naive_names) for i in range(repeats)]
-        per_update = weight_bytes(sizes, nz_rows, kind)
+        read, written = weight_traffic(sizes, union_rows, nz_rows, kind)
+        per_update = read + written
         for name in paths:
             r = statistics.median(rounds[name])
             ratio = statistics.median(rounds[name][i] / base[i] for i in range(repeats))
@@ -269,13 +360,44 @@ def main(
             if name.startswith("numba"):
                 t = int(name.split()[1][:-1])
                 bw = bandwidth(n_floats, t, seconds)
+                read_bw = read_bandwidth(n_floats, t, seconds)
                 ceiling = bw / per_update
+                read_ceiling = read_bw / read
                 line += (f" {ceiling:10.0f} {r / ceiling:8.2f}   ({per_update / 1e6:.2f} MB/update,"
-                         f" rank-1 bandwidth {bw / 1e9:.0f} GB/s)")
+                         f" rank-1 bandwidth {bw / 1e9:.0f} GB/s; reads alone: "
+                         f"{read / 1e6:.2f} MB at {read_bw / 1e9:.0f} GB/s -> {read_ceiling:.0f}/s, "
+                         f"fraction {r / read_ceiling:.2f})")
             print(line, flush=True)
     print("x baseline: median over rounds of updates/s ÷ the same round's baseline = the faster of "
           "naive 1t / naive Nt (autograd + torch.optim.SGD; for the RBM, whose CD-1 update has no "
           "autograd form, the reference kernel)")
+
+    if not skip_cli:
+        small, large = (int(v) for v in cli_updates.split(","))
+        root = mnist_dir or os.environ.get("ONLINEDEEP_MNIST_DIR")
+        print()
+        print(f"End to end: onlinedeep train --layers 1 --units 2000 --pretrain none --threads 1 "
+              f"--sup-updates N (N = {small}, {large}), against naive 784-2000-10 on 1 thread, "
+              f"interleaved:")
+        naive = naive_supervised(init_params(784, 2000, 1, seed=0), x, y, 0.01)
+        torch.set_num_threads(1)
+        naive(0)
+        cli_seconds(small, root)  # compiled-code cache, file cache
+        whole, marginal, base = [], [], []
+        for _ in range(repeats):
+            base.append(rate(naive, seconds, 1, warm_up=False))
+            t_small = cli_seconds(small, root)
+            t_large = cli_seconds(large, root)
+            whole.append(large / t_large)
+            marginal.append((large - small) / (t_large - t_small))
+            print(f"  round: naive {base[-1]:.0f}/s; CLI N={small} {t_small:.2f} s, N={large} "
+                  f"{t_large:.2f} s", flush=True)
+        torch.set_num_threads(threads)
+        print(f"{'naive 1t':34s} {statistics.median(base):10.0f} updates/s")
+        for name, r in ((f"CLI, N={large} / wall time", whole),
+                        ("CLI, marginal (start-up left out)", marginal)):
+            ratio = statistics.median(r[i] / base[i] for i in range(repeats))
+            print(f"{name:34s} {statistics.median(r):10.0f} updates/s {ratio:8.1f}x naive 1t")
 
     if skip_replicas:
         return

@@ -18,7 +18,7 @@ import click
 import typer
 from typer.core import TyperGroup
 
-from onlinedeep_cli import evaluate, generate, ordering_variance, train
+from onlinedeep_cli import evaluate, experiment, generate, ordering_variance, train
 
 # (module, class, exit status), most specific first. Looked up in sys.modules only: an exception
 # can only come from a module that was imported, and --help stays free of torch and numba.
@@ -147,7 +147,7 @@ def _main(version: bool = typer.Option(False, "--version", callback=_version, is
     JMLR 2010)."""
 
 
-for _module in (generate, train, evaluate, ordering_variance):
+for _module in (generate, train, evaluate, ordering_variance, experiment):
     _module.register(app)
 
 

@@ -1,4 +1,4 @@
-"""``onlinedeep ordering-variance run|report``: the example-ordering experiment (paper 8.2, Figure 13).
+"""``onlinedeep ordering-variance run|report|indices``: the example-ordering experiment (paper 8.2, Figure 13).
 
 The logic lives in :mod:`onlinedeep.experiments.ordering_variance` (plan, jobs, aggregation) and
 :mod:`onlinedeep.experiments.executors` (local or Dask cluster); this module only parses options and prints.
@@ -53,56 +53,90 @@ def _describe(plan) -> str:
     )
 
 
+# The options that define a plan, shared by `run` and `indices` (one definition, the same flags).
+_OUT = typer.Option(..., "--out", help="Experiment folder (on a filesystem every worker sees).")
+_PRESET = typer.Option(Preset.paper, "--preset", help="paper: N=10M, S=10, D=10, 784-2000-10; "
+                       "smoke: N=4k, S=4, D=3, 784-32-10.")
+_PRETRAIN = typer.Option(Pretrain.dae, "--pretrain", help="Pre-training of the pre-trained "
+                         "condition (the other one has none).")
+_SEGMENTS = typer.Option(None, "--segments", min=1, help="S [preset].")
+_DRAWS = typer.Option(None, "--draws", min=2, help="D [preset].")
+_TEST_COUNT = typer.Option(None, "--test-count", min=1, help="Test digits (stream indices 0..n-1, "
+                           "at most 10,000) [10,000].")
+_LAYERS = typer.Option(None, "--layers", help="Hidden layers [1].")
+_UNITS = typer.Option(None, "--units", help="Units per hidden layer [preset].")
+_UNSUP = typer.Option(None, "--unsup-updates", help="Pre-training updates of the pre-trained "
+                      "condition, e.g. 2.5M [preset].")
+_SUP = typer.Option(None, "--sup-updates", help="Supervised updates after pre-training, e.g. 7.5M "
+                    "[preset]; the condition without pre-training trains on the sum.")
+_LR = typer.Option(None, "--lr", help="Supervised learning rate [preset].")
+_UNSUP_LR = typer.Option(None, "--unsup-lr", help="Unsupervised learning rate.")
+_CORRUPTION = typer.Option(None, "--corruption", help="DAE corruption level.")
+_SEED = typer.Option(None, "--seed", help="Initial weights, noise and the draws of the resampled "
+                     "segments [0].")
+_SNAPSHOT_EVERY = typer.Option(None, "--snapshot-every", help="Updates between resume points of "
+                               "each job [preset].")
+_DEVICE = typer.Option(None, "--device", help="auto|cpu|cuda.")
+_KERNEL = typer.Option(None, "--kernel", help="Training kernel (auto, reference, ...).")
+_MNIST_DIR = typer.Option(None, "--mnist-dir", help="MNIST folder [$ONLINEDEEP_MNIST_DIR, cache, "
+                          "download].")
+
+
+def make_plan(preset, pretrain, segments, draws, test_count, layers, units, unsup_updates,
+              sup_updates, lr, unsup_lr, corruption, seed, snapshot_every, device, kernel,
+              mnist_dir):
+    """The :class:`OrderingPlan` the plan options describe (ConfigError on a bad value)."""
+    from onlinedeep.experiments.ordering_variance import OrderingPlan
+
+    return OrderingPlan.preset(
+        getattr(preset, "value", preset), pretrain=getattr(pretrain, "value", pretrain),
+        n_segments=segments, n_draws=draws, test_count=test_count, layers=layers, n_hidden=units,
+        unsup_updates=_count(unsup_updates, "--unsup-updates"),
+        sup_updates=_count(sup_updates, "--sup-updates"), learning_rate=lr,
+        unsup_learning_rate=unsup_lr, corruption_level=corruption, seed=seed,
+        snapshot_every=_count(snapshot_every, "--snapshot-every"), device=device, kernel=kernel,
+        mnist_dir=str(Path(mnist_dir).resolve()) if mnist_dir is not None else None,
+    )
+
+
 def run(
-    out: Path = typer.Option(..., "--out", help="Experiment folder (on a filesystem every worker sees)."),
-    preset: Preset = typer.Option(Preset.paper, "--preset", help="paper: N=10M, S=10, D=10, 784-2000-10; "
-                                  "smoke: N=4k, S=4, D=3, 784-32-10."),
-    jobs: int = typer.Option(1, "--jobs", min=1, help="Local worker processes (ignored with --scheduler)."),
+    out: Path = _OUT,
+    preset: Preset = _PRESET,
+    jobs: int = typer.Option(0, "--jobs", min=0, help="Local worker processes (ignored with "
+                             "--scheduler) [0: fill the machine, cores / --threads (1 thread each "
+                             "by default)]."),
     scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Address of an existing Dask "
                                             "scheduler (e.g. tcp://host:8786) to run the jobs on."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Torch/Numba threads per job "
-                                          "[default: cores / --jobs locally; unchanged on a cluster]."),
-    pretrain: Pretrain = typer.Option(Pretrain.dae, "--pretrain", help="Pre-training of the pre-trained "
-                                      "condition (the other one has none)."),
-    segments: Optional[int] = typer.Option(None, "--segments", min=1, help="S [preset]."),
-    draws: Optional[int] = typer.Option(None, "--draws", min=2, help="D [preset]."),
-    test_count: Optional[int] = typer.Option(None, "--test-count", min=1, help="Test digits "
-                                             "(stream indices 0..n-1, at most 10,000) [10,000]."),
-    layers: Optional[int] = typer.Option(None, "--layers", help="Hidden layers [1]."),
-    units: Optional[int] = typer.Option(None, "--units", help="Units per hidden layer [preset]."),
-    unsup_updates: Optional[str] = typer.Option(None, "--unsup-updates", help="Pre-training updates "
-                                                "of the pre-trained condition, e.g. 2.5M [preset]."),
-    sup_updates: Optional[str] = typer.Option(None, "--sup-updates", help="Supervised updates after "
-                                              "pre-training, e.g. 7.5M [preset]; the condition without "
-                                              "pre-training trains on the sum."),
-    lr: Optional[float] = typer.Option(None, "--lr", help="Supervised learning rate [preset]."),
-    unsup_lr: Optional[float] = typer.Option(None, "--unsup-lr", help="Unsupervised learning rate."),
-    corruption: Optional[float] = typer.Option(None, "--corruption", help="DAE corruption level."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Initial weights and noise [0]."),
-    snapshot_every: Optional[str] = typer.Option(None, "--snapshot-every", help="Updates between "
-                                                 "resume points of each job [preset]."),
-    device: Optional[str] = typer.Option(None, "--device", help="auto|cpu|cuda."),
-    kernel: Optional[str] = typer.Option(None, "--kernel", help="Training kernel (auto, reference, ...)."),
-    mnist_dir: Optional[Path] = typer.Option(None, "--mnist-dir", help="MNIST folder "
-                                             "[$ONLINEDEEP_MNIST_DIR, cache, download]."),
+                                          "[default: cores / jobs locally; unchanged on a cluster]."),
+    pretrain: Pretrain = _PRETRAIN,
+    segments: Optional[int] = _SEGMENTS,
+    draws: Optional[int] = _DRAWS,
+    test_count: Optional[int] = _TEST_COUNT,
+    layers: Optional[int] = _LAYERS,
+    units: Optional[int] = _UNITS,
+    unsup_updates: Optional[str] = _UNSUP,
+    sup_updates: Optional[str] = _SUP,
+    lr: Optional[float] = _LR,
+    unsup_lr: Optional[float] = _UNSUP_LR,
+    corruption: Optional[float] = _CORRUPTION,
+    seed: Optional[int] = _SEED,
+    snapshot_every: Optional[str] = _SNAPSHOT_EVERY,
+    device: Optional[str] = _DEVICE,
+    kernel: Optional[str] = _KERNEL,
+    mnist_dir: Optional[Path] = _MNIST_DIR,
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan and its cost; run nothing."),
 ) -> None:
     """Run (or continue) the experiment: skips finished jobs, resumes interrupted ones."""
     from onlinedeep import threads as thread_policy
     from onlinedeep.experiments import executors
-    from onlinedeep.experiments.ordering_variance import OrderingPlan, run_experiment
+    from onlinedeep.experiments.ordering_variance import run_experiment
 
     # ConfigError (an option, or a folder holding another experiment) and OSError (e.g. an
     # unreachable --scheduler) are reported by cli.main as one line.
-    plan = OrderingPlan.preset(
-        preset.value, pretrain=pretrain.value, n_segments=segments, n_draws=draws,
-        test_count=test_count, layers=layers, n_hidden=units,
-        unsup_updates=_count(unsup_updates, "--unsup-updates"),
-        sup_updates=_count(sup_updates, "--sup-updates"), learning_rate=lr,
-        unsup_learning_rate=unsup_lr, corruption_level=corruption, seed=seed,
-        snapshot_every=_count(snapshot_every, "--snapshot-every"), device=device, kernel=kernel,
-        mnist_dir=str(mnist_dir.resolve()) if mnist_dir is not None else None,
-    )
+    plan = make_plan(preset, pretrain, segments, draws, test_count, layers, units, unsup_updates,
+                     sup_updates, lr, unsup_lr, corruption, seed, snapshot_every, device, kernel,
+                     mnist_dir)
     typer.echo(_describe(plan))
     if dry_run:
         return
@@ -132,6 +166,7 @@ def run(
         def connect():
             return executors.remote_client(scheduler)
     else:
+        jobs = thread_policy.local_jobs(jobs, threads or 0)  # jobs x threads = cores
         threads = thread_policy.decide("job", threads or 0, jobs=jobs)
 
         def connect():
@@ -227,6 +262,55 @@ def report(
     typer.echo(f"table: {table_path}\nfigure: {figure_path}")
 
 
+def indices(
+    segment: int = typer.Option(..., "--segment", min=0, help="The varied segment s."),
+    draw: int = typer.Option(..., "--draw", min=0, help="The draw d."),
+    start: Optional[str] = typer.Option(None, "--start", help="First position of the job's training "
+                                        "sequence [the start of segment s]."),
+    count: Optional[str] = typer.Option(None, "--count", help="Positions to print [the segment "
+                                        "length, up to the end of the sequence]."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Read the plan of this experiment folder "
+                                       "(plan.json) instead of building it from the options."),
+    preset: Preset = _PRESET,
+    pretrain: Pretrain = _PRETRAIN,
+    segments: Optional[int] = _SEGMENTS,
+    draws: Optional[int] = _DRAWS,
+    test_count: Optional[int] = _TEST_COUNT,
+    layers: Optional[int] = _LAYERS,
+    units: Optional[int] = _UNITS,
+    unsup_updates: Optional[str] = _UNSUP,
+    sup_updates: Optional[str] = _SUP,
+    lr: Optional[float] = _LR,
+    unsup_lr: Optional[float] = _UNSUP_LR,
+    corruption: Optional[float] = _CORRUPTION,
+    seed: Optional[int] = _SEED,
+    snapshot_every: Optional[str] = _SNAPSHOT_EVERY,
+    device: Optional[str] = _DEVICE,
+    kernel: Optional[str] = _KERNEL,
+    mnist_dir: Optional[Path] = _MNIST_DIR,
+) -> None:
+    """Print, one per line, the stream indices job (segment, draw) trained on at positions
+    START..START+COUNT-1 of its training sequence (to audit what each model saw)."""
+    import sys
+
+    import numpy as np
+
+    from onlinedeep.experiments.ordering_variance import Job, load_plan
+
+    if out is not None:
+        plan = load_plan(out)
+    else:
+        plan = make_plan(preset, pretrain, segments, draws, test_count, layers, units,
+                         unsup_updates, sup_updates, lr, unsup_lr, corruption, seed,
+                         snapshot_every, device, kernel, mnist_dir)
+    try:
+        job = Job(plan.conditions[0], segment, draw)
+        values = plan.indices(job, _count(start, "--start"), _count(count, "--count"))
+    except ValueError as exc:  # a segment, draw or position outside the plan
+        raise typer.BadParameter(str(exc)) from None
+    np.savetxt(sys.stdout, values, fmt="%d")
+
+
 def register(app: typer.Typer) -> None:
     """Add the ``ordering-variance`` sub-app (``run``, ``report``) to ``app``."""
     sub = typer.Typer(help="The example-ordering experiment (paper 8.2, Figure 13) as resumable "
@@ -234,4 +318,5 @@ def register(app: typer.Typer) -> None:
                       no_args_is_help=True)
     sub.command("run")(run)
     sub.command("report")(report)
+    sub.command("indices")(indices)
     app.add_typer(sub, name="ordering-variance")

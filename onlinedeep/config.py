@@ -211,8 +211,8 @@ class RunConfig:
     threads : int
         CPU threads, 0 = auto; :func:`onlinedeep.threads.decide` says what each part of the run
         gets (a kernel with its own threads: those, which never change the weights; PyTorch
-        kernels: PyTorch's threads). On a machine shared with other jobs, 1 can be many times
-        faster than oversubscribed cores.
+        kernels: PyTorch's threads). Auto with the numba kernel changes the count between chunks
+        with the measured speed and the machine's load (:class:`onlinedeep.threads.KernelThreads`).
     mnist_dir : str or None
         Base MNIST directory (else ``$ONLINEDEEP_MNIST_DIR``, the cache, ...).
     name, out : str

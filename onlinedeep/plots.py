@@ -18,7 +18,7 @@ from onlinedeep.config import RunConfig
 from onlinedeep.metrics import Series
 from onlinedeep.run_folder import RunFolder, list_snapshots
 
-__all__ = ["load_curve", "run_label", "plot_online_error"]
+__all__ = ["load_curve", "run_label", "plot_online_error", "plot_curves", "plot_blocks"]
 
 _MODEL_NAMES = {"dae": "SDAE", "rbm": "DBN", "none": "no pre-training"}
 
@@ -169,4 +169,118 @@ def plot_online_error(
     with atomic_file(out) as tmp:
         fig.savefig(tmp, format=fmt)
     plt.close(fig)
+    return out
+
+
+def plot_curves(
+    curves: Sequence[dict],
+    out: str | os.PathLike,
+    *,
+    title: str,
+    xlabel: str = "examples seen (pre-training included)",
+    ylabel: str = "online error (last window of 0/1 errors)",
+    log_y: bool = True,
+) -> Path:
+    """Overlay several curves (e.g. Figures 11 and 14) and write the image atomically.
+
+    Parameters
+    ----------
+    curves : sequence of dict
+        Each ``{"label": str, "x": (m,) array, "y": (m,) array}`` and optionally ``"mark"``: an x
+        drawn as a dotted vertical line in the curve's colour (the end of pre-training). A curve
+        with no points is listed in the legend only.
+    out : path-like
+        Image file (format from the suffix, default PNG).
+    title, xlabel, ylabel : str
+        Passed in by the caller (the figure knows what it shows).
+    log_y : bool
+        Logarithmic y axis (values floored at 1e-4 so that a zero stays visible).
+
+    Returns
+    -------
+    Path
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 4.8), dpi=120)
+    plotted = 0
+    for curve in curves:
+        x, y = np.asarray(curve["x"]), np.asarray(curve["y"], dtype=np.float64)
+        if not len(x):
+            ax.plot([], [], label=curve["label"])
+            continue
+        if log_y:
+            y = np.maximum(y, 1e-4)
+        (line,) = ax.plot(x, y, label=curve["label"], linewidth=1.4)
+        plotted += 1
+        if curve.get("mark"):
+            ax.axvline(curve["mark"], color=line.get_color(), linestyle=":", linewidth=0.8)
+    if log_y and plotted:
+        ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return _save(fig, out)
+
+
+def plot_blocks(
+    blocks: Sequence[dict],
+    out: str | os.PathLike,
+    *,
+    title: str,
+    xlabel: str = "block of training examples, in presentation order",
+    ylabel: str = "error of the final network on the block",
+) -> Path:
+    """Per-block errors of several networks side by side as bars (Figure 12).
+
+    Parameters
+    ----------
+    blocks : sequence of dict
+        Each ``{"label": str, "error": (n_blocks,) array}``; all with the same number of blocks
+        (an empty array: listed in the legend only).
+    out : path-like
+    title, xlabel, ylabel : str
+
+    Returns
+    -------
+    Path
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 4.2), dpi=120)
+    width = 0.8 / max(1, len(blocks))
+    for i, b in enumerate(blocks):
+        err = np.asarray(b["error"], dtype=np.float64)
+        if not len(err):
+            ax.bar([], [], label=b["label"])
+            continue
+        ax.bar(np.arange(1, len(err) + 1) + (i - (len(blocks) - 1) / 2) * width, err, width,
+               label=b["label"])
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _save(fig, out)
+
+
+def _save(fig, out: str | os.PathLike) -> Path:
+    import matplotlib.pyplot as plt
+
+    out = Path(out)
+    try:
+        with atomic_file(out) as tmp:
+            fig.savefig(tmp, format=out.suffix.lstrip(".") or "png")
+    finally:
+        plt.close(fig)
     return out

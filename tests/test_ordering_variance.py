@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 import torch
 
-from infinite_mnist.schedule import training_ids_to_indices
 from onlinedeep.experiments import executors
 from onlinedeep.config import ConfigError, RunConfig
 from onlinedeep.experiments.ordering_variance import (
@@ -28,7 +27,7 @@ from onlinedeep.experiments.ordering_variance import (
     save_or_check_plan,
 )
 from onlinedeep.model import predict_proba
-from onlinedeep.run_folder import RunFolder
+from onlinedeep.run_folder import JobFolder, RunFolder
 from onlinedeep.training import Trainer, branch
 from onlinedeep.experiments import ordering_variance as ov
 
@@ -41,7 +40,12 @@ def small_config(**kw) -> RunConfig:
 
 
 # ------------------------------------------------------------------------------------------ plan
-def test_swap_in_covers_exactly_the_intended_indices_without_overlap():
+def _base_digit(indices: np.ndarray) -> np.ndarray:
+    """Training digit of which each stream index (>= 70,000) is a deformation."""
+    return (np.asarray(indices) - 10_000) % 60_000
+
+
+def test_each_draw_resamples_its_segment_and_keeps_the_rest():
     plan = OrderingPlan.preset("smoke")
     n, seg = plan.n_examples, plan.segment_length
     base = plan.base_schedule().indices(0, n)
@@ -51,49 +55,58 @@ def test_swap_in_covers_exactly_the_intended_indices_without_overlap():
         assert np.array_equal(plan.schedule(Job(condition)).indices(0, n), base)
         for s in range(plan.n_segments):
             for d in range(plan.n_draws):
-                seq = plan.schedule(Job(condition, s, d)).indices(0, n)
+                job = Job(condition, s, d)
+                seq = plan.schedule(job).indices(0, n)
                 lo, hi = plan.boundary(s), plan.boundary(s) + seg
                 outside = np.r_[0:lo, hi:n]
-                assert np.array_equal(seq[outside], base[outside]), (s, d)
-                start, length = plan.draw_range(s, d)
-                assert length == seg
-                expected = training_ids_to_indices(np.arange(start, start + length), plan.split)
-                assert np.array_equal(seq[lo:hi], expected), (s, d)
+                assert np.array_equal(seq[outside], base[outside]), (s, d)  # the fixed part
+                assert np.array_equal(plan.indices(job), seq[lo:hi])  # default: the varied segment
+                assert np.array_equal(plan.indices(job, 5, 7), seq[5:12])
                 if condition == plan.conditions[0]:
                     swapped_sets.append(seq[lo:hi])
-                else:  # paired design: every condition sees the same fresh ranges
+                else:  # paired design: every condition sees the same samples
                     assert np.array_equal(seq[lo:hi], swapped_sets[s * plan.n_draws + d])
     swapped = np.concatenate(swapped_sets)
-    # pairwise disjoint draws, all disjoint from the base sequence
-    assert len(np.unique(swapped)) == plan.n_segments * plan.n_draws * seg
+    assert len(np.unique(swapped)) == len(swapped)  # 47-bit deformation numbers: no repeats
     assert not np.intersect1d(swapped, base).size
     # protocol split: only deformations of training digits 0-49,999; never the held-out digits
     everything = np.concatenate([base, swapped])
     assert everything.min() >= 70_000
-    assert ((everything - 10_000) % 60_000 < 50_000).all()
+    assert (_base_digit(everything) < 50_000).all()
+    # a rerun (a fresh plan object, as on another worker) gives the same indices
+    again = OrderingPlan.preset("smoke")
+    assert np.array_equal(again.indices(Job("none", 2, 1)), swapped_sets[2 * plan.n_draws + 1])
+    with pytest.raises(ValueError, match="positions"):
+        plan.indices(Job("none", 0, 0), n - 1, 2)
 
 
-def test_paper_plan_ranges_are_disjoint_and_boundaries_exact():
+def test_paper_draws_share_almost_no_base_digit():
+    """Paper 8.2 varies a segment "by resampling ... a different set of 1 million examples each
+    time": two draws of one segment must not present the same base digits in the same order (the
+    old ranges of consecutive training ids did, at every position, since L is a multiple of 50,000)."""
     plan = OrderingPlan.preset("paper")
     assert (plan.n_examples, plan.n_segments, plan.n_draws, plan.segment_length) == (
         10_000_000, 10, 10, 1_000_000)
     assert plan.configs["dae"].unsup_updates == 2_500_000
     assert plan.configs["none"].sup_updates == 10_000_000
-    ranges = [(0, plan.n_examples)] + [plan.draw_range(s, d) for s in range(10) for d in range(10)]
-    ranges.sort()
-    for (a, la), (b, _) in zip(ranges, ranges[1:]):
-        assert a + la <= b
-    base = plan.base_schedule()
-    for s, d in ((0, 0), (3, 7), (9, 9)):
+    s = 3
+    a = plan.indices(Job("dae", s, 0))
+    b = plan.indices(Job("dae", s, 1))
+    base = plan.base_schedule().indices(plan.boundary(s), plan.segment_length)
+    assert a.shape == b.shape == (1_000_000,)
+    # chance 1/50,000 per position: ~20 in 1M (P(> 60) is negligible), never all of them
+    same = int((_base_digit(a) == _base_digit(b)).sum())
+    assert 0 < same < 60, same
+    assert int((_base_digit(a) == _base_digit(base)).sum()) < 60
+    # each draw covers the base digits about evenly, not one block of them in order
+    assert len(np.unique(_base_digit(a))) > 49_000
+    assert np.array_equal(a, plan.indices(Job("none", s, 0)))  # same samples for both conditions
+    assert np.array_equal(a[:1000], OrderingPlan.preset("paper").indices(Job("dae", s, 0), 3 * 10**6, 1000))
+    for d in (0, 9):  # the fixed part stays fixed
         sched = plan.schedule(Job("dae", s, d))
-        assert sched.total == plan.n_examples
         lo, hi = plan.boundary(s), plan.boundary(s) + plan.segment_length
-        start, _ = plan.draw_range(s, d)
-        for p in {max(lo - 1, 0), lo, hi - 1, min(hi, plan.n_examples - 1)}:
-            got = int(sched.indices(p, 1)[0])
-            want = (training_ids_to_indices([start + p - lo])[0] if lo <= p < hi
-                    else base.indices(p, 1)[0])
-            assert got == want, (s, d, p)
+        for p in (0, lo - 1, hi, plan.n_examples - 1):
+            assert int(sched.indices(p, 1)[0]) == int(plan.base_schedule().indices(p, 1)[0])
 
 
 def test_costs_with_and_without_prefix_sharing():
@@ -132,7 +145,7 @@ def test_job_keys_and_dependencies(tmp_path):
     ({"n_segments": 7}, "divisor of N=1200"),
     ({"n_segments": 8}, "multiple of chunk_size=100"),
     ({"n_draws": 1}, "n_draws: expected an integer >= 2"),
-    ({"draw_start": 600}, "must not overlap the base sequence"),
+    ({"seed": -1}, "seed: expected an integer"),
     ({"test_count": 0}, "test_count"),
 ])
 def test_plan_rejects_bad_geometry(kwargs, match):
@@ -158,6 +171,33 @@ def test_plan_roundtrip_and_folder_mismatch(tmp_path):
         save_or_check_plan(OrderingPlan.preset("smoke", n_draws=4), tmp_path)
     with pytest.raises(ConfigError, match=r"learning_rate"):
         save_or_check_plan(OrderingPlan.preset("smoke", learning_rate=0.2), tmp_path)
+    with pytest.raises(ConfigError, match=r"seed: 0 vs 5"):  # other draws: another experiment
+        save_or_check_plan(OrderingPlan.preset("smoke", seed=5), tmp_path)
+
+
+def test_results_of_another_sampling_version_are_refused(tmp_path):
+    plan = OrderingPlan.preset("smoke")
+    # a plan written before resampling (format /1: ranges of consecutive training ids)
+    old = {k: v for k, v in plan.to_dict().items() if k not in ("sampling_version", "seed")}
+    old.update(format="onlinedeep.ordering_variance.plan/1", draw_start=4000)
+    (tmp_path / "plan.json").write_text(json.dumps(old))
+    with pytest.raises(ConfigError, match=r"plan.json: made with sampling version None .* another --out"):
+        save_or_check_plan(plan, tmp_path)
+    assert json.loads((tmp_path / "plan.json").read_text()) == old  # refused, not rewritten
+    # an output of another version without a plan beside it
+    fresh = tmp_path / "fresh"
+    output = ov.output_path(plan, fresh, Job("none", 1, 0))
+    output.parent.mkdir(parents=True)
+    with h5py.File(output, "w") as f:
+        f.attrs["format"] = "onlinedeep.ordering_variance.job/1"
+        f.attrs["online_error"] = 0.5
+        f.create_dataset("probabilities", data=np.full((plan.test_count, 10), 0.1, np.float32))
+    with pytest.raises(ConfigError, match=r"s01-d00.h5: made with sampling version None, not 1"):
+        save_or_check_plan(plan, fresh)
+    assert not (fresh / "plan.json").exists()
+    JobFolder(fresh).write_json(JobFolder(fresh).plan_path, plan.to_dict())
+    with pytest.raises(ValueError, match=r"s01-d00.h5: made with sampling version None"):
+        ov.aggregate(fresh)
 
 
 # ------------------------------------------------------------------------------------ variance

@@ -18,7 +18,7 @@ from onlinedeep import model
 from onlinedeep.training.loop import Trainer
 from onlinedeep.training.producer import Producer, stream_fetcher
 
-__all__ = ["training_sequence_error", "record"]
+__all__ = ["training_sequence_error", "record", "report"]
 
 
 def training_sequence_error(trainer: Trainer, n_blocks: int, *, block_chunk: int = 10_000,
@@ -97,3 +97,65 @@ def record(trainer: Trainer, *, progress: bool = False) -> Path | None:
     if trainer.folder is None:
         return None
     return trainer.save_to_run_folder(pinned=True)
+
+
+LABELS = {"layers1-rbm": "1 layer, RBM pre-training", "layers1-none": "1 layer, no pre-training"}
+TABLE_HEADER = ["network", "label", "status", "updates_done", "total_updates", "n_blocks",
+                "train_error_mean", "train_error_first_block", "train_error_last_block",
+                "final_online_error", "test_error_percent"]
+
+
+def report(out=None, *, preset: str | None = None, results=None):
+    """Figure 12's report from the section-8 folder ``out`` (``layers1-rbm``, ``layers1-none``).
+
+    Writes into ``out/reports/figure12/`` (or ``results/figure12/``): ``train_error.csv``
+    (``block``, ``block_start``, ``block_stop`` and ``train_error_<key>`` per network: the 0/1
+    error of the final network on each block of its supervised training sequence),
+    ``table.csv`` (:data:`TABLE_HEADER`), ``figure12.png`` and ``command.txt``. A network without
+    blocks yet (still training) is marked partial and left out of the plot's bars.
+
+    Returns
+    -------
+    figure11.Report
+    """
+    from onlinedeep.experiments import section8
+    from onlinedeep.experiments.figure11 import Report, commands, _legend
+    from onlinedeep.plots import plot_blocks
+
+    out = section8.DEFAULT_OUT if out is None else out
+    preset = preset or section8.load_preset(out)
+    keys = section8.FIGURE_KEYS["figure12"]
+    statuses = [section8.network_status(out, key, preset) for key in keys]
+    folder = section8.report_folder(out, "figure12", results)
+    blocks = {st.key: st.train_error for st in statuses if st.train_error is not None}
+    grid = next(iter(blocks.values()), None)
+    rows = []
+    if grid is not None:
+        for i in range(len(grid["error"])):
+            row = [i + 1, int(grid["block_start"][i]), int(grid["block_stop"][i])]
+            for st in statuses:
+                te = blocks.get(st.key)
+                row.append(float(te["error"][i]) if te is not None and len(te["error"]) > i
+                           else float("nan"))
+            rows.append(row)
+    series_csv = section8.write_csv(folder / "train_error.csv",
+                                    ["block", "block_start", "block_stop"]
+                                    + [f"train_error_{st.key}" for st in statuses], rows)
+    nan = float("nan")
+    table = []
+    for st in statuses:
+        te = blocks.get(st.key)
+        err = np.asarray(te["error"]) if te is not None else np.zeros(0)
+        status = st.status if te is not None or not st.complete else "complete, no blocks yet"
+        table.append([st.key, LABELS[st.key], status, st.position, st.total, len(err),
+                      float(err.mean()) if len(err) else nan, float(err[0]) if len(err) else nan,
+                      float(err[-1]) if len(err) else nan, st.final_online_error,
+                      st.test_error_percent])
+    table_csv = section8.write_csv(folder / "table.csv", TABLE_HEADER, table)
+    png = plot_blocks([{"label": _legend(LABELS[st.key], st),
+                        "error": blocks[st.key]["error"] if st.key in blocks else []}
+                       for st in statuses], folder / "figure12.png",
+                      title="Figure 12: error on the training sequence, in presentation order")
+    command = section8.write_text(folder / "command.txt",
+                                  commands("figure12", out, preset, results, keys))
+    return Report(statuses, series_csv, table_csv, png, command)

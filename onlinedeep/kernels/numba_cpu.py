@@ -13,9 +13,9 @@ only changes how the weights are swept, never what is computed:
   ``W = s·V`` during a chunk (:mod:`onlinedeep.kernels.weight_decay`), the decay is carried by the
   float64 scale ``s`` and applied to every weight at the end of the chunk. With ``l1 > 0`` the
   L1 step ``-lr·l1·sign(W)`` moves every weight, so every row is updated then;
-* the backward pass of a hidden layer and its weight update share one sweep (the dot product of a
-  row with the layer's delta is taken before the row is overwritten, so gradients are those at the
-  pre-update weights);
+* the backward pass of a hidden layer and its weight update share one pass over each row (the dot
+  product of a row with the layer's delta reads each weight before it is overwritten, so gradients
+  are those at the pre-update weights);
 * every sweep that feeds a sum is cut into ``N_BLOCKS`` (4) fixed blocks of whole rows, each with
   its own partial sum, added in a fixed order; ``n_threads`` threads (1 to 4) share out the blocks.
   The arithmetic and its order do not depend on the thread count, so weights are **bit-identical**
@@ -23,8 +23,13 @@ only changes how the weights are swept, never what is computed:
 
 All arithmetic is float32. Dot products (row · delta) are compiled with the ``reassoc`` fast-math
 flag alone, which lets LLVM vectorise the reduction by summing in a different order — the same
-freedom BLAS takes in the reference's matrix products. No other fast-math flag is
-used (no FMA contraction, no approximate functions), and the tests compare every mode with
+freedom BLAS takes in the reference's matrix products (10× faster here). No FMA contraction is
+used. Sigmoids and soft-plus terms are the vectorisable polynomial forms of
+:mod:`onlinedeep.kernels.numba_math` (relative error < 5e-7, soft-plus absolute < 3e-7), not libm's
+``exp``/``log1p`` (scalar calls, ~7× slower per sigmoid). Other passes: the softmax layer is trained
+in a transposed copy (its 10-wide rows do not vectorise), written back at the end of the chunk; an
+update of four rows and the next forward over them share one pass; the DAE decoder and RBM Gibbs
+sweeps take four rows' dot products per pass. The tests compare every mode with
 :mod:`onlinedeep.kernels.reference`.
 
 Sources: the updates are those of Erhan et al. (2010), sections 5.1.1 (RBM, CD-k), 5.1.2 (denoising
@@ -42,6 +47,12 @@ from numba import njit, prange
 from numba.typed import List
 
 from onlinedeep import threads as thread_policy
+from onlinedeep.kernels.numba_rows import _active_rows, _scale, _scale_add, _sum_partials
+from onlinedeep.kernels.numba_sweeps import (N_BLOCKS, _backward_sgd_block, _ce_sum, _corrupt_c,
+                                             _dae_decode_block, _first_layer_block,
+                                             _forward_dense_block, _forward_sparse_block,
+                                             _out_backward_t, _out_forward_t, _rank2_block,
+                                             _rbm_gibbs_block, _rescale_block, _sigmoid_)
 from onlinedeep.kernels.weight_decay import RESCALE_MAX, RESCALE_MIN, decay_factor
 
 __all__ = ["NumbaKernel", "make_kernel", "N_BLOCKS"]
@@ -50,388 +61,13 @@ _F32 = np.float32
 
 
 # ---------------------------------------------------------------------------------------------
-# Row primitives. Each loops over a whole row view from 0 so LLVM vectorises it (a loop over
-# range(j0, j1) of a 2-D array did not vectorise in our measurements).
-
-@njit(cache=True, nogil=True, fastmath={"reassoc"})
-def _dot(a, b):
-    """Σ a·b in float32; ``reassoc`` lets the reduction vectorise (order of the sum only)."""
-    s = _F32(0.0)
-    for c in range(a.shape[0]):
-        s += a[c] * b[c]
-    return s
-
-
-@njit(cache=True, nogil=True)
-def _axpy(y, a, x):
-    """y += a·x (in place)."""
-    for c in range(y.shape[0]):
-        y[c] += a * x[c]
-
-
-@njit(cache=True, nogil=True)
-def _axpy4(y, a0, x0, a1, x1, a2, x2, a3, x3):
-    """y += a0·x0 + a1·x1 + a2·x2 + a3·x3: one load/store of y per four rows (the store of the
-    accumulator, not the weight stream, limited a one-row axpy sweep here)."""
-    for c in range(y.shape[0]):
-        y[c] += a0 * x0[c] + a1 * x1[c] + a2 * x2[c] + a3 * x3[c]
-
-
-@njit(cache=True, nogil=True)
-def _push(part, W, j, a, idx, coef, cnt):
-    """Queue part += a·W[j]; every fourth queued row flushes the group with _axpy4. Returns cnt."""
-    idx[cnt] = j
-    coef[cnt] = a
-    cnt += 1
-    if cnt == 4:
-        _axpy4(part, coef[0], W[idx[0]], coef[1], W[idx[1]], coef[2], W[idx[2]], coef[3],
-               W[idx[3]])
-        cnt = 0
-    return cnt
-
-
-@njit(cache=True, nogil=True)
-def _flush(part, W, idx, coef, cnt):
-    for q in range(cnt):
-        _axpy(part, coef[q], W[idx[q]])
-
-
-@njit(cache=True, nogil=True)
-def _sigmoid(z):
-    return _F32(1.0) / (_F32(1.0) + np.exp(-z))
-
-
-@njit(cache=True, nogil=True)
-def _softplus(z):
-    """log(1 + e^z), stable for large |z|."""
-    return max(z, _F32(0.0)) + np.log1p(np.exp(-abs(z)))
-
-
-@njit(cache=True, nogil=True)
-def _sgd_row(row, lr, s, d, l1, l2):
-    """Supervised SGD on one weight row: row -= lr·(s·d + l1·sign(row) + 2·l2·row)."""
-    if l1 == 0 and l2 == 0:
-        for c in range(row.shape[0]):
-            row[c] -= lr * (s * d[c])
-    else:
-        two_l2 = _F32(2.0) * l2
-        for c in range(row.shape[0]):
-            w = row[c]
-            sign = _F32(w > 0) - _F32(w < 0)
-            row[c] = w - lr * (s * d[c] + l1 * sign + two_l2 * w)
-
-
-@njit(cache=True, nogil=True)
-def _rank2_row(row, lr, s, d, t, e):
-    """row -= lr·(s·d + t·e): the tied-weight DAE update of one row."""
-    if s == 0:
-        for c in range(row.shape[0]):
-            row[c] -= lr * (t * e[c])
-    else:
-        for c in range(row.shape[0]):
-            row[c] -= lr * (s * d[c] + t * e[c])
-
-
-@njit(cache=True, nogil=True)
-def _active_rows(xa, use_a, xb, use_b, dense, rows):
-    """Fill ``rows`` with the rows a first-layer sweep must visit; return their count.
-
-    Every row when ``dense`` (a penalty step on every weight), else the rows where ``xa`` (the
-    example being updated) or ``xb`` (the next example, being forwarded) is non-zero.
-    """
-    m = 0
-    for j in range(rows.shape[0]):
-        if dense or (use_a and xa[j] != 0) or (use_b and xb[j] != 0):
-            rows[m] = j
-            m += 1
-    return m
-
-
-@njit(cache=True, nogil=True)
-def _sum_partials(out, bias, partial, n_parts, width):
-    """out = (Σ_{b=0..n_parts-1} partial[b]) + bias, summed in that order (bias last, as x·W + b)."""
-    for c in range(width):
-        s = _F32(0.0)
-        for t in range(n_parts):
-            s += partial[t, c]
-        out[c] = s + bias[c]
-
-
-@njit(cache=True, nogil=True)
-def _scale_add(out, scale, bias):
-    """out = out·scale + bias (a forward sum of ``V`` brought to ``W = scale·V``, then the bias)."""
-    for c in range(out.shape[0]):
-        out[c] = out[c] * scale + bias[c]
-
-
-@njit(cache=True, nogil=True)
-def _scale(out, scale):
-    """out *= scale (a backward sum of ``V`` brought to ``W = scale·V``)."""
-    for c in range(out.shape[0]):
-        out[c] *= scale
-
-
-@njit(cache=True, nogil=True)
-def _rescale_block(W, scale, t, T):
-    """Rows of part t of T: W_j ← float32(float64(W_j)·scale), elementwise (same bits, any T)."""
-    j0, j1 = _block(W.shape[0], t, T)
-    for j in range(j0, j1):
-        row = W[j]
-        for c in range(row.shape[0]):
-            row[c] = _F32(np.float64(row[c]) * scale)
-
-
-# ---------------------------------------------------------------------------------------------
-# Row-block bodies. Every sweep that feeds a sum (a forward pass) is cut into N_BLOCKS fixed row
-# blocks, whatever the thread count: block b covers rows [n·b/B, n·(b+1)/B) and accumulates into its
-# own partial vector P[b]; the partials are then added in the order b = 0..B-1 (_sum_partials).
-# Thread t of T (T <= B) runs blocks [B·t/T, B·(t+1)/T) one after the other. So every float
-# operation, and its order, is the same for 1, 2 or 4 threads: results are bit-identical. Blocks are
-# whole rows, so the updates of different threads never touch the same memory.
-
-N_BLOCKS = 4
-"""Fixed number of row blocks per sweep (and the most threads a sweep can use)."""
-
-
-@njit(cache=True, nogil=True)
-def _block(count, b, n_parts):
-    """Rows [lo, hi) of part b of n_parts of a sweep over ``count`` rows."""
-    return count * b // n_parts, count * (b + 1) // n_parts
-
-
-@njit(cache=True, nogil=True)
-def _blocks_of(t, T):
-    """The fixed row blocks [b0, b1) that thread t of T runs."""
-    return N_BLOCKS * t // T, N_BLOCKS * (t + 1) // T
-
-
-@njit(cache=True, nogil=True)
-def _forward_sparse_block(W, rows, m, x, P, w, t, T):
-    """P[b, :w] = Σ_{rows j of block b} x_j W_j for the blocks of thread t (rows lists the
-    candidate rows; zero inputs are skipped)."""
-    idx = np.empty(4, dtype=np.int64)
-    coef = np.empty(4, dtype=_F32)
-    b0, b1 = _blocks_of(t, T)
-    for b in range(b0, b1):
-        part = P[b, :w]
-        part[:] = 0
-        cnt = 0
-        q0, q1 = _block(m, b, N_BLOCKS)
-        for q in range(q0, q1):
-            j = rows[q]
-            xj = x[j]
-            if xj != 0:
-                cnt = _push(part, W, j, xj, idx, coef, cnt)
-        _flush(part, W, idx, coef, cnt)
-
-
-@njit(cache=True, nogil=True)
-def _forward_dense_block(W, h_in, P, w, t, T):
-    """P[b, :w] = Σ_{rows j of block b} h_j W_j for the blocks of thread t."""
-    b0, b1 = _blocks_of(t, T)
-    for b in range(b0, b1):
-        part = P[b, :w]
-        part[:] = 0
-        j0, j1 = _block(W.shape[0], b, N_BLOCKS)
-        j = j0
-        while j + 4 <= j1:
-            _axpy4(part, h_in[j], W[j], h_in[j + 1], W[j + 1], h_in[j + 2], W[j + 2],
-                   h_in[j + 3], W[j + 3])
-            j += 4
-        while j < j1:
-            _axpy(part, h_in[j], W[j])
-            j += 1
-
-
-@njit(cache=True, nogil=True)
-def _backward_sgd_block(W, h_in, delta, delta_in, lr, l1, l2, t, T):
-    """δ_in_j = (W_j·δ) h_j (1-h_j) at the pre-update row, then the row's SGD step.
-
-    Every row's result depends on that row alone, so any split between threads gives the same bits.
-    """
-    j0, j1 = _block(W.shape[0], t, T)
-    for j in range(j0, j1):
-        row = W[j]
-        hj = h_in[j]
-        delta_in[j] = _dot(row, delta) * (hj * (_F32(1.0) - hj))
-        _sgd_row(row, lr, hj, delta, l1, l2)
-
-
-# The softmax layer of MNIST has 10 columns: a row loop with a runtime trip count keeps its
-# accumulator in memory. For n_out = 10 the row loops below are written out so the accumulators and
-# δ_out live in registers; other widths take the general loop.
-
-@njit(cache=True, nogil=True)
-def _out_forward10(W, h, b, o):
-    """o = h W + b for W (n, 10)."""
-    a0, a1, a2, a3, a4, a5, a6, a7, a8, a9 = _F32(0.0), _F32(0.0), _F32(0.0), _F32(0.0), _F32(0.0), _F32(0.0), _F32(0.0), _F32(0.0), _F32(0.0), _F32(0.0)
-    for j in range(W.shape[0]):
-        row = W[j]
-        hj = h[j]
-        a0 += hj * row[0]
-        a1 += hj * row[1]
-        a2 += hj * row[2]
-        a3 += hj * row[3]
-        a4 += hj * row[4]
-        a5 += hj * row[5]
-        a6 += hj * row[6]
-        a7 += hj * row[7]
-        a8 += hj * row[8]
-        a9 += hj * row[9]
-    o[0] = a0 + b[0]
-    o[1] = a1 + b[1]
-    o[2] = a2 + b[2]
-    o[3] = a3 + b[3]
-    o[4] = a4 + b[4]
-    o[5] = a5 + b[5]
-    o[6] = a6 + b[6]
-    o[7] = a7 + b[7]
-    o[8] = a8 + b[8]
-    o[9] = a9 + b[9]
-
-
-@njit(cache=True, nogil=True)
-def _out_backward10(W, h, d, delta_in, lr, l1, l2):
-    """δ_in_j = (W_j·δ) h_j (1-h_j) at the pre-update row, then SGD on W (n, 10)."""
-    if l1 != 0 or l2 != 0:
-        _backward_sgd_block(W, h, d, delta_in, lr, l1, l2, 0, 1)
-        return
-    d0, d1, d2, d3, d4, d5, d6, d7, d8, d9 = d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7], d[8], d[9]
-    for j in range(W.shape[0]):
-        row = W[j]
-        hj = h[j]
-        s = row[0] * d0 + row[1] * d1 + row[2] * d2 + row[3] * d3 + row[4] * d4 + row[5] * d5 + row[6] * d6 + row[7] * d7 + row[8] * d8 + row[9] * d9
-        delta_in[j] = s * (hj * (_F32(1.0) - hj))
-        row[0] -= lr * (hj * d0)
-        row[1] -= lr * (hj * d1)
-        row[2] -= lr * (hj * d2)
-        row[3] -= lr * (hj * d3)
-        row[4] -= lr * (hj * d4)
-        row[5] -= lr * (hj * d5)
-        row[6] -= lr * (hj * d6)
-        row[7] -= lr * (hj * d7)
-        row[8] -= lr * (hj * d8)
-        row[9] -= lr * (hj * d9)
-
-
-@njit(cache=True, nogil=True)
-def _first_layer_block(W, rows, m, x, delta, lr, l1, l2, dense, x_next, has_next, P, w, t, T):
-    """SGD step of example i on its rows of W0 (every listed row if ``dense``, else the rows of
-    non-zero inputs), then example i+1's forward over the same rows (into P[b, :w] for the blocks
-    of thread t)."""
-    idx = np.empty(4, dtype=np.int64)
-    coef = np.empty(4, dtype=_F32)
-    b0, b1 = _blocks_of(t, T)
-    for b in range(b0, b1):
-        part = P[b, :w]
-        part[:] = 0
-        cnt = 0
-        q0, q1 = _block(m, b, N_BLOCKS)
-        for q in range(q0, q1):
-            j = rows[q]
-            row = W[j]
-            xj = x[j]
-            if dense or xj != 0:
-                _sgd_row(row, lr, xj, delta, l1, l2)
-            if has_next:
-                xn = x_next[j]
-                if xn != 0:
-                    cnt = _push(part, W, j, xn, idx, coef, cnt)
-        _flush(part, W, idx, coef, cnt)
-
-
-@njit(cache=True, nogil=True)
-def _dae_decode_block(W, h, c, x, terms, dx, P, t, T):
-    """x̂_j = σ(W_j·h + c_j); CE term; δ_x̂_j = x̂_j - x_j; P[b] += δ_x̂_j W_j (same rows)."""
-    idx = np.empty(4, dtype=np.int64)
-    coef = np.empty(4, dtype=_F32)
-    b0, b1 = _blocks_of(t, T)
-    for b in range(b0, b1):
-        part = P[b]
-        part[:] = 0
-        cnt = 0
-        j0, j1 = _block(W.shape[0], b, N_BLOCKS)
-        for j in range(j0, j1):
-            row = W[j]
-            zj = _dot(row, h) + c[j]
-            terms[j] = _softplus(zj) - x[j] * zj
-            dx[j] = _sigmoid(zj) - x[j]
-            cnt = _push(part, W, j, dx[j], idx, coef, cnt)
-        _flush(part, W, idx, coef, cnt)
-
-
-@njit(cache=True, nogil=True)
-def _rank2_block(W, lr, s, d, u, e, x_next, has_next, P, t, T):
-    """W_j -= lr·(s_j d + u_j e) on every row, then the next example's forward over the rows."""
-    idx = np.empty(4, dtype=np.int64)
-    coef = np.empty(4, dtype=_F32)
-    b0, b1 = _blocks_of(t, T)
-    for b in range(b0, b1):
-        part = P[b]
-        part[:] = 0
-        cnt = 0
-        j0, j1 = _block(W.shape[0], b, N_BLOCKS)
-        for j in range(j0, j1):
-            row = W[j]
-            _rank2_row(row, lr, s[j], d, u[j], e)
-            if has_next:
-                xn = x_next[j]
-                if xn != 0:
-                    cnt = _push(part, W, j, xn, idx, coef, cnt)
-        _flush(part, W, idx, coef, cnt)
-
-
-@njit(cache=True, nogil=True)
-def _rbm_gibbs_block(W, hs, c, v0, terms, first, uv, has_uv, v, P, t, T):
-    """pv_j = σ(W_j·h + c_j), v_j = pv_j or [u_j < pv_j], and P[b] += v_j W_j (same rows)."""
-    idx = np.empty(4, dtype=np.int64)
-    coef = np.empty(4, dtype=_F32)
-    b0, b1 = _blocks_of(t, T)
-    for b in range(b0, b1):
-        part = P[b]
-        part[:] = 0
-        cnt = 0
-        j0, j1 = _block(W.shape[0], b, N_BLOCKS)
-        for j in range(j0, j1):
-            row = W[j]
-            zj = _dot(row, hs) + c[j]
-            pv = _sigmoid(zj)
-            if first:
-                terms[j] = _softplus(zj) - v0[j] * zj
-            if has_uv:
-                vj = _F32(1.0) if uv[j] < pv else _F32(0.0)
-            else:
-                vj = pv
-            v[j] = vj
-            if vj != 0:
-                cnt = _push(part, W, j, vj, idx, coef, cnt)
-        _flush(part, W, idx, coef, cnt)
-
-
-@njit(cache=True, nogil=True)
-def _corrupt_c(x, keep, values, has_values, out):
-    """x̃ = where(keep, x, values) (values = 0 for masking noise)."""
-    for j in range(x.shape[0]):
-        if keep[j]:
-            out[j] = x[j]
-        elif has_values:
-            out[j] = values[j]
-        else:
-            out[j] = 0
-
-
-@njit(cache=True, nogil=True)
-def _sigmoid_(a):
-    for c in range(a.shape[0]):
-        a[c] = _sigmoid(a[c])
-
-
-# ---------------------------------------------------------------------------------------------
 # Chunk drivers. Written once, compiled twice (serial and parallel, see _compile): with
 # parallel=False, prange is range. Every prange body is one call of a block function above.
 
 def _supervised_impl(Ws, bs, W_out, b_out, X, Y, lr, l1, l2, n_threads, errors, nll, lr64,
                      decay64, scaled):
+    # The softmax layer is trained in a transposed copy WoT (see _out_forward_t), written back to
+    # W_out at the end of the chunk.
     # scaled (l2 > 0): every weight matrix holds V = W/s, s a float64 scale shared by all matrices
     # (onlinedeep.kernels.weight_decay); not scaled: the plain float32 update, l2 = 0 here.
     n_layers = len(Ws)
@@ -458,6 +94,7 @@ def _supervised_impl(Ws, bs, W_out, b_out, X, Y, lr, l1, l2, n_threads, errors, 
     w0 = W0.shape[1]
     top = n_layers - 1
     n_top = W_out.shape[0]
+    WoT = np.ascontiguousarray(W_out.T)               # softmax layer, transposed (n_out, n_top)
 
     # Forward of the first example over W0 (later forwards are fused with the previous update).
     m = _active_rows(X[0], False, X[0], True, False, rows)
@@ -487,21 +124,11 @@ def _supervised_impl(Ws, bs, W_out, b_out, X, Y, lr, l1, l2, n_threads, errors, 
                 _sum_partials(H[k, :wk], bs[k], P, N_BLOCKS, wk)
             _sigmoid_(H[k, :wk])
         htop = H[top, :n_top]
-        if n_out == 10:
-            if scaled:
-                _out_forward10(W_out, htop, zero, o)
-                _scale_add(o, s32, b_out)
-            else:
-                _out_forward10(W_out, htop, b_out, o)
+        if scaled:
+            _out_forward_t(WoT, htop, zero, o)
+            _scale_add(o, s32, b_out)
         else:
-            o[:] = 0
-            for j in range(n_top):
-                _axpy(o, htop[j], W_out[j])
-            if scaled:
-                _scale_add(o, s32, b_out)
-            else:
-                for c in range(n_out):
-                    o[c] += b_out[c]
+            _out_forward_t(WoT, htop, b_out, o)
 
         # ---- prequential monitoring, before the update
         y = Y[i]
@@ -525,10 +152,7 @@ def _supervised_impl(Ws, bs, W_out, b_out, X, Y, lr, l1, l2, n_threads, errors, 
         s_next = s * decay64
         lr_w = _F32(lr64 / s_next) if scaled else lr
         l2_w = _F32(0.0) if scaled else l2
-        if n_out == 10:
-            _out_backward10(W_out, htop, d_out, D[top, :n_top], lr_w, l1, l2_w)
-        else:
-            _backward_sgd_block(W_out, htop, d_out, D[top, :n_top], lr_w, l1, l2_w, 0, 1)
+        _out_backward_t(WoT, htop, d_out, D[top, :n_top], lr_w, l1, l2_w)
         if scaled:
             _scale(D[top, :n_top], s32)
         for c in range(n_out):
@@ -568,8 +192,9 @@ def _supervised_impl(Ws, bs, W_out, b_out, X, Y, lr, l1, l2, n_threads, errors, 
                 for t in prange(T):
                     _rescale_block(Wk, s, t, T)
             for t in prange(T):
-                _rescale_block(W_out, s, t, T)
+                _rescale_block(WoT, s, t, T)
             s = 1.0   # (P keeps its scale s_p: it was summed before the rescale)
+    W_out[:, :] = WoT.T
 
 
 def _dae_impl(W, b, c, X, keep, values, has_values, lr, n_threads, cost):
@@ -599,10 +224,7 @@ def _dae_impl(W, b, c, X, keep, values, has_values, lr, n_threads, cost):
         # decoder sweep: x̂ = σ(h Wᵀ + c), δ_x̂ = x̂ - x, and δ_x̂ W on the same rows
         for t in prange(T):
             _dae_decode_block(W, h, c, x, terms, dx, P, t, T)
-        s = _F32(0.0)
-        for j in range(n_in):
-            s += terms[j]
-        cost[i] = s
+        cost[i] = _ce_sum(terms, x)
         # δ_h = (δ_x̂ W) ⊙ h ⊙ (1-h)
         _sum_partials(dh, zero, P, N_BLOCKS, n_hid)
         for k in range(n_hid):
@@ -649,12 +271,9 @@ def _rbm_impl(W, b, c, X, u_hidden, u_visible, has_uv, lr, cd_k, n_threads, cost
             # one sweep: pv = σ(h Wᵀ + c), v = pv (or a sample), and v W on the same rows
             uv = u_visible[i, step if has_uv else 0]
             for t in prange(T):
-                _rbm_gibbs_block(W, hs, c, v0, terms, step == 0, uv, has_uv, v, P, t, T)
+                _rbm_gibbs_block(W, hs, c, terms, uv, has_uv, v, P, t, T)
             if step == 0:
-                s = _F32(0.0)
-                for j in range(n_in):
-                    s += terms[j]
-                cost[i] = s
+                cost[i] = _ce_sum(terms, v0)
             _sum_partials(ph, b, P, N_BLOCKS, n_hid)
             _sigmoid_(ph)
             if step + 1 < cd_k:

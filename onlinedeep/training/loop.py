@@ -197,6 +197,10 @@ class Trainer:
         Examples seen so far (updates done).
     train_error : dict or None
         Figure 12 blocks, stored in the snapshots (``onlinedeep.experiments.figure12``).
+    kernel_threads : onlinedeep.threads.KernelThreads or None
+        With auto threads (``threads=0``) and a kernel that runs its own, the controller that sets
+        ``kernel.n_threads`` before each chunk from the measured speed and the machine's load
+        (None: the count is fixed).
     """
 
     def __init__(self, config: RunConfig, *, schedule=None, stream=None, run_dir=None,
@@ -215,6 +219,8 @@ class Trainer:
             self.kernel = kernels.get(config.kernel, self.device, threads=config.threads)
         except ValueError as exc:  # an unknown name, or one that does not run on this device
             raise ConfigError(f"kernel: {exc}") from None
+        # auto threads: the count may change between chunks with the load (never the weights)
+        self.kernel_threads = thread_policy.kernel_controller(config.threads, self.kernel)
         self._stream = stream
         self.folder = RunFolder(run_dir) if run_dir is not None else None
         self._failed: str | None = None
@@ -321,7 +327,7 @@ class Trainer:
                 for chunk in producer:                               # the next chunk
                     phase = phase_at(cfg, chunk.start)
                     try:                                             # predict, score, update
-                        run_chunk(self._train_chunk, chunk, phase)
+                        run_chunk(self._train_chunk_timed, chunk, phase)
                     except TrainingInterrupted:  # a second signal: the chunk may still be running
                         self._failed = "stopped at once in the middle of a chunk"
                         raise
@@ -357,6 +363,18 @@ class Trainer:
                 self._log(f"done: position {self.position}, online_error "
                           f"{self.metrics.online_error:.6g}")
         return self.result(snapshot=snap, elapsed_s=time.perf_counter() - t_call)
+
+    def _train_chunk_timed(self, chunk: Chunk, phase: Phase) -> None:
+        """:meth:`_train_chunk` at the thread count ``kernel_threads`` chooses, which it then
+        learns the chunk's speed from (a fixed count without a controller)."""
+        control = self.kernel_threads
+        if control is None:
+            self._train_chunk(chunk, phase)
+            return
+        self.kernel.n_threads = control.choose((phase.kind, phase.layer))
+        t0 = time.perf_counter()
+        self._train_chunk(chunk, phase)
+        control.record(len(chunk), time.perf_counter() - t0)
 
     def _train_chunk(self, chunk: Chunk, phase: Phase) -> None:
         """One chunk of updates, one example each; the kernel predicts and scores each supervised

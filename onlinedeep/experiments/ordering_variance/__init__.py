@@ -4,8 +4,12 @@ Protocol
 --------
 A fixed training sequence of N examples (the base :class:`infinite_mnist.Schedule`) is cut into S
 segments. For each segment s and draw d, a job trains the same network (same initial weights, same
-configuration) on the base sequence with segment s replaced by a fresh range of the stream; the
-ranges of all draws are disjoint from the base sequence and from each other. For each s, the
+configuration) on the base sequence with segment s resampled: positions ``s·L .. (s+1)·L - 1``
+become a random sample of the stream (which base digits, in what order, which deformations) drawn
+with the seed ``draw_seed(plan seed, s, d)`` (:meth:`OrderingPlan.schedule`; paper 8.2: "sampling a
+different set of 1 million examples each time"). Two draws share a base digit at a position with
+probability 1/50,000, the base sequence elsewhere is unchanged, and position → stream index stays a
+pure function, so prefix sharing and resuming work as before. For each s, the
 *output variance* is the variance across the D trained networks of their softmax outputs on a fixed
 test set (the 10,000 MNIST test digits, stream indices 0-9,999), averaged over test examples and
 classes. One curve per *condition* (with pre-training, without), plotted against s/S.

@@ -21,9 +21,9 @@ from onlinedeep import threads as thread_policy
 from onlinedeep.atomic import write_bytes
 from onlinedeep.experiments import runner
 from onlinedeep.experiments.executors import Outcome
-from onlinedeep.experiments.ordering_variance.plan import (OUTPUT_FORMAT, Job, OrderingPlan,
-                                                           check_plan, save_or_check_plan,
-                                                           _PLAN_MUTABLE)
+from onlinedeep.experiments.ordering_variance.plan import (OUTPUT_FORMAT, SAMPLING_VERSION, Job,
+                                                           OrderingPlan, check_plan,
+                                                           save_or_check_plan, _PLAN_MUTABLE)
 from onlinedeep.run_folder import JobFolder
 from onlinedeep.snapshot import h5_image
 
@@ -117,7 +117,8 @@ def run_job(plan_data: dict[str, Any], out: str, key: str, threads: int | None =
     -----
     A base stage produces its branch point. The base job and the draw jobs produce an output file
     (HDF5, written atomically, last): dataset ``probabilities`` (test_count, n_classes)
-    float32, the softmax outputs on the test set; attributes ``format``, ``key``, ``condition``,
+    float32, the softmax outputs on the test set; attributes ``format``, ``sampling_version``
+    (of the draws, :data:`infinite_mnist.SAMPLING_VERSION`), ``key``, ``condition``,
     ``segment``, ``draw``, ``config`` (RunConfig JSON), ``schedule`` (Schedule JSON),
     ``test_start``, ``test_count``, ``position`` (examples trained), ``online_error``,
     ``started_from``, ``start_position``, ``seconds`` (wall time of this call) and ``network``: the
@@ -190,6 +191,7 @@ def run_job(plan_data: dict[str, Any], out: str, key: str, threads: int | None =
     probabilities = predict_proba(trainer.params, test_x).cpu().numpy()
     attrs = {
         "format": OUTPUT_FORMAT,
+        "sampling_version": SAMPLING_VERSION,
         "key": job.key,
         "condition": job.condition,
         "segment": job.segment,

@@ -11,15 +11,21 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from infinite_mnist.schedule import SAMPLING_VERSION
 from onlinedeep.config import BRANCH_MUTABLE, ConfigError, RunConfig
 from onlinedeep.run_folder import JobFolder
 
-__all__ = ["Job", "OrderingPlan", "PLAN_PRESETS", "load_plan", "check_plan", "save_or_check_plan"]
+__all__ = ["Job", "OrderingPlan", "PLAN_PRESETS", "SAMPLING_VERSION", "load_plan", "check_plan", "save_or_check_plan"]
 
 # The MNIST test digits are stream indices 0..9,999 (infinite_mnist.stream.N_TEST).
 N_TEST_DIGITS = 10_000
+PLAN_FORMAT = "onlinedeep.ordering_variance.plan/2"
 OUTPUT_FORMAT = "onlinedeep.ordering_variance.job/1"
 TABLE_FORMAT = "onlinedeep.ordering_variance.table/1"
+# The sampling rule of the draws (infinite_mnist.SAMPLING_VERSION when the rule was written into this
+# module); a plan, output or table records it, and results of another version are never mixed.
+# Plans without it (format /1) drew each segment as a range of consecutive training ids, which in
+# the paper preset presented the same base digits in the same order in every draw.
 
 # Fields of a condition's RunConfig that may change between two `run` calls on the same folder: they
 # change where and how jobs execute or report, never the updates. sup_updates is *not* among them
@@ -119,11 +125,13 @@ class OrderingPlan:
     test_start, test_count : int
         Test set = stream indices ``[test_start, test_start + test_count)``; default the 10,000
         MNIST test digits (indices 0-9,999).
-    draw_start : int or None
-        Training id of the first fresh range; default right after the base sequence
-        (``stream_start + N``). Draw (s, d) uses training ids
-        ``draw_start + (s·D + d)·L .. + L`` (L the segment length). The same ranges serve every
-        condition (paired comparison: the conditions see the same examples).
+    seed : int or None
+        Experiment seed of the draws, in [0, 2**63); default the ``seed`` of the first condition.
+        Draw d of segment s replaces positions ``s·L .. (s+1)·L - 1`` by the random sample
+        ``Schedule.resample(s·L, L, draw_seed(seed, s, d))`` (paper 8.2: "sampling a different set
+        of 1 million examples each time"): which base digits, in what order, and their
+        deformations all differ between draws. The same samples serve every condition (paired
+        comparison: the conditions see the same examples).
 
     Raises
     ------
@@ -136,7 +144,7 @@ class OrderingPlan:
     n_draws: int
     test_start: int = 0
     test_count: int = 10_000
-    draw_start: int | None = None
+    seed: int | None = None
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -170,17 +178,18 @@ class OrderingPlan:
         """Position of segment ``segment`` as a fraction of training (``s / S``; Figure 13's x)."""
         return segment / self.n_segments
 
-    def draw_range(self, segment: int, draw: int) -> tuple[int, int]:
-        """Fresh range ``(start, length)`` of training ids swapped in by job (segment, draw).
+    def draw_seed(self, segment: int, draw: int) -> int:
+        """Sample seed of job (segment, draw): ``infinite_mnist.draw_seed(seed, segment, draw)``.
 
         Raises
         ------
         ValueError
             If ``segment`` or ``draw`` is out of range.
         """
+        from infinite_mnist import draw_seed
+
         self._check_segment_draw(segment, draw)
-        index = segment * self.n_draws + draw
-        return self.draw_start + index * self.segment_length, self.segment_length
+        return draw_seed(self.seed, segment, draw)
 
     def _check_segment_draw(self, segment: int, draw: int) -> None:
         if not 0 <= segment < self.n_segments:
@@ -196,18 +205,50 @@ class OrderingPlan:
         return Schedule.contiguous(self.n_examples, start=first.stream_start, split=first.split)
 
     def schedule(self, job: Job):
-        """The training sequence of ``job``: the base one, with segment s swapped for its range.
+        """The training sequence of ``job``: the base one, with segment s resampled for draw d.
 
         Returns
         -------
         infinite_mnist.Schedule
-            Total N; only indices, nothing is generated here.
+            Total N; positions outside segment s keep the base sequence's examples; position
+            → stream index is a pure function (nothing is generated here).
         """
         base = self.base_schedule()
         if job.is_base:
             return base
-        new_start, length = self.draw_range(job.segment, job.draw)
-        return base.replace(self.boundary(job.segment), length, new_start)
+        return base.resample(self.boundary(job.segment), self.segment_length,
+                             self.draw_seed(job.segment, job.draw))
+
+    def indices(self, job: Job, start: int | None = None, count: int | None = None):
+        """Stream indices ``job`` trains on at positions ``start .. start + count - 1``.
+
+        Parameters
+        ----------
+        job : Job
+        start, count : int, optional
+            Default: the positions of the job's varied segment (the whole sequence for a base job).
+
+        Returns
+        -------
+        (count,) int64 ndarray
+
+        Raises
+        ------
+        ValueError
+            If the segment or draw is out of range, or the positions are outside ``[0, N)``.
+        """
+        if not job.is_base:
+            self._check_segment_draw(job.segment, job.draw)
+        first, length = (0, self.n_examples) if job.is_base else (self.boundary(job.segment),
+                                                                  self.segment_length)
+        if start is None:
+            start = first
+        if count is None:
+            count = length if start == first else max(0, min(length, self.n_examples - start))
+        if start < 0 or count < 0 or start + count > self.n_examples:
+            raise ValueError(f"positions: expected [start, start + count) inside [0, {self.n_examples}), "
+                             f"found start={start}, count={count}")
+        return self.schedule(job).indices(start, count)
 
     def config(self, job: Job) -> RunConfig:
         """The RunConfig of ``job``'s condition (a copy)."""
@@ -264,12 +305,13 @@ class OrderingPlan:
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form (what ``plan.json`` holds)."""
         return {
-            "format": "onlinedeep.ordering_variance.plan/1",
+            "format": PLAN_FORMAT,
+            "sampling_version": SAMPLING_VERSION,
             "n_segments": self.n_segments,
             "n_draws": self.n_draws,
             "test_start": self.test_start,
             "test_count": self.test_count,
-            "draw_start": self.draw_start,
+            "seed": self.seed,
             "configs": {name: cfg.to_dict() for name, cfg in self.configs.items()},
         }
 
@@ -280,8 +322,16 @@ class OrderingPlan:
         Raises
         ------
         ConfigError
-            If a field is missing or invalid; the message starts with ``where``.
+            If a field is missing or invalid, or the plan was made with another sampling version
+            (its results cannot be reused); the message starts with ``where``.
         """
+        version = data.get("sampling_version") if isinstance(data, dict) else None
+        if version != SAMPLING_VERSION:
+            raise ConfigError(
+                f"{where}: made with sampling version {version} (this program draws segments with "
+                f"version {SAMPLING_VERSION}: {_VERSION_TEXT}); its results cannot be reused: "
+                f"use another --out"
+            )
         try:
             configs = {
                 name: RunConfig.from_dict(cfg, where=f"{where}: configs[{name!r}]")
@@ -293,7 +343,7 @@ class OrderingPlan:
                 n_draws=data["n_draws"],
                 test_start=data["test_start"],
                 test_count=data["test_count"],
-                draw_start=data["draw_start"],
+                seed=data["seed"],
             )
         except KeyError as exc:
             raise ConfigError(f"{where}: missing field {exc.args[0]!r}") from None
@@ -309,7 +359,7 @@ class OrderingPlan:
             Empty if both plans define the same jobs on the same data.
         """
         diffs = []
-        for field in ("n_segments", "n_draws", "test_start", "test_count", "draw_start"):
+        for field in ("n_segments", "n_draws", "test_start", "test_count", "seed"):
             if getattr(self, field) != getattr(other, field):
                 diffs.append(f"{field}: {getattr(self, field)!r} vs {getattr(other, field)!r}")
         if self.conditions != other.conditions:
@@ -378,7 +428,7 @@ class OrderingPlan:
 
 
 def _validate(plan: "OrderingPlan") -> None:
-    """Check a plan's fields and fill in ``draw_start`` (raises ConfigError, see OrderingPlan)."""
+    """Check a plan's fields and fill in ``seed`` (raises ConfigError, see OrderingPlan)."""
     if not plan.configs:
         raise ConfigError("configs: expected at least one condition, found none")
     for name, cfg in plan.configs.items():
@@ -425,17 +475,14 @@ def _validate(plan: "OrderingPlan") -> None:
             f"must be MNIST test digits, stream indices 0-{N_TEST_DIGITS - 1}), found "
             f"{plan.test_start} + {plan.test_count}"
         )
-    if plan.draw_start is None:
-        plan.draw_start = first.stream_start + n
-    base_stop = first.stream_start + n
-    draws_stop = plan.draw_start + plan.n_segments * plan.n_draws * plan.segment_length
-    if not isinstance(plan.draw_start, int) or (
-        plan.draw_start < base_stop and draws_stop > first.stream_start
-    ):
-        raise ConfigError(
-            f"draw_start: the fresh ranges [{plan.draw_start}, {draws_stop}) must not overlap "
-            f"the base sequence [{first.stream_start}, {base_stop}) (training ids)"
-        )
+    if plan.seed is None:
+        plan.seed = first.seed
+    if isinstance(plan.seed, bool) or not isinstance(plan.seed, int) or not 0 <= plan.seed < 2**63:
+        raise ConfigError(f"seed: expected an integer in [0, 2**63), found {plan.seed!r}")
+
+
+_VERSION_TEXT = {1: "each draw is an independent random sample of base digits, order and "
+                    "deformations"}.get(SAMPLING_VERSION, "")
 
 
 PLAN_PRESETS: dict[str, dict[str, Any]] = {
@@ -481,7 +528,8 @@ def check_plan(plan: OrderingPlan, out: str | os.PathLike) -> None:
     Raises
     ------
     ConfigError
-        If the folder holds a different experiment (the message lists the differences).
+        If the folder holds a different experiment (the message lists the differences), or a plan
+        or job output made with another sampling version.
     """
     path = JobFolder(out).plan_path
     if path.exists():
@@ -492,6 +540,27 @@ def check_plan(plan: OrderingPlan, out: str | os.PathLike) -> None:
                 f"{path}: this folder holds a different experiment (stored vs requested): "
                 + "; ".join(diffs) + ". Use another --out, or the same options as before."
             )
+    for job in plan.jobs():
+        output = JobFolder(out).output(job.key)
+        if not job.is_stage and output.is_file():
+            version = output_sampling_version(output)
+            if version != SAMPLING_VERSION:
+                raise ConfigError(
+                    f"{output}: made with sampling version {version}, not {SAMPLING_VERSION}; "
+                    f"results of two sampling versions are never mixed: use another --out"
+                )
+
+
+def output_sampling_version(path: str | os.PathLike) -> int | None:
+    """The ``sampling_version`` attribute of a job output (None if absent or unreadable)."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            value = f.attrs.get("sampling_version")
+    except OSError:
+        return None
+    return None if value is None else int(value)
 
 
 def save_or_check_plan(plan: OrderingPlan, out: str | os.PathLike) -> None:

@@ -14,8 +14,9 @@ import numpy as np
 
 from onlinedeep.atomic import atomic_file, write_bytes
 from onlinedeep.experiments.ordering_variance.jobs import output_path
-from onlinedeep.experiments.ordering_variance.plan import (OUTPUT_FORMAT, TABLE_FORMAT, Job,
-                                                           OrderingPlan, load_plan)
+from onlinedeep.experiments.ordering_variance.plan import (OUTPUT_FORMAT, SAMPLING_VERSION,
+                                                           TABLE_FORMAT, Job, OrderingPlan,
+                                                           load_plan)
 from onlinedeep.run_folder import JobFolder
 from onlinedeep.snapshot import h5_image
 
@@ -70,6 +71,10 @@ def _read_job_output(path: Path, plan: OrderingPlan) -> tuple[np.ndarray, float]
     with _read_h5(path, OUTPUT_FORMAT, "ordering-variance job output") as f:
         probs = f["probabilities"][...]
         online_error = float(f.attrs["online_error"])
+        version = f.attrs.get("sampling_version")
+    if version is None or int(version) != SAMPLING_VERSION:
+        raise ValueError(f"{path}: made with sampling version {version}, not {SAMPLING_VERSION} "
+                         f"(results of two sampling versions are never mixed)")
     n_classes = next(iter(plan.configs.values())).n_classes
     if probs.shape != (plan.test_count, n_classes) or not np.isfinite(probs).all():
         raise ValueError(

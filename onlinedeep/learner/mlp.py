@@ -26,7 +26,6 @@ in a run). The noise of the pre-training update at position ``p`` of layer ``k``
 """
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
 from typing import Any, Iterable
@@ -36,18 +35,14 @@ import torch
 
 from onlinedeep import kernels, model, phases
 from onlinedeep import threads as thread_policy
-from onlinedeep import snapshot as snapshots
 from onlinedeep.config import ConfigError, RunConfig
 from onlinedeep.inputs import check_inputs
+from onlinedeep.learner import river
 from onlinedeep.metrics import RunMetrics
 from onlinedeep.training.draws import layer_draws
 from onlinedeep.training.loop import resolve_device
 
-__all__ = ["OnlineMLP", "register_with_river"]
-
-# What a learner snapshot stores in place of an InfiniteMNIST schedule: its rows came from the
-# caller. Not a Schedule, so `onlinedeep train` refuses to continue it as a run (its data is unknown).
-LEARNER_SCHEDULE = {"source": "OnlineMLP", "note": "rows given by the caller, not a stream schedule"}
+__all__ = ["OnlineMLP"]
 
 _PARAMS = ("layers", "units", "pretrain", "learning_rate", "unsup_learning_rate",
            "corruption_level", "noise", "cd_k", "sample_reconstruction", "l1", "l2", "seed",
@@ -325,7 +320,7 @@ class OnlineMLP:
             ok = classes[idx] == y
         if not np.all(ok):
             i = int(np.flatnonzero(~ok)[0])
-            raise ValueError(f"y: label {_scalar(y[i])!r} at row {i} is not one of the classes "
+            raise ValueError(f"y: label {river.scalar(y[i])!r} at row {i} is not one of the classes "
                              f"{self.classes_.tolist()!r}")
         return idx.astype(np.int64)
 
@@ -543,38 +538,6 @@ class OnlineMLP:
         return float(np.mean(self.predict(X) == y))
 
     # ------------------------------------------------------------------ River's API
-    def _row(self, x) -> np.ndarray:
-        """One example as a ``(1, n_inputs)`` array; ``x`` a dict (River) or a 1-d array."""
-        if isinstance(x, dict):
-            if self.feature_names_in_ is None:
-                keys = list(x)
-                if (self.n_features_in_ is not None and keys
-                        and all(isinstance(k, (int, np.integer)) for k in keys)):
-                    self.feature_names_in_ = list(range(self.n_features_in_))
-                else:
-                    if self.n_features_in_ is not None and len(keys) != self.n_features_in_:
-                        raise ValueError(
-                            f"x: the first dict has {len(keys)} features, the network has "
-                            f"{self.n_features_in_} inputs (give all features, or integer keys "
-                            f"0..{self.n_features_in_ - 1})")
-                    self.feature_names_in_ = keys
-                self._feature_index = None
-            if self._feature_index is None:
-                self._feature_index = {k: i for i, k in enumerate(self.feature_names_in_)}
-            index = self._feature_index
-            row = np.zeros((1, len(self.feature_names_in_)), dtype=np.float64)
-            for k, v in x.items():
-                i = index.get(k)
-                if i is None:
-                    raise ValueError(f"x: unknown feature {k!r} (the features are those of the "
-                                     f"first example; missing ones count as 0)")
-                row[0, i] = v
-            return row
-        arr = np.asarray(x.detach().cpu().numpy() if hasattr(x, "detach") else x)
-        if arr.ndim != 1:
-            raise ValueError(f"x: expected a dict or a 1-d array, found shape {arr.shape}")
-        return arr[None, :]
-
     def learn_one(self, x, y) -> None:
         """One supervised update (River's API): ``partial_fit`` on one row.
 
@@ -587,16 +550,16 @@ class OnlineMLP:
             One of ``classes_`` (set ``n_classes`` or call ``partial_fit(..., classes=...)``
             first).
         """
-        self._supervised(self._row(x), [y], name="x")
+        self._supervised(river.row(self, x), [y], name="x")
 
     def predict_proba_one(self, x) -> dict:
         """Class probabilities of one example (River's API): ``{label: probability}``."""
-        p = self.predict_proba(self._row(x))[0]
-        return {_scalar(c): float(v) for c, v in zip(self.classes_, p)}
+        p = self.predict_proba(river.row(self, x))[0]
+        return {river.scalar(c): float(v) for c, v in zip(self.classes_, p)}
 
     def predict_one(self, x):
         """Predicted label of one example (River's API)."""
-        return _scalar(self.predict(self._row(x))[0])
+        return river.scalar(self.predict(river.row(self, x))[0])
 
     # ------------------------------------------------------------------ export and files
     def to_module(self) -> torch.nn.Sequential:
@@ -644,26 +607,9 @@ class OnlineMLP:
         SnapshotError
             If a parameter holds NaN/Inf (nothing is written).
         """
-        from onlinedeep.training.data import software_versions
+        from onlinedeep.learner import files
 
-        cfg = self.to_config()
-        self._ensure_params(self.n_features_in_)
-        if self.position_ > 0:  # as a run records at its end
-            self.metrics_.record(self.position_, phases.phase_at(cfg, self.position_ - 1).layer)
-        state = snapshots.expected_state(cfg, self.position_)
-        classes = self.classes_.tolist()
-        learner = {"classes": classes if classes != list(range(len(classes))) else None,
-                   "feature_names": (None if self.feature_names_in_ is None
-                                     else [_scalar(k) for k in self.feature_names_in_])}
-        return snapshots.save(
-            path, config=cfg, schedule=LEARNER_SCHEDULE, position=self.position_,
-            phase=state["phase"], layer=state["layer"], params=self.params_,
-            metrics=self.metrics_.state(),
-            counters={"unsup_done": state["unsup_done"], "sup_done": state["sup_done"],
-                      "elapsed_s": float(self.elapsed_s_)},
-            provenance={"data": {"source": "OnlineMLP"}, "software": software_versions(),
-                        "learner": learner},
-        )
+        return files.save(self, path)
 
     @classmethod
     def load(cls, path, *, device: str | None = None, kernel: str | None = None,
@@ -685,62 +631,6 @@ class OnlineMLP:
         SnapshotError
             If the file is missing, damaged or not a snapshot.
         """
-        from onlinedeep.evaluate import resolve_snapshot
+        from onlinedeep.learner import files
 
-        snap_path, _ = resolve_snapshot(path)
-        snap = snapshots.load(snap_path)
-        cfg = snap.config
-        info = (snap.provenance or {}).get("learner") or {}
-        net = cls(layers=cfg.layers, units=cfg.n_hidden, pretrain=cfg.pretrain,
-                  learning_rate=cfg.learning_rate, unsup_learning_rate=cfg.unsup_learning_rate,
-                  corruption_level=cfg.corruption_level, noise=cfg.noise, cd_k=cfg.cd_k,
-                  sample_reconstruction=cfg.sample_reconstruction, l1=cfg.l1, l2=cfg.l2,
-                  seed=cfg.seed, n_inputs=cfg.n_inputs, n_classes=cfg.n_classes,
-                  window=cfg.window, log_every=cfg.log_every, chunk_size=cfg.chunk_size,
-                  device=device or cfg.device, kernel=kernel or cfg.kernel,
-                  threads=cfg.threads if threads is None else threads)
-        if info.get("classes") is not None:
-            net.classes_ = np.asarray(info["classes"])
-        if info.get("feature_names") is not None:
-            net.feature_names_in_ = list(info["feature_names"])
-            net._feature_index = None
-        order = list(snapshots.param_shapes(cfg))
-        net.params_ = {k: torch.from_numpy(np.ascontiguousarray(snap.params[k])).to(net._device)
-                       for k in order}
-        net._out_ready = True
-        net.position_ = snap.position
-        net.metrics_ = RunMetrics.from_state(snap.metrics, log_every=cfg.log_every)
-        net.elapsed_s_ = float(snap.counters.get("elapsed_s", 0.0))
-        done, start = [], 0
-        for count in phases.layer_updates(cfg):
-            d = min(max(snap.position - start, 0), count)
-            if d > 0:
-                done.append(d)
-            start += count
-        net.layer_updates_ = done
-        return net
-
-
-def register_with_river() -> None:
-    """Make River see :class:`OnlineMLP` as one of its classifiers (``river.base.Classifier``,
-    a virtual subclass), so River's own tools accept it, e.g.
-    ``river.evaluate.progressive_val_score(dataset, OnlineMLP(n_classes=10), metrics.Accuracy())``.
-
-    Raises
-    ------
-    onlinedeep.live.MissingExtraError
-        If River is not installed (``pip install 'onlinedeep[river]'``).
-    """
-    try:
-        from river import base
-    except ImportError:
-        from onlinedeep.live import MissingExtraError
-
-        raise MissingExtraError("register_with_river: needs the river package, which is not "
-                                "installed; install it with: pip install 'onlinedeep[river]'") from None
-    base.Classifier.register(OnlineMLP)
-
-
-def _scalar(value):
-    """A NumPy scalar as the Python value (dict keys, JSON)."""
-    return value.item() if isinstance(value, np.generic) else value
+        return files.load(cls, path, device=device, kernel=kernel, threads=threads)

@@ -1,0 +1,240 @@
+"""``onlinedeep experiment run|report NAME``: one command per figure of the paper's section 8.
+
+Figures 11, 12 and 14 are networks in one folder (:mod:`onlinedeep.experiments.section8`), Figure 13
+is the ordering-variance experiment in its ``figure13/`` sub-folder; all run as idempotent jobs on
+local worker processes or a Dask cluster. This module only parses options and prints.
+"""
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+
+class Figure(str, Enum):
+    figure11 = "figure11"
+    figure12 = "figure12"
+    figure13 = "figure13"
+    figure14 = "figure14"
+
+
+class Preset(str, Enum):
+    paper = "paper"
+    smoke = "smoke"
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    d, rest = divmod(seconds, 86_400)
+    h, rest = divmod(rest, 3_600)
+    m, s = divmod(rest, 60)
+    if d:
+        return f"{d}d {h}h {m:02d}m"
+    if h:
+        return f"{h}h {m:02d}m"
+    return f"{m}m {s:02d}s" if m else f"{s}s"
+
+
+def _jobs_of(figure: str, out: Path, preset: str):
+    """``[(key, total updates, done, pending by phase kind, config, depends_on, finished)]``."""
+    from onlinedeep.experiments import runner, section8
+
+    rows = []
+    if figure != "figure13":
+        for spec in section8.job_specs(figure, out, preset):
+            config = section8.key_config(spec.key, preset=preset, out=out)
+            done, left = section8.pending_updates(config)
+            finished = runner.finished(spec)
+            rows.append((spec.key, config.total_updates, done, {} if finished else left, config,
+                         (), finished))
+        return rows
+    from onlinedeep.experiments import figure13
+    from onlinedeep.experiments import ordering_variance as ov
+    from onlinedeep.run_folder import RunFolder
+
+    plan = figure13.plan(preset)
+    folder = section8.figure13_folder(out)
+    for job in plan.jobs():
+        config = plan.config(job)
+        if job.is_stage:
+            lo, hi = plan.boundary(job.segment - 1), plan.boundary(job.segment)
+        elif job.is_base:
+            lo, hi = plan.boundary(plan.n_segments - 1), plan.n_examples
+        else:
+            lo, hi = plan.boundary(job.segment), plan.n_examples
+        held = RunFolder(ov.run_dir(plan, folder, job)).snapshots()
+        done = max(lo, min(hi, held[-1][0])) if held else lo
+        finished = ov.output_path(plan, folder, job).exists()
+        left = {} if finished else section8.phase_updates(config, done, hi)
+        rows.append((job.key, hi - lo, done - lo, left, config,
+                     tuple(d.key for d in plan.depends_on(job)), finished))
+    return rows
+
+
+def _dry_run(figure: str, out: Path, preset: str, jobs: int, threads: int) -> None:
+    from onlinedeep.config import format_count
+    from onlinedeep.experiments import section8
+
+    rows = _jobs_of(figure, out, preset)
+    rates: dict[tuple, dict[str, float]] = {}
+    durations = []
+    for key, total, done, left, config, deps, finished in rows:
+        seconds = 0.0
+        if left:
+            net = (config.layers, config.n_hidden, config.pretrain, config.pretrain_layers,
+                   config.kernel, config.device, config.cd_k, config.noise)
+            if net not in rates:
+                rates[net] = section8.measure_seconds_per_update(config, threads)
+            seconds = sum(n * rates[net][kind] for kind, n in left.items())
+        durations.append((key, seconds, deps))
+    shown = rows if len(rows) <= 40 else [r for r in rows if r[3]][:40]
+    typer.echo(f"{'job':<22} {'status':<24} {'updates':>8} {'pending':>8} {'est. time':>10}")
+    for (key, total, done, left, config, deps, finished), (_, seconds, _) in zip(rows, durations):
+        if (key, total, done, left, config, deps, finished) not in shown:
+            continue
+        pending = sum(left.values())
+        status = ("finished" if finished else "post-steps left" if not pending
+                  else "not started" if done == 0 else f"at {format_count(done)}")
+        typer.echo(f"{key:<22} {status:<24} {format_count(total):>8} {format_count(pending):>8} "
+                   f"{_duration(seconds):>10}")
+    if len(shown) < len(rows):
+        typer.echo(f"... ({len(rows) - len(shown)} more jobs not shown)")
+    pending = sum(sum(r[3].values()) for r in rows)
+    unfinished = sum(1 for r in rows if not r[6])
+    eta = section8.makespan(durations, jobs)
+    typer.echo(f"{len(rows)} jobs, {unfinished} unfinished, {pending:,} updates pending; "
+               f"ETA {_duration(eta)} with {jobs} parallel job(s) x {threads} thread(s)")
+    typer.echo("(kernel time measured here for ~1 s per network, at the threads each job gets; "
+               "stream generation runs beside it and is not counted; the post-steps (test error, "
+               "Figure 12 blocks) add minutes)")
+    for net, r in rates.items():
+        per = ", ".join(f"{k} {1e3 * v:.3g} ms" for k, v in r.items())
+        typer.echo(f"  {net[0]}x{net[1]} {net[2]}, {net[3]} pre-trained layer(s) ({net[4]} kernel): "
+                   f"{per} per update")
+
+
+def run(
+    figure: Figure = typer.Argument(..., help="figure11, figure12, figure13 or figure14."),
+    out: Path = typer.Option(Path("runs/section8"), "--out", help="The section-8 folder (shared "
+                             "by the figures; on a filesystem every worker sees)."),
+    jobs: Optional[int] = typer.Option(None, "--jobs", min=1, help="Local worker processes "
+                                       "[fill the machine: cores, at most the unfinished jobs]."),
+    scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Address of an existing Dask "
+                                            "scheduler (e.g. tcp://host:8786) to run the jobs on."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Threads per job "
+                                          "[cores / --jobs locally; unchanged on a cluster]."),
+    preset: Preset = typer.Option(Preset.paper, "--preset", help="paper (section 8's protocol) or "
+                                  "smoke (tiny networks, a few thousand updates)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the jobs, their updates and an "
+                                 "ETA from a quick measurement here; run nothing."),
+) -> None:
+    """Run (or continue) the networks of a figure: finished jobs are skipped, runs started by
+    hand or interrupted are resumed, complete runs only get their missing post-steps."""
+    from tqdm import tqdm
+
+    from onlinedeep import threads as thread_policy
+    from onlinedeep.experiments import executors, section8
+
+    name, preset_name = figure.value, preset.value
+    rows = _jobs_of(name, out, preset_name)
+    unfinished = sum(1 for r in rows if not r[6])
+    jobs = thread_policy.local_jobs(jobs or 0, threads or 0, pending=unfinished)
+    job_threads = thread_policy.decide("job", threads or 0, jobs=jobs)
+    if dry_run:
+        _dry_run(name, out, preset_name, jobs, job_threads)
+        return
+    if scheduler is not None:
+        job_threads = threads
+
+        def connect():
+            return executors.remote_client(scheduler)
+    else:
+        def connect():
+            return executors.local_client(jobs)
+
+    typer.echo(f"{name}: {len(rows) - unfinished} of {len(rows)} jobs already finished"
+               + (f"; {jobs} local job(s) x {job_threads} thread(s)" if scheduler is None else ""))
+    bar = tqdm(total=unfinished, unit="job", desc=name, dynamic_ncols=True)
+
+    def on_outcome(outcome) -> None:
+        bar.update(1)
+        if outcome.status != "done":
+            bar.write(f"{outcome.status}: {outcome.key}: {outcome.error}")
+
+    try:
+        if name == "figure13":
+            from onlinedeep.experiments import figure13
+            from onlinedeep.experiments.ordering_variance import run_experiment
+
+            outcomes = run_experiment(figure13.plan(preset_name), section8.figure13_folder(out),
+                                      connect, threads=job_threads, on_outcome=on_outcome)
+            where = section8.figure13_folder(out)
+        else:
+            outcomes = section8.run_figure(name, out, connect, preset=preset_name,
+                                           threads=job_threads, on_outcome=on_outcome)
+            where = out
+    finally:
+        bar.close()
+    failed = [o for o in outcomes.values() if o.status == "failed"]
+    skipped = [o for o in outcomes.values() if o.status == "skipped"]
+    before = sum(1 for o in outcomes.values() if o.status == "done"
+                 and (o.value or {}).get("status") == "already finished")
+    typer.echo(f"{len(outcomes)} jobs: {before} already finished, "
+               f"{len(outcomes) - before - len(failed) - len(skipped)} finished now, "
+               f"{len(failed)} failed, {len(skipped)} not started (failed dependency)")
+    for o in failed:
+        typer.echo(f"FAILED {o.key}: {o.error}", err=True)
+    if failed or skipped:
+        typer.echo(f"tracebacks: {where / 'last_run.json'}; fix the cause and rerun the same "
+                   "command (finished jobs are skipped).", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"all jobs finished; next: onlinedeep experiment report {name} --out {out}")
+
+
+def report(
+    figure: Figure = typer.Argument(..., help="figure11, figure12, figure13 or figure14."),
+    out: Path = typer.Option(Path("runs/section8"), "--out", help="The section-8 folder."),
+    results: Optional[Path] = typer.Option(None, "--results", help="Write into RESULTS/NAME/ "
+                                           "(e.g. docs/results) instead of OUT/reports/NAME/."),
+    preset: Optional[Preset] = typer.Option(None, "--preset", help="The folder's preset [from "
+                                            "OUT/plan.json; paper without one]."),
+) -> None:
+    """Write a figure's CSV files, PNG and command.txt from what is trained so far (networks
+    still training are drawn up to their newest snapshot and marked partial)."""
+    from onlinedeep.experiments import figure11, figure12, figure13, figure14
+
+    name = figure.value
+    preset_name = preset.value if preset is not None else None
+    if name == "figure13":
+        rep = figure13.report(out, results=results)
+        typer.echo(f"{'condition':>10} {'segment':>7} {'fraction':>8} {'draws':>5} {'variance':>12}")
+        for i in range(len(rep.table["segment"])):
+            typer.echo(f"{rep.table['condition'][i]:>10} {rep.table['segment'][i]:>7d} "
+                       f"{rep.table['fraction'][i]:>8.2f} {rep.table['n_draws'][i]:>5d} "
+                       f"{rep.table['variance'][i]:>12.4e}")
+        typer.echo(f"table: {rep.table_csv}\nfigure: {rep.figure}\ncommands: {rep.command}")
+        return
+    module = {"figure11": figure11, "figure12": figure12, "figure14": figure14}[name]
+    rep = module.report(out, preset=preset_name, results=results)
+    typer.echo(f"{'network':<16} {'status':<22} {'last':>6} {'err_last':>9} {'final':>7} "
+               f"{'test %':>7}")
+    from onlinedeep.config import format_count
+
+    for st in rep.statuses:
+        typer.echo(f"{st.key:<16} {st.status:<22} {format_count(st.last_examples):>6} "
+                   f"{st.online_error_last:>9.4f} {st.final_online_error:>7.4f} "
+                   f"{st.test_error_percent:>7.2f}")
+    typer.echo(f"series: {rep.series_csv}\ntable: {rep.table_csv}\nfigure: {rep.figure}\n"
+               f"commands: {rep.command}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``experiment`` sub-app (``run``, ``report``) to ``app``."""
+    sub = typer.Typer(help="Section 8 of the paper, one command per figure (11-14), as resumable "
+                      "jobs, locally (--jobs N) or on a Dask cluster (--scheduler ADDRESS).",
+                      no_args_is_help=True)
+    sub.command("run")(run)
+    sub.command("report")(report)
+    app.add_typer(sub, name="experiment")

@@ -1,0 +1,251 @@
+"""Section 8 as one command per figure (Figures 11-14): keys, configurations, jobs, reports."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from onlinedeep import snapshot
+from onlinedeep.config import ConfigError, RunConfig
+from onlinedeep.evaluate import recorded
+from onlinedeep.experiments import section8
+from onlinedeep.metrics import Series
+from onlinedeep.run_folder import RunFolder
+
+
+def _cli(*args, cwd=None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    return subprocess.run([sys.executable, "-m", "onlinedeep_cli.main", *args], capture_output=True,
+                          text=True, env=env, timeout=300, cwd=cwd)
+
+
+def _table(path: Path) -> dict[str, dict[str, str]]:
+    with open(path) as f:
+        return {row["network"]: row for row in csv.DictReader(f)}
+
+
+# ------------------------------------------------------------------------------ keys and configs
+def test_key_configs_are_those_of_the_runs_started_by_hand(tmp_path):
+    out = str(tmp_path)
+    # `onlinedeep train --out OUT --name layers1-none --layers 1 --pretrain none
+    #  --train-error-blocks 20 --threads 1` (and likewise for the others)
+    for key, layers, pretrain, blocks in (("layers1-none", 1, "none", 20), ("layers1-dae", 1, "dae", 20),
+                                          ("layers1-rbm", 1, "rbm", 20), ("layers3-dae", 3, "dae", None)):
+        by_hand = RunConfig.preset("paper", layers=layers, pretrain=pretrain,
+                                   train_error_blocks=blocks, name=key, out=out, threads=1)
+        assert section8.key_config(key, out=out, threads=1).to_dict() == by_hand.to_dict(), key
+    one, three = section8.key_config("layers1-dae"), section8.key_config("layers3-rbm")
+    assert (one.n_hidden, one.unsup_updates, one.sup_updates) == (2000, 2_500_000, 7_500_000)
+    assert (three.n_hidden, three.train_error_blocks) == (1000, 0)  # footnote 14
+    assert section8.key_config("layers3-none").sup_updates == 10_000_000
+    k1 = section8.key_config("layers3-dae-k1")
+    assert (k1.layers, k1.pretrain, k1.pretrain_layers, k1.unsup_updates) == (3, "dae", 1, 2_500_000)
+    smoke = section8.key_config("layers1-none", preset="smoke")
+    assert (smoke.n_hidden, smoke.unsup_updates, smoke.total_updates) == (32, 0, 4000)
+    for bad in ("layers3-dae-k3", "layers3-none-k1", "layer1-dae", "layers1-sdae"):
+        with pytest.raises(ConfigError, match="network key"):
+            section8.key_config(bad)
+    # Figure 14 reuses Figure 11's k = 0 and k = 3 networks; Figure 12 two of its 1-layer ones
+    assert set(section8.FIGURE_KEYS["figure12"]) < set(section8.FIGURE_KEYS["figure11"])
+    assert set(section8.FIGURE_KEYS["figure14"]) & set(section8.FIGURE_KEYS["figure11"]) == {
+        "layers3-none", "layers3-dae"}
+
+
+def test_online_error_over_the_last_examples_from_records():
+    errors = (np.arange(10_000) % 7 == 0).astype(np.float64)  # per-example 0/1 errors
+    window, log_every, start = 1000, 250, 2000
+    positions = np.arange(start + window, start + 10_000 + 1, log_every)
+    rec = np.array([errors[p - start - window:p - start].mean() for p in positions])
+    series = Series(position=positions, layer=np.full(len(positions), -1, np.int8),
+                    online_error=rec, nll=rec, reconstruction=np.full(len(positions), np.nan))
+    end = start + 10_000
+    value, exact = section8.online_error_last(series, window=window, span=3000, start=start, end=end)
+    assert exact and value == pytest.approx(errors[-3000:].mean(), abs=1e-12)
+    # a span the windows do not tile: the records inside, marked inexact
+    value, exact = section8.online_error_last(series, window=window, span=2500, start=start, end=end)
+    assert not exact and 0 < value < 1
+    assert np.isnan(section8.online_error_last(series, window=window, span=20_000, start=start,
+                                               end=end)[0])
+
+
+def test_makespan_respects_workers_and_dependencies():
+    jobs = [("a", 3.0, ()), ("b", 1.0, ()), ("c", 1.0, ("b",)), ("d", 5.0, ("a",))]
+    assert section8.makespan(jobs, 1) == 10.0
+    assert section8.makespan(jobs, 2) == 8.0   # a then d on one worker
+    assert section8.makespan(jobs, 8) == 8.0
+    assert section8.makespan([], 4) == 0.0
+
+
+# ------------------------------------------------------------------------------ end to end (smoke)
+def _final(out: Path, key: str) -> Path:
+    config = section8.key_config(key, preset="smoke", out=out)
+    return RunFolder(out / key).snapshot_path(config.total_updates, pinned=True)
+
+
+@pytest.mark.slow
+def test_smoke_figures_11_12_14_reuse_runs_and_report_their_numbers(tmp_path, mnist_dir):
+    out = tmp_path / "s8"
+    result = _cli("experiment", "run", "figure11", "--out", str(out), "--preset", "smoke",
+                  "--jobs", "2")
+    assert result.returncode == 0, result.stderr
+    assert "6 finished now" in result.stdout
+    mtimes = {key: _final(out, key).stat().st_mtime_ns for key in section8.FIGURE_KEYS["figure11"]}
+
+    # Figure 11's report: the table's numbers are the runs' own
+    assert _cli("experiment", "report", "figure11", "--out", str(out)).returncode == 0
+    folder = out / "reports" / "figure11"
+    table = _table(folder / "table.csv")
+    assert list(table) == list(section8.FIGURE_KEYS["figure11"])
+    for key, row in table.items():
+        config, series = snapshot.read_series(_final(out, key))
+        sup = series.supervised()
+        assert row["status"] == "complete" and int(row["updates_done"]) == config.total_updates
+        assert float(row["final_online_error"]) == pytest.approx(sup.online_error[-1], rel=1e-5)
+        by_pos = dict(zip(sup.position.tolist(), sup.online_error.tolist()))
+        assert row["online_error_last_exact"] == "1" and int(row["last_examples"]) == 2000
+        assert float(row["online_error_last"]) == pytest.approx(
+            (by_pos[4000] + by_pos[3000]) / 2, rel=1e-5)
+        test = recorded(out / key, "test", position=config.total_updates)
+        assert float(row["test_error_percent"]) == pytest.approx(test["error_percent"], rel=1e-5)
+    with open(folder / "online_error.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert 0 < len(rows) <= 2000
+    config, series = snapshot.read_series(_final(out, "layers1-dae"))
+    sup = series.supervised()
+    plotted = {int(r["position"]): float(r["online_error_layers1-dae"]) for r in rows
+               if r["online_error_layers1-dae"]}
+    assert sorted(plotted) == sup.position.tolist()
+    assert (folder / "figure11.png").stat().st_size > 10_000
+    command = (folder / "command.txt").read_text()
+    assert f"onlinedeep experiment run figure11 --out {out} --preset smoke" in command
+    assert f"onlinedeep train --out {out} --name layers3-rbm --layers 3 --pretrain rbm" in command
+
+    # Figure 14 trains k = 1, 2 only: k = 0 and k = 3 are Figure 11's run folders, untouched
+    result = _cli("experiment", "run", "figure14", "--out", str(out), "--preset", "smoke")
+    assert result.returncode == 0, result.stderr
+    last_run = json.loads((out / "last_run.json").read_text())
+    assert {k: v["value"]["status"] for k, v in last_run.items()} == {
+        "layers3-none": "already finished", "layers3-dae-k1": "finished",
+        "layers3-dae-k2": "finished", "layers3-dae": "already finished"}
+    assert {k: _final(out, k).stat().st_mtime_ns for k in mtimes} == mtimes
+    assert _cli("experiment", "report", "figure14", "--out", str(out)).returncode == 0
+    table14 = _table(out / "reports" / "figure14" / "table.csv")
+    assert table14["layers3-dae"]["final_online_error"] == table["layers3-dae"]["final_online_error"]
+    assert json.loads(RunFolder(out / "layers3-dae-k2").path.joinpath("config.json").read_text())[
+        "pretrain_layers"] == 2
+
+    # Figure 12: its networks were trained (with their blocks) by Figure 11
+    result = _cli("experiment", "run", "figure12", "--out", str(out))  # the preset from plan.json? no:
+    assert result.returncode == 2 and "holds the 'smoke' preset" in result.stderr  # paper refused
+    assert _cli("experiment", "run", "figure12", "--out", str(out), "--preset", "smoke").returncode == 0
+    assert {k: _final(out, k).stat().st_mtime_ns for k in mtimes} == mtimes
+    results = tmp_path / "docs" / "results"
+    assert _cli("experiment", "report", "figure12", "--out", str(out), "--results",
+                str(results)).returncode == 0
+    with open(results / "figure12" / "train_error.csv") as f:
+        blocks = list(csv.DictReader(f))
+    assert len(blocks) == section8.TRAIN_ERROR_BLOCKS
+    for key in section8.FIGURE_KEYS["figure12"]:
+        stored = snapshot.load(_final(out, key)).train_error
+        assert np.allclose([float(b[f"train_error_{key}"]) for b in blocks], stored["error"])
+    assert (results / "figure12" / "figure12.png").is_file()
+
+
+@pytest.mark.slow
+def test_smoke_partial_runs_are_reported_then_adopted_and_resumed(tmp_path, mnist_dir):
+    from onlinedeep.training import Trainer
+
+    out = tmp_path / "s8"
+    # a run started by hand with the command the report prints, interrupted half-way
+    config = section8.key_config("layers1-dae", preset="smoke", out=out)
+    Trainer(config, run_dir=out / "layers1-dae").run(stop=2000, progress=False)
+    result = _cli("experiment", "report", "figure11", "--out", str(out), "--preset", "smoke")
+    assert result.returncode == 0, result.stderr
+    table = _table(out / "reports" / "figure11" / "table.csv")
+    assert table["layers1-dae"]["status"] == "partial, 2k of 4k"
+    assert table["layers1-none"]["status"] == "partial, 0 of 4k"
+    assert table["layers1-dae"]["test_error_percent"] == ""
+
+    # the 1-layer network without pre-training, trained to the end by `onlinedeep train`
+    train = section8.train_command(section8.key_config("layers1-none", preset="smoke", out=out),
+                                   "smoke").split()[1:]
+    result = _cli(*train, "--no-progress")
+    assert result.returncode == 0, result.stderr
+    done = _final(out, "layers1-none").stat().st_mtime_ns
+
+    summary = section8.run_network(config.to_dict())
+    assert (summary["started_from"], summary["start_position"]) == ("resumed", 2000)
+    assert section8.network_finished(config.to_dict())
+    none = section8.key_config("layers1-none", preset="smoke", out=out)
+    assert section8.run_network(none.to_dict()) == {"key": "layers1-none",
+                                                   "status": "already finished"}
+    assert _final(out, "layers1-none").stat().st_mtime_ns == done
+
+    # a folder holding a run of another configuration is refused before anything runs
+    other = tmp_path / "other"
+    Trainer(section8.key_config("layers1-rbm", preset="smoke", out=other, learning_rate=0.2),
+            run_dir=other / "layers1-rbm").run(stop=1000, progress=False)
+    result = _cli("experiment", "run", "figure12", "--out", str(other), "--preset", "smoke")
+    assert result.returncode == 2
+    assert "holds a run of another configuration" in result.stderr and "learning_rate" in result.stderr
+    assert not (other / "plan.json").exists()
+
+
+@pytest.mark.slow
+def test_dry_run_lists_jobs_updates_and_an_eta(tmp_path, mnist_dir):
+    result = _cli("experiment", "run", "figure14", "--out", str(tmp_path), "--preset", "smoke",
+                  "--dry-run", "--jobs", "2")
+    assert result.returncode == 0, result.stderr
+    for key in section8.FIGURE_KEYS["figure14"]:
+        assert key in result.stdout
+    assert "4 jobs, 4 unfinished, 16,000 updates pending; ETA" in result.stdout
+    assert "with 2 parallel job(s)" in result.stdout
+    assert "pretrain1" in result.stdout  # k = 2 pre-trains a second layer
+    assert not any(tmp_path.iterdir())  # nothing written
+
+
+def test_ordering_variance_indices_command_prints_the_job_sequence(tmp_path):
+    from onlinedeep.experiments.ordering_variance import Job, OrderingPlan
+
+    result = _cli("ordering-variance", "indices", "--preset", "smoke", "--segment", "2",
+                  "--draw", "1", "--start", "1990", "--count", "20")
+    assert result.returncode == 0, result.stderr
+    printed = np.array(result.stdout.split(), dtype=np.int64)
+    plan = OrderingPlan.preset("smoke")
+    expected = plan.schedule(Job("dae", 2, 1)).indices(1990, 20)
+    assert np.array_equal(printed, expected)
+    # default: the positions of the varied segment
+    result = _cli("ordering-variance", "indices", "--preset", "smoke", "--segment", "2", "--draw", "1")
+    assert np.array_equal(np.array(result.stdout.split(), dtype=np.int64),
+                          plan.indices(Job("dae", 2, 1)))
+    result = _cli("ordering-variance", "indices", "--preset", "smoke", "--segment", "4", "--draw", "0")
+    assert result.returncode == 2 and "segment: expected 0..3, found 4" in result.stderr
+
+
+@pytest.mark.slow
+def test_smoke_figure13_is_the_ordering_variance_experiment(tmp_path, mnist_dir):
+    from onlinedeep.experiments.ordering_variance import OrderingPlan, load_plan
+
+    out = tmp_path / "s8"
+    result = _cli("experiment", "run", "figure13", "--out", str(out), "--preset", "smoke", "--jobs", "2")
+    assert result.returncode == 0, result.stderr
+    plan = load_plan(out / "figure13")  # the ordering-variance folder layout, inside OUT
+    assert plan.to_dict() == OrderingPlan.preset("smoke").to_dict()
+    assert json.loads((out / "figure13" / "plan.json").read_text())["sampling_version"] == 1
+    # the same experiment under its own name: nothing left to run
+    again = _cli("ordering-variance", "run", "--out", str(out / "figure13"), "--preset", "smoke")
+    assert again.returncode == 0 and f"{len(plan.jobs())} of {len(plan.jobs())} jobs already finished" in again.stdout
+    assert _cli("experiment", "report", "figure13", "--out", str(out)).returncode == 0
+    with open(out / "reports" / "figure13" / "table.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["condition"], int(r["segment"])) for r in rows] == [
+        (c, s) for c in plan.conditions for s in range(plan.n_segments)]
+    assert all(float(r["variance"]) > 0 and int(r["n_draws"]) == plan.n_draws for r in rows)
+    assert (out / "reports" / "figure13" / "figure13.png").stat().st_size > 10_000
+    assert "ordering-variance indices --out" in (out / "reports" / "figure13" / "command.txt").read_text()
