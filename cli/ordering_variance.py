@@ -144,6 +144,7 @@ def run(
     from tqdm import tqdm
 
     from onlinedeep.experiments.ordering_variance import check_plan, pending_jobs
+    from onlinedeep_cli.preflight import StopOnCtrlC
 
     check_plan(plan, out)  # a changed plan is refused before anything runs
     total = len(plan.jobs())
@@ -172,7 +173,7 @@ def run(
         def connect():
             return executors.local_client(jobs)
     try:
-        with _StopOnCtrlC():
+        with StopOnCtrlC():
             outcomes = run_experiment(plan, out, connect, threads=threads, on_outcome=on_outcome)
     except KeyboardInterrupt:
         bar.close()
@@ -198,42 +199,6 @@ def run(
                    "(finished jobs are skipped).", err=True)
         raise typer.Exit(1)
     typer.echo(f"all jobs finished; next: onlinedeep ordering-variance report --out {out}")
-
-
-class _StopOnCtrlC:
-    """SIGINT/SIGTERM while the experiment runs: the first one says what happens and stops (the
-    cluster is shut down; running jobs resume from their last snapshot next time); a second one
-    exits at once."""
-
-    def __enter__(self):
-        import signal
-        import threading
-
-        self._previous = {}
-        if threading.current_thread() is threading.main_thread():
-            for s in (signal.SIGINT, signal.SIGTERM):
-                self._previous[s] = signal.signal(s, self._handler)
-        self._received = False
-        return self
-
-    def _handler(self, signum, frame):
-        import os
-
-        if self._received:
-            typer.secho("stopped at once; finished jobs are kept, the others resume from their "
-                        "last snapshot", err=True, fg=typer.colors.YELLOW)
-            sys.stderr.flush()
-            os._exit(130)
-        self._received = True
-        typer.secho("\nstopping: shutting the workers down (Ctrl-C again to stop at once)",
-                    err=True, fg=typer.colors.YELLOW)
-        raise KeyboardInterrupt
-
-    def __exit__(self, *exc):
-        import signal
-
-        for s, h in self._previous.items():
-            signal.signal(s, h)
 
 
 def report(

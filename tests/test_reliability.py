@@ -549,3 +549,11 @@ def test_a_run_on_the_fallback_sample_says_so_everywhere(tmp_path, monkeypatch):
     assert any("not MNIST" in t for t in texts)
     # a run on real files (here the sample written as IDX files the user chose) carries no caveat
     assert snapshot.data_caveat({"data": {"mnist.source": "directory"}}) is None
+
+
+def test_experiment_run_checks_data_before_any_job(tmp_path, monkeypatch):
+    monkeypatch.setenv("ONLINEDEEP_MNIST_DIR", "/nonexistent")
+    out = tmp_path / "s8"
+    r = _invoke("experiment", "run", "figure11", "--preset", "smoke", "--out", out, "--jobs", "1")
+    _one_error_line(_Result(r), "/nonexistent", status=2)
+    assert not out.exists() or not any(out.rglob("*.h5"))
