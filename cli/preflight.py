@@ -25,14 +25,14 @@ def check_data(configs: Iterable) -> None:
     ------
     infinite_mnist.MnistNotFoundError, infinite_mnist.MnistFormatError, ConfigError
     """
-    from onlinedeep.training.data import shared_stream
+    from onlinedeep.training.data import make_stream
 
     seen = set()
     for config in configs:
         key = (config.mnist_dir, config.deformation, config.stream_seed)
-        if key not in seen:
-            seen.add(key)
-            shared_stream(config)
+        if key not in seen:  # built anew, not shared_stream's cache: $ONLINEDEEP_MNIST_DIR may
+            seen.add(key)    # have changed since (it is not part of the cache key)
+            make_stream(config)
 
 
 def check_space_for_runs(folder: str | Path, configs: Iterable, what: str) -> None:
