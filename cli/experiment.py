@@ -6,6 +6,8 @@ local worker processes or a Dask cluster. This module only parses options and pr
 """
 from __future__ import annotations
 
+import shlex
+import sys
 from enum import Enum
 from pathlib import Path
 from typing import Optional
@@ -115,6 +117,22 @@ def _dry_run(figure: str, out: Path, preset: str, jobs: int, threads: int) -> No
                    f"{per} per update")
 
 
+def _run_figure(name: str, out: Path, preset_name: str, connect, job_threads, on_outcome):
+    """Run a figure's jobs; returns the outcomes and the folder holding ``last_run.json``."""
+    from onlinedeep.experiments import section8
+
+    if name == "figure13":
+        from onlinedeep.experiments import figure13
+        from onlinedeep.experiments.ordering_variance import run_experiment
+
+        outcomes = run_experiment(figure13.plan(preset_name), section8.figure13_folder(out),
+                                  connect, threads=job_threads, on_outcome=on_outcome)
+        return outcomes, section8.figure13_folder(out)
+    outcomes = section8.run_figure(name, out, connect, preset=preset_name, threads=job_threads,
+                                   on_outcome=on_outcome)
+    return outcomes, out
+
+
 def run(
     figure: Figure = typer.Argument(..., help="figure11, figure12, figure13 or figure14."),
     out: Path = typer.Option(Path("runs/section8"), "--out", help="The section-8 folder (shared "
@@ -135,7 +153,7 @@ def run(
     from tqdm import tqdm
 
     from onlinedeep import threads as thread_policy
-    from onlinedeep.experiments import executors, section8
+    from onlinedeep.experiments import executors
 
     name, preset_name = figure.value, preset.value
     if name != "figure13":
@@ -158,6 +176,12 @@ def run(
 
     typer.echo(f"{name}: {len(rows) - unfinished} of {len(rows)} jobs already finished"
                + (f"; {jobs} local job(s) x {job_threads} thread(s)" if scheduler is None else ""))
+    if unfinished:  # before any job starts: the data can be read, the disk has room
+        from onlinedeep_cli.preflight import check_data, check_space_for_runs
+
+        configs = [r[4] for r in rows if not r[6]]
+        check_data(configs)
+        check_space_for_runs(out, configs, f"{unfinished} unfinished job(s) of {name} in {out}")
     bar = tqdm(total=unfinished, unit="job", desc=name, dynamic_ncols=True)
 
     def on_outcome(outcome) -> None:
@@ -165,18 +189,19 @@ def run(
         if outcome.status != "done":
             bar.write(f"{outcome.status}: {outcome.key}: {outcome.error}")
 
-    try:
-        if name == "figure13":
-            from onlinedeep.experiments import figure13
-            from onlinedeep.experiments.ordering_variance import run_experiment
+    from onlinedeep_cli.preflight import StopOnCtrlC
 
-            outcomes = run_experiment(figure13.plan(preset_name), section8.figure13_folder(out),
-                                      connect, threads=job_threads, on_outcome=on_outcome)
-            where = section8.figure13_folder(out)
-        else:
-            outcomes = section8.run_figure(name, out, connect, preset=preset_name,
-                                           threads=job_threads, on_outcome=on_outcome)
-            where = out
+    try:
+        with StopOnCtrlC():
+            outcomes, where = _run_figure(name, out, preset_name, connect, job_threads, on_outcome)
+    except KeyboardInterrupt:
+        bar.close()
+        left = sum(1 for r in _jobs_of(name, out, preset_name) if not r[6])
+        typer.secho(f"interrupted: {len(rows) - left} of {len(rows)} jobs finished "
+                    f"({unfinished - left} in this run); the {left} others resume from their last "
+                    f"snapshot; continue with the same command: onlinedeep "
+                    f"{shlex.join(sys.argv[1:])}", err=True, fg=typer.colors.YELLOW)
+        raise typer.Exit(130) from None
     finally:
         bar.close()
     failed = [o for o in outcomes.values() if o.status == "failed"]

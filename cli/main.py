@@ -8,6 +8,9 @@ files; 1: a failure while running); anything else is a bug and keeps its traceba
 """
 from __future__ import annotations
 
+import contextlib
+import os
+import re
 import sys
 import warnings
 
@@ -42,11 +45,36 @@ def _exit_status(exc: BaseException) -> int | None:
     return None
 
 
+# Configuration fields → the option a user types (one table for every command): an error about
+# a field the user set on the command line names the option ("--units", not "n_hidden").
+OPTION_NAMES: dict[str, str] = {
+    "n_hidden": "--units", "learning_rate": "--lr", "unsup_learning_rate": "--unsup-lr",
+    "corruption_level": "--corruption", "n_segments": "--segments", "n_draws": "--draws",
+}
+_FIELD_PREFIX = re.compile(r"^([a-z][a-z0-9_]*): ")
+
+
+def _option_name(field: str) -> str:
+    return OPTION_NAMES.get(field, "--" + field.replace("_", "-"))
+
+
+def _with_option_names(text: str) -> str:
+    """``"n_hidden: expected ..."`` → ``"--units: expected ..."`` for a configuration field."""
+    from onlinedeep.config import RunConfig
+
+    m = _FIELD_PREFIX.match(text)
+    if m and (m.group(1) in RunConfig.__dataclass_fields__ or m.group(1) in OPTION_NAMES):
+        return _option_name(m.group(1)) + text[len(m.group(1)):]
+    return text
+
+
 def _message(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.strerror and exc.filename is not None:
         # "[Errno 13] Permission denied: '/sys/x'" → "/sys/x: Permission denied"
         return f"{exc.filename}: {exc.strerror}"
     text = str(exc) or type(exc).__name__
+    if type(exc).__name__ == "ConfigError":
+        text = _with_option_names(text)
     cause = exc.__cause__
     if cause is not None and type(exc).__name__ == "ProducerError":
         text += f" (cause: {type(cause).__name__}: {cause})"
@@ -68,6 +96,9 @@ class _ReportingGroup(TyperGroup):
             return super().invoke(ctx)
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise
+        except BrokenPipeError:  # `onlinedeep ... | head`: the reader has all it wanted
+            _silence_stdout()  # silent; status 1 as click gives for a closed pipe
+            raise typer.Exit(1) from None
         except Exception as exc:
             status = _exit_status(exc)
             if status is None:
@@ -78,20 +109,54 @@ class _ReportingGroup(TyperGroup):
             warnings.showwarning = shown
 
 
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so flushing it at exit into a closed pipe raises nothing."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"onlinedeep {version('onlinedeep')}")
+        except PackageNotFoundError:
+            typer.echo("onlinedeep (version unknown: not installed)")
+        raise typer.Exit(0)
+
+
 app = typer.Typer(
     cls=_ReportingGroup,
     help="Streaming online learning of deep networks on InfiniteMNIST, batch size 1 "
     "(Erhan et al., JMLR 2010).",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
+    # Help texts give defaults as "[0.05]"; Rich markup would take that for a style tag and drop it
+    # (leaving "... ."). Plain help, for every sub-command (the mode is inherited).
+    rich_markup_mode=None,
 )
+
+
+
+@app.callback()
+def _main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="Print the version and exit.")) -> None:
+    """Streaming online learning of deep networks on InfiniteMNIST, batch size 1 (Erhan et al.,
+    JMLR 2010)."""
+
 
 for _module in (generate, train, evaluate, ordering_variance, experiment):
     _module.register(app)
 
 
 def main() -> None:  # pragma: no cover - console entry point
-    app()
+    try:
+        app()
+    except BrokenPipeError:  # raised outside a command (help text, --version) into `| head`
+        _silence_stdout()
+        sys.exit(1)
 
 
 if __name__ == "__main__":  # pragma: no cover

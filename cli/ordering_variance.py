@@ -5,6 +5,8 @@ The logic lives in :mod:`onlinedeep.experiments.ordering_variance` (plan, jobs, 
 """
 from __future__ import annotations
 
+import shlex
+import sys
 from enum import Enum
 from pathlib import Path
 from typing import Optional
@@ -142,11 +144,18 @@ def run(
     from tqdm import tqdm
 
     from onlinedeep.experiments.ordering_variance import check_plan, pending_jobs
+    from onlinedeep_cli.preflight import StopOnCtrlC
 
     check_plan(plan, out)  # a changed plan is refused before anything runs
     total = len(plan.jobs())
     pending = pending_jobs(plan, out)
     typer.echo(f"{total - len(pending)} of {total} jobs already finished")
+    if pending:  # before any job starts: the data can be read, the disk has room
+        from onlinedeep_cli.preflight import check_data, check_space_for_runs
+
+        check_data(plan.configs.values())
+        check_space_for_runs(out, [plan.config(job) for job in pending],
+                             f"{len(pending)} unfinished job(s) of the experiment in {out}")
     bar = tqdm(total=len(pending), unit="job", desc="ordering-variance", dynamic_ncols=True)
 
     def on_outcome(outcome) -> None:
@@ -164,7 +173,16 @@ def run(
         def connect():
             return executors.local_client(jobs)
     try:
-        outcomes = run_experiment(plan, out, connect, threads=threads, on_outcome=on_outcome)
+        with StopOnCtrlC():
+            outcomes = run_experiment(plan, out, connect, threads=threads, on_outcome=on_outcome)
+    except KeyboardInterrupt:
+        bar.close()
+        left = pending_jobs(plan, out)
+        typer.secho(f"interrupted: {total - len(left)} of {total} jobs finished "
+                    f"({len(pending) - len(left)} in this run); the {len(left)} others resume from "
+                    f"their last snapshot; continue with the same command: "
+                    f"onlinedeep {shlex.join(sys.argv[1:])}", err=True, fg=typer.colors.YELLOW)
+        raise typer.Exit(130) from None
     finally:
         bar.close()
     before = sum(1 for o in outcomes.values() if o.status == "done"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
+import os
+import sys
 from pathlib import Path
 from typing import List, Optional
 
@@ -70,6 +72,11 @@ def _summary(trainer, result, run_dir: Optional[Path], png: Optional[Path], test
         f"snapshot     {result.snapshot}" if result.snapshot else None,
         f"plot         {png}" if png else None,
     ]
+    from onlinedeep.snapshot import data_caveat
+
+    caveat = data_caveat(trainer.provenance())
+    if caveat:
+        lines.insert(2, f"data         WARNING: {caveat}")
     if trainer.train_error is not None:
         err = ", ".join(f"{e:.4f}" for e in trainer.train_error["error"])
         lines.append(f"train error  by block in presentation order (Figure 12): {err}")
@@ -82,6 +89,23 @@ def _summary(trainer, result, run_dir: Optional[Path], png: Optional[Path], test
             f"warning: the final online_error {result.online_error:.4f} is at chance level (0.9) "
             f"or worse: the network did not learn (online NLL {result.online_nll:.4g} nats); "
             f"try a smaller --lr (now {cfg.learning_rate:g})", err=True, fg=typer.colors.YELLOW)
+
+
+def _finished(trainer, run_dir: Path) -> bool:
+    """Whether a resumed run has nothing left to do: complete, its final snapshot pinned, Figure 12
+    blocks computed if asked for, test evaluation and plot written."""
+    from onlinedeep import evaluate as ev
+
+    cfg = trainer.config
+    if trainer.position != cfg.total_updates or not trainer.folder.snapshot_path(
+            cfg.total_updates, pinned=True).is_file():
+        return False
+    if cfg.train_error_blocks and trainer.train_error is None:
+        return False
+    if (cfg.n_inputs, cfg.n_classes) == (784, 10) and ev.recorded(run_dir, "test",
+                                                                 trainer.position) is None:
+        return False
+    return cfg.sup_updates == 0 or trainer.folder.plot_path.is_file()
 
 
 def register(app: typer.Typer) -> None:
@@ -191,6 +215,11 @@ def register(app: typer.Typer) -> None:
                       f"allowed: {', '.join(_flag(f) for f in sorted(RESUME_MUTABLE))}", 2)
             run_dir = Path(resume)
             trainer = resume_run(run_dir, **given)
+            if _finished(trainer, run_dir):
+                typer.echo(f"{run_dir}: the run is complete ({trainer.position:,} of "
+                           f"{trainer.config.total_updates:,} updates); nothing to do, no file "
+                           f"changed (to train longer: --resume {run_dir} --sup-updates COUNT)")
+                return
             typer.echo(f"resuming {run_dir} at position {trainer.position:,} of "
                        f"{trainer.config.total_updates:,}")
         else:
@@ -208,11 +237,26 @@ def register(app: typer.Typer) -> None:
 
         if sink is not None:
             trainer.metrics.sinks.append(sink)
+        from onlinedeep.atomic import DiskFullError
+        from onlinedeep_cli.preflight import check_space_for_runs
+
+        check_space_for_runs(run_dir, [trainer.config], f"the run in {run_dir}")
         try:
             result = trainer.run(progress=progress)
+        except DiskFullError as exc:
+            if not trainer.folder.has_snapshot():
+                raise
+            _fail(f"{exc.filename}: {exc.strerror}, then resume with: onlinedeep train --resume "
+                  f"{run_dir}", 1)
         except TrainingInterrupted as exc:
             typer.secho(f"\n{exc}\nresume with: onlinedeep train --resume {run_dir}", err=True,
                         fg=typer.colors.YELLOW)
+            if exc.at_once:  # do not wait for the chunk still running (files are consistent)
+                if sink is not None:
+                    sink.close()
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(128 + int(exc.signum))
             raise typer.Exit(128 + int(exc.signum)) from None
         finally:
             if sink is not None:

@@ -15,7 +15,11 @@ import secrets
 from pathlib import Path
 from typing import Iterator
 
-__all__ = ["atomic_file", "make_folder", "TMP_MARKER"]
+__all__ = ["atomic_file", "write_bytes", "make_folder", "free_bytes", "check_free_space",
+           "DiskFullError", "TMP_MARKER"]
+
+#: Free space kept on top of a file's size when checking before a write (file-system metadata).
+SPACE_MARGIN = 64 * 1024
 
 #: Temporary names are ``<name>.tmp<random hex>`` (git-ignored; stale ones are recognised by it).
 TMP_MARKER = ".tmp"
@@ -114,3 +118,87 @@ def atomic_file(path: str | os.PathLike) -> Iterator[str]:
             os.fsync(dfd)
         finally:
             os.close(dfd)
+
+
+class DiskFullError(OSError):
+    """A file could not be written for lack of space (``errno`` ENOSPC or EDQUOT); ``filename`` is
+    the destination, which is untouched (the previous version, if any, is intact)."""
+
+
+def free_bytes(folder: str | os.PathLike) -> int | None:
+    """Bytes available to this user in the file system of ``folder`` (None if unknown)."""
+    try:
+        st = os.statvfs(folder)
+    except (OSError, AttributeError):
+        return None
+    return st.f_bavail * st.f_frsize
+
+
+def _megabytes(n: int) -> str:
+    return f"{n / 1e6:.1f} MB" if n >= 100_000 else f"{n:,} bytes"
+
+
+def check_free_space(folder: str | os.PathLike, needed: int, what: str) -> None:
+    """Refuse to start work that will write about ``needed`` bytes under ``folder`` (or its
+    nearest existing parent) when the file system has less free.
+
+    Raises
+    ------
+    DiskFullError
+        Naming the folder, what needs the space, and both amounts.
+    """
+    folder = Path(folder)
+    existing = next((p for p in [folder, *folder.parents] if p.exists()), Path("."))
+    free = free_bytes(existing)
+    if free is not None and free < needed + SPACE_MARGIN:
+        raise DiskFullError(errno.ENOSPC, f"not enough free space: {what} needs about "
+                            f"{_megabytes(needed)}, {_megabytes(free)} free; nothing was "
+                            f"started; free some space or choose another folder", str(existing))
+
+
+def write_bytes(path: str | os.PathLike, data: bytes, *, what: str = "the file") -> Path:
+    """Write ``data`` to ``path`` atomically (:func:`atomic_file`), after checking the free space.
+
+    Formats whose libraries fail badly on a full disk (HDF5: a crash on the error path) build the
+    file in memory and hand its bytes here, so a full disk is a plain ``write`` error.
+
+    Parameters
+    ----------
+    path : path-like
+    data : bytes
+    what : str
+        What the file is, for the error message (e.g. ``"the snapshot"``).
+
+    Returns
+    -------
+    Path
+
+    Raises
+    ------
+    DiskFullError
+        If the file system lacks the space, before anything is written, or on ENOSPC/EDQUOT during
+        the write; the temporary file is removed and ``path`` is untouched.
+    OSError
+        On any other failure to create or write the file (nothing is left behind).
+    """
+    path = Path(path)
+    make_folder(path.parent)
+    free = free_bytes(path.parent)
+    if free is not None and free < len(data) + SPACE_MARGIN:
+        raise DiskFullError(
+            errno.ENOSPC, f"no space left on device: {what} needs {_megabytes(len(data))}, "
+            f"{_megabytes(free)} free; nothing was written (the previous version, if any, is "
+            f"intact); free some space and try again", str(path))
+    try:
+        with atomic_file(path) as tmp, open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+            raise DiskFullError(
+                exc.errno, f"no space left on device while writing {what} "
+                f"({_megabytes(len(data))}); the partial file was removed and the previous "
+                f"version, if any, is intact; free some space and try again",
+                str(path)) from None
+        raise
+    return path

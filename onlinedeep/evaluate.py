@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from onlinedeep import model, run_folder
+from onlinedeep.atomic import atomic_file
 from onlinedeep import snapshot as snapshots
 from onlinedeep.inputs import check_inputs
 
@@ -377,7 +378,7 @@ def record(run_dir: str | os.PathLike, evaluation: Evaluation) -> Path:
     kept.append(entry)
     kept.sort(key=lambda e: -1 if e.get("position") is None else e["position"])
     data["evaluations"] = kept
-    with snapshots.atomic_file(path) as tmp:
+    with atomic_file(path) as tmp:
         with open(tmp, "w") as f:
             json.dump(data, f, indent=2, sort_keys=True)
             f.write("\n")

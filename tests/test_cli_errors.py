@@ -52,12 +52,12 @@ def test_train_input_errors_leave_no_run_folder(tmp_path, corrupt_mnist_dir, mni
         (["--mnist-dir", corrupt_mnist_dir], 2, "wrong magic number"),
         (["--deformation", "foo"], 2, "deformation: expected one of ('first-order', 'elastic', "
                                       "'infimnist'), found 'foo'"),
-        (["--deformation", "infimnist"], 2, "mnist_dir: expected infimnist's data directory"),
+        (["--deformation", "infimnist"], 2, "--mnist-dir: expected infimnist's data directory"),
         (["--kernel", "foo"], 2, "kernel: expected one of ('auto', 'reference', 'numba', "
                                  "'cuda-graph'), found 'foo'"),
-        (["--lr", "1e300"], 2, "learning_rate: expected a number > 0, finite and non-zero in float32"),
+        (["--lr", "1e300"], 2, "--lr: expected a number > 0, finite and non-zero in float32"),
         (["--l2", "1e30"], 2, "l2: expected learning_rate·l2 < 0.5"),
-        (["--stream-seed", str(2**64)], 2, "stream_seed: expected an integer in [0, 2**64)"),
+        (["--stream-seed", str(2**64)], 2, "--stream-seed: expected an integer in [0, 2**64)"),
     ]
     if not torch.cuda.is_available():
         cases.append((["--kernel", "cuda-graph"], 2, "kernel 'cuda-graph' does not run on device cpu"))

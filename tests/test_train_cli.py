@@ -87,7 +87,7 @@ def test_bad_options(tmp_path, smoke_runs):
         (["plot", tmp_path / "missing.h5", "--out", tmp_path / "x.png"],
          "no such run folder or snapshot file"),
         (["train", "--pretrain", "none", "--unsup-updates", "5", "--out", tmp_path],
-         "unsup_updates: expected 0 with pretrain='none'"),
+         "--unsup-updates: expected 0 with pretrain='none'"),
     ]
     for args, message in cases:
         r = CliRunner().invoke(app, [str(a) for a in args])

@@ -24,6 +24,9 @@ from typing import Any, Literal
 
 __all__ = ["Task", "Outcome", "local_client", "remote_client", "run_tasks"]
 
+#: Tries to start a local cluster before giving up (a nanny can fail to start on a loaded machine).
+START_ATTEMPTS = 3
+
 
 @dataclass(frozen=True)
 class Task:
@@ -81,20 +84,75 @@ def local_client(n_workers: int) -> Iterator[Any]:
     ------
     ValueError
         If ``n_workers < 1``.
+    OSError
+        If the workers do not start: a failed start (a nanny whose worker process does not come up)
+        is retried :data:`START_ATTEMPTS` times first, and all workers are waited for.
     """
     if n_workers < 1:
         raise ValueError(f"n_workers must be at least 1, got {n_workers}")
-    from distributed import Client, LocalCluster
+    with _started_cluster(n_workers) as cluster, _client(cluster, n_workers) as client:
+        yield client
+
+
+def _start_cluster(n_workers: int):
+    from distributed import LocalCluster
 
     # One thread per worker: a training job is one long sequential loop; parallelism comes from
-    # running several jobs. No dashboard: it would need a free port and serves no one in batch use.
-    with LocalCluster(
-        n_workers=n_workers,
-        threads_per_worker=1,
-        processes=True,
-        dashboard_address=None,
-        silence_logs=logging.ERROR,
-    ) as cluster, Client(cluster) as client:
+    # running several jobs. No dashboard, and the scheduler's small HTTP server on a free port
+    # (its default 8787 is often taken: a warning per start).
+    return LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
+                        dashboard_address=None, scheduler_kwargs={"dashboard_address": ":0"},
+                        silence_logs=logging.CRITICAL)
+
+
+@contextlib.contextmanager
+def _started_cluster(n_workers: int, attempts: int = START_ATTEMPTS) -> Iterator[Any]:
+    """A LocalCluster whose workers all started; a failed start (a nanny whose worker process
+    did not come up in time on a loaded machine) is retried, then is one OSError."""
+    for attempt in range(1, attempts + 1):
+        try:
+            with _workers_ignore_sigint():
+                cluster = _start_cluster(n_workers)
+        except (OSError, RuntimeError, TimeoutError) as exc:
+            if attempt == attempts:
+                raise OSError(f"could not start {n_workers} local Dask worker process(es) in "
+                              f"{attempts} attempts ({type(exc).__name__}: {exc}); try fewer "
+                              f"--jobs") from exc
+            continue
+        with cluster:
+            yield cluster
+        return
+
+
+@contextlib.contextmanager
+def _workers_ignore_sigint() -> Iterator[None]:
+    """Start processes with SIGINT ignored (inherited through exec, and Python then leaves it so):
+    a Ctrl-C in the terminal reaches the whole process group, and it is the driver's to handle
+    (it shuts the cluster down), not each worker's (a KeyboardInterrupt traceback apiece)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@contextlib.contextmanager
+def _client(cluster, n_workers: int, timeout: float = 120.0) -> Iterator[Any]:
+    from distributed import Client
+
+    with Client(cluster) as client:
+        try:
+            client.wait_for_workers(n_workers, timeout=timeout)
+        except (OSError, TimeoutError) as exc:
+            raise OSError(f"only {len(client.scheduler_info().get('workers', {}))} of "
+                          f"{n_workers} local Dask workers came up within {timeout:g} s; try "
+                          f"fewer --jobs") from exc
         yield client
 
 

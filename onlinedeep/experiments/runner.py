@@ -91,7 +91,8 @@ def run_jobs(
         One per job, in the order given: finished before this call → ``done`` with value
         ``{"key": ..., "status": "already finished"}``; otherwise what ``run_tasks`` reports
         (``failed`` with the error, ``skipped`` when a dependency failed). Also written to the
-        folder's ``last_run.json`` (with tracebacks).
+        folder's ``last_run.json`` (with tracebacks), unless every job had finished before this
+        call: then no file is written.
 
     Raises
     ------
@@ -106,6 +107,8 @@ def run_jobs(
                 for job in jobs}
     tasks = [Task(job.key, job.fn, job.args, tuple(d for d in job.depends_on if d in todo_keys))
              for job in todo]
+    if not tasks and folder.last_run_path.exists():
+        return outcomes  # a finished experiment: nothing runs and no file changes
     with connect() if tasks else contextlib.nullcontext() as client, folder.session():
         if prepare is not None:
             prepare()

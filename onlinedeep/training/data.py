@@ -52,9 +52,22 @@ def shared_stream(config: RunConfig):
 
 
 def default_schedule(config: RunConfig):
-    """The contiguous training sequence of a configuration: training ids ``stream_start ...``."""
-    from infinite_mnist import Schedule
+    """The contiguous training sequence of a configuration: training ids ``stream_start ...``.
 
+    Raises
+    ------
+    ConfigError
+        If the sequence would run past the last training id of the split.
+    """
+    from infinite_mnist import Schedule
+    from infinite_mnist.schedule import MAX_ID
+
+    last = MAX_ID[config.split] - config.total_updates + 1
+    if not 0 <= config.stream_start <= last:
+        raise ConfigError(
+            f"stream_start: expected a training id in 0..{last:,} (the run's "
+            f"{config.total_updates:,} examples must end at or before training id "
+            f"{MAX_ID[config.split]:,} of split {config.split!r}), found {config.stream_start:,}")
     return Schedule.contiguous(config.total_updates, start=config.stream_start, split=config.split)
 
 

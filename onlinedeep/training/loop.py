@@ -37,7 +37,7 @@ from onlinedeep.metrics import RunMetrics, Series
 from onlinedeep.phases import Phase, chunk_ranges, is_chunk_boundary, phase_at
 from onlinedeep.run_folder import RunFolder
 from onlinedeep.training import data, draws
-from onlinedeep.training.interrupt import StopSignals, TrainingInterrupted
+from onlinedeep.training.interrupt import ChunkWorker, StopSignals, TrainingInterrupted
 from onlinedeep.training.producer import Chunk, Producer
 
 __all__ = ["Trainer", "RunResult", "NonFiniteLossError", "resolve_device"]
@@ -262,6 +262,10 @@ class Trainer:
         progress : bool
             Show a tqdm bar (phase, updates/s, ETA, online error).
 
+        A resumed trainer already at ``stop`` whose run folder holds that snapshot (pinned at the
+        end or at a pinned position) returns at once and writes nothing: resuming a finished run
+        changes no file.
+
         Raises
         ------
         ConfigError
@@ -284,6 +288,9 @@ class Trainer:
         if self._expected_data is not None:
             data.check_same_data(self._expected_data, self.provenance()["data"])
             self._expected_data = None
+        done = self._saved_at(stop, pinned=stop == cfg.total_updates or stop in pins)
+        if done is not None:  # e.g. resuming a finished run: nothing to do, nothing rewritten
+            return self.result(snapshot=done)
         session = contextlib.nullcontext()
         if self.folder is not None:
             # Everything that can fail on the user's input (MNIST files, deformation settings) is
@@ -311,12 +318,19 @@ class Trainer:
         loop_threads = thread_policy.decide("loop-torch") if self.kernel.owns_threads else None
         fetch = draws.fetcher(self.stream, self.schedule, cfg)
         try:
-            with StopSignals(self._interrupted_at_once) as signals, \
+            # On the CPU each chunk runs in a worker thread, so a second signal stops at once
+            # (CUDA kernel calls return at once anyway).
+            with ChunkWorker(direct=self.device.type != "cpu") as run_chunk, \
+                    StopSignals(self._interrupted_at_once, announce=True) as signals, \
                     thread_policy.torch_threads(loop_threads), \
                     Producer(fetch, ranges, maxsize=cfg.queue_size) as producer:
                 for chunk in producer:                               # the next chunk
                     phase = phase_at(cfg, chunk.start)
-                    self._train_chunk_timed(chunk, phase)            # predict, score, update
+                    try:                                             # predict, score, update
+                        run_chunk(self._train_chunk_timed, chunk, phase)
+                    except TrainingInterrupted:  # a second signal: the chunk may still be running
+                        self._failed = "stopped at once in the middle of a chunk"
+                        raise
                     self.position = chunk.stop
                     if self.position == phase.stop:                  # record
                         self.metrics.record(self.position, phase.layer)
@@ -338,9 +352,10 @@ class Trainer:
             if bar is not None:
                 bar.close()
 
-        self._record_now()
-        self._log_records(n_records)
         done = self.position == cfg.total_updates
+        if done:  # off the log_every grid only at the end: a resumed run keeps the same records
+            self._record_now()
+        self._log_records(n_records)
         snap = None
         if folder is not None:
             snap = self.save_to_run_folder(pinned=done or self.position in pins)
@@ -460,6 +475,16 @@ class Trainer:
         self._last_snapshot = path
         return path
 
+    def _saved_at(self, stop: int, *, pinned: bool) -> Path | None:
+        """The snapshot of the current position if it is ``stop`` and this trainer continues a
+        run folder that already holds it (pinned if asked for), else None."""
+        if self.folder is None or self._fresh or self.position != stop:
+            return None
+        for position, is_pinned, path in self.folder.snapshots():
+            if position == stop and (is_pinned or not pinned):
+                return path
+        return None
+
     def _start_folder(self) -> None:
         """A fresh run folder: its files, then its first snapshot (pinned: the starting point)."""
         self.folder.write_run_files(self.config, self.schedule.to_dict(), self.provenance())
@@ -487,8 +512,7 @@ class Trainer:
     def _interrupted(self, signum: int) -> TrainingInterrupted:
         """The first signal, at a chunk boundary: a snapshot, then the exception."""
         snap = None
-        if self.folder is not None:
-            self._record_now()
+        if self.folder is not None:  # no off-grid record: the resumed run would keep it
             snap = self.save_to_run_folder(pinned=False)
             self._log(f"interrupted by signal {signum} at position {self.position}")
         return TrainingInterrupted.at_boundary(signum, self.position, snap)

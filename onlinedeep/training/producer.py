@@ -235,5 +235,8 @@ class Producer:
     def __enter__(self) -> "Producer":
         return self.start()
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def __exit__(self, exc_type, exc, tb) -> None:
+        # A second Ctrl-C (``TrainingInterrupted.at_once``): do not wait for the chunk being
+        # generated (a daemon thread; it stops after it). Otherwise wait, so that no generator
+        # thread is still running native code when the interpreter exits.
+        self.close(0.1 if getattr(exc, "at_once", False) else 5.0)

@@ -80,8 +80,7 @@ def resume(run_dir, *, stream=None, **overrides: Any) -> Trainer:
     folder = RunFolder(run_dir)
     held = folder.snapshots()
     if not held:
-        raise RunDirError(f"{folder.path}: no snapshot to resume from (expected "
-                          f"{folder.snapshots_dir}/snapshot-<position>.h5)")
+        raise RunDirError(_nothing_saved(folder))
     failed: list[str] = []
     snap = None
     for _, _, path in reversed(held):  # newest first
@@ -104,6 +103,20 @@ def resume(run_dir, *, stream=None, **overrides: Any) -> Trainer:
         folder.log(f"warning: {message}")
         warnings.warn(message, snapshots.SnapshotFallbackWarning, stacklevel=2)
     return trainer
+
+
+def _nothing_saved(folder: RunFolder) -> str:
+    """Why a folder without a snapshot cannot be resumed, and how to start over."""
+    path = folder.path
+    if not path.exists():
+        return f"{path}: no snapshot to resume from: no such run folder"
+    if not path.is_dir() or not any(path.iterdir()):
+        return (f"{path}: no snapshot to resume from (expected "
+                f"{folder.snapshots_dir}/snapshot-<position>.h5): not a run folder")
+    options = " (its options are in config.json)" if (path / "config.json").is_file() else ""
+    return (f"{path}: no snapshot to resume from: the run was stopped before its first snapshot, "
+            f"so nothing was saved{options}; start it over with the same options and "
+            f"--out {path.parent} --name {path.name} (the folder is reused)")
 
 
 def _continue(snap: snapshots.Snapshot, *, schedule, run_dir, stream, overrides,

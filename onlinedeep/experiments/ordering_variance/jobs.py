@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import warnings
 from collections.abc import Callable
 from contextlib import AbstractContextManager as ContextManager
 from pathlib import Path
@@ -14,17 +15,20 @@ from typing import Any
 
 import h5py
 import numpy as np
+from infinite_mnist import MnistSourceWarning
 
 from onlinedeep import threads as thread_policy
-from onlinedeep.atomic import atomic_file
+from onlinedeep.atomic import write_bytes
 from onlinedeep.experiments import runner
 from onlinedeep.experiments.executors import Outcome
 from onlinedeep.experiments.ordering_variance.plan import (OUTPUT_FORMAT, SAMPLING_VERSION, Job,
                                                            OrderingPlan, check_plan,
                                                            save_or_check_plan, _PLAN_MUTABLE)
 from onlinedeep.run_folder import JobFolder
+from onlinedeep.snapshot import h5_image
 
-__all__ = ["run_dir", "branch_point", "output_path", "run_job", "pending_jobs", "run_experiment"]
+__all__ = ["run_dir", "branch_point", "output_path", "output_ok", "run_job", "pending_jobs",
+           "run_experiment"]
 
 
 def run_dir(plan: OrderingPlan, out: str | os.PathLike, job: Job) -> Path:
@@ -45,6 +49,30 @@ def output_path(plan: OrderingPlan, out: str | os.PathLike, job: Job) -> Path:
     if job.is_stage:
         return branch_point(plan, out, job.condition, job.segment)
     return JobFolder(out).output(job.key)
+
+
+def output_ok(path: str | os.PathLike) -> bool:
+    """Whether a finished job's output can be used: a branch point (a stage's output) loads as a
+    snapshot; an output file has its format, a finite ``probabilities`` dataset and its
+    attributes. A damaged one means the job is not finished: it runs again."""
+    from onlinedeep import snapshot
+    from onlinedeep.run_folder import position_in_name
+
+    path = Path(path)
+    if position_in_name(path) is not None:
+        try:
+            snapshot.load(path)
+        except snapshot.SnapshotError:
+            return False
+        return True
+    try:
+        with h5py.File(path, "r") as f:
+            probabilities = f["probabilities"][...]
+            return (f.attrs.get("format") == OUTPUT_FORMAT and probabilities.ndim == 2
+                    and bool(np.isfinite(probabilities).all())
+                    and all(name in f.attrs for name in ("key", "position", "online_error")))
+    except Exception:  # h5py raises OSError, KeyError, RuntimeError... on a damaged file
+        return False
 
 
 def _folder_key(job: Job) -> str:
@@ -105,12 +133,16 @@ def run_job(plan_data: dict[str, Any], out: str, key: str, threads: int | None =
     job = Job.from_key(key)
     output = output_path(plan, out, job)
     if output.exists():
-        return {"key": key, "status": "already finished"}
+        if output_ok(output):
+            return {"key": key, "status": "already finished"}
+        output.unlink()  # damaged: produced again (a draw job from its run folder's snapshots)
     thread_policy.set_job_threads(threads)
     t0 = time.perf_counter()
     config = plan.config(job)
     schedule = plan.schedule(job)
-    stream = shared_stream(config)
+    with warnings.catch_warnings():  # the driver showed data warnings once, not once per worker
+        warnings.simplefilter("ignore", MnistSourceWarning)
+        stream = shared_stream(config)
     job_dir = run_dir(plan, out, job)
     # Execution-only fields (device, kernel, mnist_dir, ...) follow the current plan on resume.
     mutable = {k: v for k, v in config.to_dict().items() if k in _PLAN_MUTABLE - {"name", "out"}}
@@ -175,10 +207,12 @@ def run_job(plan_data: dict[str, Any], out: str, key: str, threads: int | None =
         "seconds": time.perf_counter() - t0,
         "network": os.path.relpath(result.snapshot, output.parent),
     }
-    with atomic_file(output) as tmp, h5py.File(tmp, "w") as f:
+    def fill(f: h5py.File) -> None:
         f.create_dataset("probabilities", data=probabilities)
         for name, value in attrs.items():
             f.attrs[name] = value
+
+    write_bytes(output, h5_image(fill), what="the job's output")  # a full disk: one clean error
     return summary
 
 
@@ -187,7 +221,8 @@ def _job_specs(plan: OrderingPlan, out: str | os.PathLike,
                threads: int | None = None) -> list[runner.JobSpec]:
     plan_data = plan.to_dict()
     return [runner.JobSpec(job.key, run_job, (plan_data, str(out), job.key, threads),
-                           output_path(plan, out, job), tuple(d.key for d in plan.depends_on(job)))
+                           output_path(plan, out, job), tuple(d.key for d in plan.depends_on(job)),
+                           check=output_ok)
             for job in plan.jobs()]
 
 

@@ -12,12 +12,13 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from onlinedeep.atomic import atomic_file
+from onlinedeep.atomic import atomic_file, write_bytes
 from onlinedeep.experiments.ordering_variance.jobs import output_path
 from onlinedeep.experiments.ordering_variance.plan import (OUTPUT_FORMAT, SAMPLING_VERSION,
                                                            TABLE_FORMAT, Job, OrderingPlan,
                                                            load_plan)
 from onlinedeep.run_folder import JobFolder
+from onlinedeep.snapshot import h5_image
 
 __all__ = ["output_variance", "aggregate", "load_table", "plot_figure13", "report"]
 
@@ -135,12 +136,14 @@ def aggregate(out: str | os.PathLike) -> dict[str, np.ndarray]:
                       ("n_draws", "<i8"), ("variance", "<f8"), ("online_error_mean", "<f8")])
     records = np.array([(r[0].encode(), *r[1:]) for r in rows], dtype=dtype)
 
-    with atomic_file(JobFolder(out).file(TABLE_FILE)) as tmp, h5py.File(tmp, "w") as f:
+    def fill(f: h5py.File) -> None:
         dset = f.create_dataset("table", data=records)
         dset.attrs["variance"] = ("variance across draws of the softmax outputs on the test set, "
                                   "unbiased (ddof=1), averaged over test examples and classes")
         f.attrs["format"] = TABLE_FORMAT
         f.attrs["plan"] = json.dumps(plan.to_dict(), sort_keys=True)
+
+    write_bytes(JobFolder(out).file(TABLE_FILE), h5_image(fill), what="the table")
     return table
 
 

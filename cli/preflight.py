@@ -1,0 +1,90 @@
+"""What every long command does around its work: checks before it starts (the data can be read,
+the disk has room) and Ctrl-C while its jobs run.
+
+A long command (``train``, ``ordering-variance run``, ``experiment run``) that fails on missing
+MNIST files or a full disk should fail at once, with one line, before any job starts or any file is
+written.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Iterable
+
+import typer
+
+__all__ = ["check_data", "check_space_for_runs", "StopOnCtrlC"]
+
+
+def check_data(configs: Iterable) -> None:
+    """Build the stream of each distinct data source of ``configs`` (``RunConfig``), so a missing
+    or damaged MNIST file is one error now; a warning about the data (unofficial checksum,
+    fallback sample) is shown once here.
+
+    Raises
+    ------
+    infinite_mnist.MnistNotFoundError, infinite_mnist.MnistFormatError, ConfigError
+    """
+    from onlinedeep.training.data import make_stream
+
+    seen = set()
+    for config in configs:
+        key = (config.mnist_dir, config.deformation, config.stream_seed)
+        if key not in seen:  # built anew, not shared_stream's cache: $ONLINEDEEP_MNIST_DIR may
+            seen.add(key)    # have changed since (it is not part of the cache key)
+            make_stream(config)
+
+
+def check_space_for_runs(folder: str | Path, configs: Iterable, what: str) -> None:
+    """Refuse to start runs of ``configs`` in ``folder`` without the room for their snapshots
+    (start, end and the periodic ones kept, each :func:`onlinedeep.snapshot.estimated_size`; an
+    estimate, from the configuration: a resumed run's snapshots already on disk are counted again).
+
+    Raises
+    ------
+    onlinedeep.atomic.DiskFullError
+    """
+    from onlinedeep.atomic import check_free_space
+    from onlinedeep.snapshot import estimated_size
+
+    def kept(c) -> int:  # periodic snapshots kept at once (keep_snapshots 0 keeps them all)
+        return c.keep_snapshots or c.total_updates // c.snapshot_every
+
+    needed = sum(estimated_size(c) * (2 + kept(c)) for c in configs)
+    check_free_space(folder, needed, what)
+
+
+class StopOnCtrlC:
+    """SIGINT/SIGTERM while the experiment runs: the first one says what happens and stops (the
+    cluster is shut down; running jobs resume from their last snapshot next time); a second one
+    exits at once."""
+
+    def __enter__(self):
+        import signal
+        import threading
+
+        self._previous = {}
+        if threading.current_thread() is threading.main_thread():
+            for s in (signal.SIGINT, signal.SIGTERM):
+                self._previous[s] = signal.signal(s, self._handler)
+        self._received = False
+        return self
+
+    def _handler(self, signum, frame):
+        import os
+
+        if self._received:
+            typer.secho("stopped at once; finished jobs are kept, the others resume from their "
+                        "last snapshot", err=True, fg=typer.colors.YELLOW)
+            sys.stderr.flush()
+            os._exit(130)
+        self._received = True
+        typer.secho("\nstopping: shutting the workers down (Ctrl-C again to stop at once)",
+                    err=True, fg=typer.colors.YELLOW)
+        raise KeyboardInterrupt
+
+    def __exit__(self, *exc):
+        import signal
+
+        for s, h in self._previous.items():
+            signal.signal(s, h)
