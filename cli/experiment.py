@@ -153,7 +153,7 @@ def run(
     from tqdm import tqdm
 
     from onlinedeep import threads as thread_policy
-    from onlinedeep.experiments import executors
+    from onlinedeep.experiments import executors, section8
 
     name, preset_name = figure.value, preset.value
     if name != "figure13":
