@@ -10,6 +10,7 @@ import torch
 
 from onlinedeep import phases
 from onlinedeep import snapshot as snapshots
+from onlinedeep.learner.river import scalar
 from onlinedeep.metrics import RunMetrics
 
 __all__ = ["LEARNER_SCHEDULE", "save", "load"]
@@ -19,29 +20,8 @@ __all__ = ["LEARNER_SCHEDULE", "save", "load"]
 LEARNER_SCHEDULE = {"source": "OnlineMLP", "note": "rows given by the caller, not a stream schedule"}
 
 
-def scalar(value):
-    """A NumPy scalar as the Python value (dict keys, JSON)."""
-    return value.item() if isinstance(value, np.generic) else value
-
-
 def save(net, path) -> Path:
-    """Write the learner to an HDF5 snapshot (atomically; ``onlinedeep.snapshot`` format).
-
-    The snapshot holds the network, the metrics windows and series, and the configuration of
-    what was done (:meth:`to_config`); ``onlinedeep evaluate`` and
-    :func:`onlinedeep.load_module` read it like a run's.
-
-    Returns
-    -------
-    Path
-
-    Raises
-    ------
-    ValueError
-        If the classes are unknown (nothing is written).
-    SnapshotError
-        If a parameter holds NaN/Inf (nothing is written).
-    """
+    """:meth:`OnlineMLP.save <onlinedeep.learner.OnlineMLP.save>` (its docstring has the details)."""
     from onlinedeep.training.data import software_versions
 
     cfg = net.to_config()
@@ -66,23 +46,7 @@ def save(net, path) -> Path:
 
 def load(cls, path, *, device: str | None = None, kernel: str | None = None,
          threads: int | None = None):
-    """A learner from a snapshot: one written by :meth:`save` or by ``onlinedeep train``.
-
-    Training continues from the snapshot's position, with its hyperparameters, its random
-    draws and its metrics windows.
-
-    Parameters
-    ----------
-    path : path-like
-        Snapshot file, or a run folder (its latest snapshot).
-    device, kernel, threads : optional
-        Override the stored values (they do not change what an update computes).
-
-    Raises
-    ------
-    SnapshotError
-        If the file is missing, damaged or not a snapshot.
-    """
+    """:meth:`OnlineMLP.load <onlinedeep.learner.OnlineMLP.load>` (its docstring has the details)."""
     from onlinedeep.evaluate import resolve_snapshot
 
     snap_path, _ = resolve_snapshot(path)
