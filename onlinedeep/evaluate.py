@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import warnings
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -278,6 +279,26 @@ def resolve_snapshot(source: str | os.PathLike) -> tuple[Path, Path | None]:
     return snap, run_dir
 
 
+def _load_readable(path: Path, run_dir: Path | None):
+    """Load ``path``; for a run folder (``run_dir`` given), fall back to older snapshots when the
+    newest cannot be read, as resume does, with a warning naming what was skipped."""
+    if run_dir is None:
+        return snapshots.load(path), path
+    failed: list[str] = []
+    for _, _, candidate in reversed(run_folder.RunFolder(run_dir).snapshots()):  # newest first
+        try:
+            snap = snapshots.load(candidate)
+        except snapshots.SnapshotError as exc:
+            failed.append(str(exc))
+            continue
+        if failed:
+            warnings.warn(f"evaluating the older snapshot {candidate.name}: " + " | ".join(failed),
+                          snapshots.SnapshotFallbackWarning, stacklevel=3)
+        return snap, candidate
+    raise snapshots.SnapshotError(f"{run_dir}: none of its snapshots can be read; tried, newest "
+                                  f"first: " + " | ".join(failed))
+
+
 def evaluate_snapshot(source: str | os.PathLike, split: str = "test", *, stream=None,
                       mnist_dir: str | None = None, device: str = "cpu") -> tuple[Evaluation, Path | None]:
     """Evaluate the network of a snapshot (or of a run folder's latest snapshot).
@@ -310,7 +331,7 @@ def evaluate_snapshot(source: str | os.PathLike, split: str = "test", *, stream=
     if split not in SPLITS:
         raise EvaluationError(f"split: expected one of {SPLITS}, found {split!r}")
     path, run_dir = resolve_snapshot(source)
-    snap = snapshots.load(path)
+    snap, path = _load_readable(path, run_dir if Path(source).is_dir() else None)
     cfg = snap.config
     if (cfg.n_inputs, cfg.n_classes) != (784, 10):
         raise EvaluationError(

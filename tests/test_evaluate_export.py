@@ -83,6 +83,24 @@ def test_train_records_the_test_error(run):
     assert again.nll == pytest.approx(entry["nll"], rel=1e-12)
 
 
+def test_evaluate_falls_back_past_a_truncated_newest_snapshot(run, tmp_path):
+    import shutil
+
+    run_dir, _, _ = run
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir, copy)
+    held = run_folder.RunFolder(copy).snapshots()
+    assert len(held) >= 2
+    newest = held[-1][2]
+    newest.write_bytes(newest.read_bytes()[:200])  # a copy cut short
+    with pytest.warns(snapshot.SnapshotFallbackWarning, match=newest.name):
+        result, _ = ev.evaluate_snapshot(copy, "test")
+    assert result.snapshot == str(held[-2][2]) and result.position == held[-2][0]
+    # a snapshot file named directly is used as given: a damaged one is an error
+    with pytest.raises(snapshot.SnapshotError):
+        ev.evaluate_snapshot(newest, "test")
+
+
 def test_evaluate_command(run, tmp_path):
     run_dir, _, _ = run
     r = _invoke("evaluate", run_dir, "--split", "validation", "--json")
