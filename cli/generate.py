@@ -56,7 +56,7 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(..., "--out", help="Output file: *.h5/*.hdf5 (HDF5) or "
                                  "*images-idx3-ubyte[.gz] (IDX; labels go to *labels-idx1-ubyte[.gz])."),
         start: int = typer.Option(70_000, "--start", min=0, help="First stream index."),
-        count: int = typer.Option(..., "--count", min=0, help="Number of examples."),
+        count: int = typer.Option(..., "--count", min=1, help="Number of examples."),
         mnist_dir: Optional[Path] = typer.Option(None, "--mnist-dir", help=MNIST_DIR_HELP),
         infimnist_dir: Optional[Path] = typer.Option(
             None, "--infimnist-dir", help="infimnist's data directory: reproduce its bytes exactly."),

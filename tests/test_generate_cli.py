@@ -59,6 +59,14 @@ def test_generate_rejects_unknown_extension(tmp_path, sample_mnist_dir):
     assert not list(tmp_path.iterdir())
 
 
+def test_generate_zero_examples_is_an_error_and_writes_nothing(tmp_path, sample_mnist_dir):
+    r = runner.invoke(app, ["generate", "--count", "0", "--out", str(tmp_path / "x.h5"),
+                            "--mnist-dir", str(sample_mnist_dir)])
+    assert r.exit_code == 2
+    assert "--count" in r.output and "greater than or equal to 1" in r.output
+    assert not list(tmp_path.iterdir())
+
+
 @pytest.mark.parametrize("name", ["f.h5", "f-images-idx3-ubyte"])
 def test_interrupted_write_leaves_no_file(tmp_path, stream, name):
     def chunks():
