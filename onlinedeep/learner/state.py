@@ -16,7 +16,7 @@ from onlinedeep.config import ConfigError, RunConfig
 from onlinedeep.inputs import check_inputs
 from onlinedeep.learner import river
 from onlinedeep.metrics import RunMetrics
-from onlinedeep.training.loop import resolve_device
+from onlinedeep.training.state import resolve_device
 
 __all__ = ["LearnerState"]
 

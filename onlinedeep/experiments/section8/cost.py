@@ -55,7 +55,7 @@ def measure_seconds_per_update(config: RunConfig, threads: int, *, budget_s: flo
     from onlinedeep import threads as thread_policy
     from onlinedeep.phases import phases
     from onlinedeep.training.draws import layer_draws
-    from onlinedeep.training.loop import resolve_device
+    from onlinedeep.training.state import resolve_device
 
     device = resolve_device(config.device)
     kernel = kernels.get(config.kernel, device, threads=threads)
