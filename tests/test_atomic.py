@@ -59,7 +59,7 @@ def test_every_writer_uses_the_one_helper():
     from onlinedeep import atomic, snapshot
 
     assert atomic.atomic_file is infinite_mnist.atomic.atomic_file
-    assert snapshot.write_bytes is atomic.write_bytes
+    assert snapshot.write.write_bytes is atomic.write_bytes
     root = Path(__file__).resolve().parents[1]
     offenders = []
     for package in ("infinite_mnist", "onlinedeep", "cli"):

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from infinite_mnist import Schedule, draw_seed, sample_indices
+from infinite_mnist import sampling
 from infinite_mnist import schedule as S
 from infinite_mnist.schedule import Sample
 
@@ -106,7 +107,7 @@ def _splitmix_step(z):
 
 def _sample_index_scalar(seed, t, split):
     """The documented sampling rule, version 1, one position at a time."""
-    key = _splitmix_step(seed ^ S._SAMPLE_TAG)
+    key = _splitmix_step(seed ^ sampling._SAMPLE_TAG)
     digit = _splitmix_step((key + 2 * t * 0x9E3779B97F4A7C15) % 2**64) % (50_000 if split == "protocol"
                                                                            else 60_000)
     cycle = _splitmix_step((key + (2 * t + 1) * 0x9E3779B97F4A7C15) % 2**64) >> 17

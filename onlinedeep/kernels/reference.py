@@ -56,6 +56,70 @@ def _cross_entropy(pre: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (F.softplus(pre) - target * pre).sum(dim=1)
 
 
+def _supervised_plain(Ws, WTs, bs, x, onehot, logits, inp0, h, o, delta, signs, lr, l1):
+    """The supervised loop without L2: plain float32 updates of the stored weights."""
+    depth = len(Ws) - 1
+    for i in range(x.shape[0]):
+        # Forward: h_k = σ(h_{k-1} W_k + b_k), o = h_{L-1} W_out + b_out (kept for the metrics).
+        below = inp0.copy_(x[i])
+        for k in range(depth):
+            torch.addmv(bs[k], WTs[k], below, out=h[k]).sigmoid_()
+            below = h[k]
+        torch.addmv(bs[depth], WTs[depth], below, out=o)
+        logits[i].copy_(o)
+        # δ_out = softmax(o) - onehot(y)
+        torch.softmax(o, 0, out=delta[depth]).sub_(onehot[i])
+        # Backward from the top; δ_{k-1} is taken from W_k before W_k moves.
+        for k in range(depth, -1, -1):
+            inp = h[k - 1] if k > 0 else inp0
+            if k > 0:
+                _sigmoid_grad_(torch.mv(Ws[k], delta[k], out=delta[k - 1]), h[k - 1])
+            if signs is not None:
+                torch.sign(Ws[k], out=signs[k])
+            # W ← W - lr·h_inᵀδ  [- lr·l1·sign(W_before)]
+            Ws[k].addr_(inp, delta[k], alpha=-lr)
+            if signs is not None:
+                Ws[k].add_(signs[k], alpha=-lr * l1)
+            bs[k].add_(delta[k], alpha=-lr)
+
+
+def _supervised_scaled(Ws, WTs, bs, x, onehot, logits, inp0, h, o, delta, signs, lr, l1,
+                       decay, scales):
+    """The supervised loop with L2: ``Ws[k]`` holds ``V_k = W_k / scales[k]``.
+
+    The scales are float64 host values that follow a fixed schedule (never read from the
+    device); ``scales`` is updated in place and the caller brings the matrices back to W.
+    """
+    depth = len(Ws) - 1
+    for i in range(x.shape[0]):
+        s = scales[0]  # the pre-update scale, the same for every matrix here
+        below = inp0.copy_(x[i])
+        for k in range(depth):
+            torch.addmv(bs[k], WTs[k], below, alpha=s, out=h[k]).sigmoid_()
+            below = h[k]
+        torch.addmv(bs[depth], WTs[depth], below, alpha=s, out=o)
+        logits[i].copy_(o)
+        torch.softmax(o, 0, out=delta[depth]).sub_(onehot[i])
+        s_next = s * decay
+        step = -lr / s_next
+        for k in range(depth, -1, -1):
+            inp = h[k - 1] if k > 0 else inp0
+            if k > 0:
+                _sigmoid_grad_(torch.mv(Ws[k], delta[k], out=delta[k - 1]).mul_(s), h[k - 1])
+            if signs is not None:
+                torch.sign(Ws[k], out=signs[k])
+            # s·V ← d·s·V - lr·h_inᵀδ  [- lr·l1·sign(V_before)]: the decay is all in the scale
+            Ws[k].addr_(inp, delta[k], alpha=step)
+            if signs is not None:
+                Ws[k].add_(signs[k], alpha=step * l1)
+            scales[k] = s_next
+            bs[k].add_(delta[k], alpha=-lr)
+        if must_rescale(s_next):
+            for k, W in enumerate(Ws):
+                rescale_(W, scales[k])
+                scales[k] = 1.0
+
+
 class ReferenceKernel:
     """Per-example PyTorch loop implementing :class:`onlinedeep.kernels.Kernel`.
 
@@ -143,15 +207,15 @@ class ReferenceKernel:
         onehot.scatter_(1, y.unsqueeze(1), 1.0)
 
         if not scaled:
-            self._supervised_plain(Ws, WTs, bs, x, onehot, logits, inp0, h, o, delta, signs, lr, l1)
+            _supervised_plain(Ws, WTs, bs, x, onehot, logits, inp0, h, o, delta, signs, lr, l1)
         else:
             # W_k = scales[k]·Ws[k] (onlinedeep.kernels.weight_decay). One scale per matrix, all
             # equal after each complete update; kept apart so that an interrupted chunk still
             # leaves every matrix at its own weights.
             scales = [1.0] * len(Ws)
             try:
-                self._supervised_scaled(Ws, WTs, bs, x, onehot, logits, inp0, h, o, delta, signs,
-                                        lr, l1, decay, scales)
+                _supervised_scaled(Ws, WTs, bs, x, onehot, logits, inp0, h, o, delta, signs, lr,
+                                   l1, decay, scales)
             finally:
                 for W, s in zip(Ws, scales):
                     rescale_(W, s)
@@ -159,70 +223,6 @@ class ReferenceKernel:
         errors = (logits.argmax(dim=1) != y).to(torch.uint8)
         nll = torch.logsumexp(logits, dim=1) - logits.gather(1, y.unsqueeze(1)).squeeze(1)
         return errors, nll
-
-    @staticmethod
-    def _supervised_plain(Ws, WTs, bs, x, onehot, logits, inp0, h, o, delta, signs, lr, l1):
-        """The supervised loop without L2: plain float32 updates of the stored weights."""
-        depth = len(Ws) - 1
-        for i in range(x.shape[0]):
-            # Forward: h_k = σ(h_{k-1} W_k + b_k), o = h_{L-1} W_out + b_out (kept for the metrics).
-            below = inp0.copy_(x[i])
-            for k in range(depth):
-                torch.addmv(bs[k], WTs[k], below, out=h[k]).sigmoid_()
-                below = h[k]
-            torch.addmv(bs[depth], WTs[depth], below, out=o)
-            logits[i].copy_(o)
-            # δ_out = softmax(o) - onehot(y)
-            torch.softmax(o, 0, out=delta[depth]).sub_(onehot[i])
-            # Backward from the top; δ_{k-1} is taken from W_k before W_k moves.
-            for k in range(depth, -1, -1):
-                inp = h[k - 1] if k > 0 else inp0
-                if k > 0:
-                    _sigmoid_grad_(torch.mv(Ws[k], delta[k], out=delta[k - 1]), h[k - 1])
-                if signs is not None:
-                    torch.sign(Ws[k], out=signs[k])
-                # W ← W - lr·h_inᵀδ  [- lr·l1·sign(W_before)]
-                Ws[k].addr_(inp, delta[k], alpha=-lr)
-                if signs is not None:
-                    Ws[k].add_(signs[k], alpha=-lr * l1)
-                bs[k].add_(delta[k], alpha=-lr)
-
-    @staticmethod
-    def _supervised_scaled(Ws, WTs, bs, x, onehot, logits, inp0, h, o, delta, signs, lr, l1,
-                           decay, scales):
-        """The supervised loop with L2: ``Ws[k]`` holds ``V_k = W_k / scales[k]``.
-
-        The scales are float64 host values that follow a fixed schedule (never read from the
-        device); ``scales`` is updated in place and the caller brings the matrices back to W.
-        """
-        depth = len(Ws) - 1
-        for i in range(x.shape[0]):
-            s = scales[0]  # the pre-update scale, the same for every matrix here
-            below = inp0.copy_(x[i])
-            for k in range(depth):
-                torch.addmv(bs[k], WTs[k], below, alpha=s, out=h[k]).sigmoid_()
-                below = h[k]
-            torch.addmv(bs[depth], WTs[depth], below, alpha=s, out=o)
-            logits[i].copy_(o)
-            torch.softmax(o, 0, out=delta[depth]).sub_(onehot[i])
-            s_next = s * decay
-            step = -lr / s_next
-            for k in range(depth, -1, -1):
-                inp = h[k - 1] if k > 0 else inp0
-                if k > 0:
-                    _sigmoid_grad_(torch.mv(Ws[k], delta[k], out=delta[k - 1]).mul_(s), h[k - 1])
-                if signs is not None:
-                    torch.sign(Ws[k], out=signs[k])
-                # s·V ← d·s·V - lr·h_inᵀδ  [- lr·l1·sign(V_before)]: the decay is all in the scale
-                Ws[k].addr_(inp, delta[k], alpha=step)
-                if signs is not None:
-                    Ws[k].add_(signs[k], alpha=step * l1)
-                scales[k] = s_next
-                bs[k].add_(delta[k], alpha=-lr)
-            if must_rescale(s_next):
-                for k, W in enumerate(Ws):
-                    rescale_(W, scales[k])
-                    scales[k] = 1.0
 
     # ------------------------------------------------------------------ denoising auto-encoder
     @torch.no_grad()

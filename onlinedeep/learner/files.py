@@ -4,6 +4,7 @@ read a learner's file like a run's, and a learner continues a run's snapshot."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -13,7 +14,10 @@ from onlinedeep import snapshot as snapshots
 from onlinedeep.learner.river import scalar
 from onlinedeep.metrics import RunMetrics
 
-__all__ = ["LEARNER_SCHEDULE", "save", "load"]
+if TYPE_CHECKING:
+    from onlinedeep.learner.mlp import OnlineMLP
+
+__all__ = ["FileMethods", "LEARNER_SCHEDULE", "save", "load"]
 
 # What a learner snapshot stores in place of an InfiniteMNIST schedule: its rows came from the
 # caller. Not a Schedule, so `onlinedeep train` refuses to continue it as a run (its data is unknown).
@@ -81,3 +85,57 @@ def load(cls, path, *, device: str | None = None, kernel: str | None = None,
         start += count
     net.layer_updates_ = done
     return net
+
+
+class FileMethods:
+    """The files of :class:`~onlinedeep.learner.OnlineMLP`: ``save``, ``load`` (the snapshot
+    format) and ``to_module`` (a plain PyTorch module); not used alone."""
+
+    def to_module(self) -> torch.nn.Sequential:
+        """The network as a plain ``nn.Sequential`` (:func:`onlinedeep.export.to_module`)."""
+        from onlinedeep.export import to_module
+
+        self._require_fitted("to_module")
+        return to_module(self.params_)
+
+    def save(self, path) -> Path:
+        """Write the learner to an HDF5 snapshot (atomically; ``onlinedeep.snapshot`` format).
+
+        The snapshot holds the network, the metrics windows and series, and the configuration of
+        what was done (:meth:`to_config`); ``onlinedeep evaluate`` and
+        :func:`onlinedeep.load_module` read it like a run's.
+
+        Returns
+        -------
+        Path
+
+        Raises
+        ------
+        ValueError
+            If the classes are unknown (nothing is written).
+        SnapshotError
+            If a parameter holds NaN/Inf (nothing is written).
+        """
+        return save(self, path)
+
+    @classmethod
+    def load(cls, path, *, device: str | None = None, kernel: str | None = None,
+             threads: int | None = None) -> "OnlineMLP":
+        """A learner from a snapshot: one written by :meth:`save` or by ``onlinedeep train``.
+
+        Training continues from the snapshot's position, with its hyperparameters, its random
+        draws and its metrics windows.
+
+        Parameters
+        ----------
+        path : path-like
+            Snapshot file, or a run folder (its latest snapshot).
+        device, kernel, threads : optional
+            Override the stored values (they do not change what an update computes).
+
+        Raises
+        ------
+        SnapshotError
+            If the file is missing, damaged or not a snapshot.
+        """
+        return load(cls, path, device=device, kernel=kernel, threads=threads)

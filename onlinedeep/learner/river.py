@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["row", "register_with_river", "scalar"]
+__all__ = ["RiverMethods", "row", "register_with_river", "scalar"]
 
 
 def row(net, x) -> np.ndarray:
@@ -74,3 +74,31 @@ def register_with_river() -> None:
 def scalar(value):
     """A NumPy scalar as the Python value (dict keys, JSON)."""
     return value.item() if isinstance(value, np.generic) else value
+
+
+class RiverMethods:
+    """River's API of :class:`~onlinedeep.learner.OnlineMLP` (``learn_one``, ``predict_one``,
+    ``predict_proba_one``), on its scikit-learn methods; not used alone."""
+
+    def learn_one(self, x, y) -> None:
+        """One supervised update (River's API): ``partial_fit`` on one row.
+
+        Parameters
+        ----------
+        x : dict or (n_inputs,) array_like
+            Features in [0, 1]; a dict's keys are fixed by the first example (missing keys count
+            as 0), or integer column indices when ``n_inputs`` was given.
+        y : label
+            One of ``classes_`` (set ``n_classes`` or call ``partial_fit(..., classes=...)``
+            first).
+        """
+        self._supervised(row(self, x), [y], name="x")
+
+    def predict_proba_one(self, x) -> dict:
+        """Class probabilities of one example (River's API): ``{label: probability}``."""
+        p = self.predict_proba(row(self, x))[0]
+        return {scalar(c): float(v) for c, v in zip(self.classes_, p)}
+
+    def predict_one(self, x):
+        """Predicted label of one example (River's API)."""
+        return scalar(self.predict(row(self, x))[0])

@@ -1,6 +1,7 @@
 """Training one network on the stream: the online loop, its producer and draws, resume and branch.
 
 - :mod:`~onlinedeep.training.loop` — :class:`Trainer`, the online loop;
+- :mod:`~onlinedeep.training.state` — the run around it: start, snapshots, log, result;
 - :mod:`~onlinedeep.training.resume` — :func:`resume` a run folder, :func:`branch` a snapshot;
 - :mod:`~onlinedeep.training.producer` — the bounded queue and its thread;
 - :mod:`~onlinedeep.training.draws` — the per-chunk random draws of pre-training;

@@ -35,9 +35,9 @@ and starts the others; a job that fails is reported with its error and does not 
 """
 from onlinedeep.experiments.ordering_variance.jobs import (branch_point, output_path, pending_jobs,
                                                            run_dir, run_experiment, run_job)
-from onlinedeep.experiments.ordering_variance.plan import (PLAN_PRESETS, Job, OrderingPlan,
-                                                           check_plan, load_plan,
-                                                           save_or_check_plan)
+from onlinedeep.experiments.ordering_variance.plan import PLAN_PRESETS, Job, OrderingPlan
+from onlinedeep.experiments.ordering_variance.plan_file import (check_plan, load_plan,
+                                                                save_or_check_plan)
 from onlinedeep.experiments.ordering_variance.report import (aggregate, load_table,
                                                              output_variance, plot_figure13,
                                                              report)

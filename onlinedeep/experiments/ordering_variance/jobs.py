@@ -22,8 +22,8 @@ from onlinedeep.atomic import write_bytes
 from onlinedeep.experiments import runner
 from onlinedeep.experiments.executors import Outcome
 from onlinedeep.experiments.ordering_variance.plan import (OUTPUT_FORMAT, SAMPLING_VERSION, Job,
-                                                           OrderingPlan, check_plan,
-                                                           save_or_check_plan, _PLAN_MUTABLE)
+                                                           OrderingPlan, _PLAN_MUTABLE)
+from onlinedeep.experiments.ordering_variance.plan_file import check_plan, save_or_check_plan
 from onlinedeep.run_folder import JobFolder
 from onlinedeep.snapshot import h5_image
 

@@ -1,21 +1,20 @@
-"""The design of the example-ordering experiment: its jobs and its plan (``plan.json``).
+"""The design of the example-ordering experiment: its jobs and its plan.
 
-See :mod:`onlinedeep.experiments.ordering_variance` for the protocol.
+See :mod:`onlinedeep.experiments.ordering_variance` for the protocol; the draws of a plan are in
+:mod:`.sampling`, its file ``plan.json`` in :mod:`.plan_file`.
 """
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
 import re
 from dataclasses import dataclass
 from typing import Any
 
 from infinite_mnist.schedule import SAMPLING_VERSION
 from onlinedeep.config import BRANCH_MUTABLE, ConfigError, RunConfig
-from onlinedeep.run_folder import JobFolder
+from onlinedeep.experiments.ordering_variance.sampling import PlanDraws
 
-__all__ = ["Job", "OrderingPlan", "PLAN_PRESETS", "SAMPLING_VERSION", "load_plan", "check_plan", "save_or_check_plan"]
+__all__ = ["Job", "OrderingPlan", "PLAN_PRESETS", "SAMPLING_VERSION"]
 
 # The MNIST test digits are stream indices 0..9,999 (infinite_mnist.stream.N_TEST).
 N_TEST_DIGITS = 10_000
@@ -108,7 +107,7 @@ class Job:
 
 
 @dataclass
-class OrderingPlan:
+class OrderingPlan(PlanDraws):
     """Everything that defines the experiment; stored as ``plan.json`` in its folder.
 
     Parameters
@@ -178,78 +177,7 @@ class OrderingPlan:
         """Position of segment ``segment`` as a fraction of training (``s / S``; Figure 13's x)."""
         return segment / self.n_segments
 
-    def draw_seed(self, segment: int, draw: int) -> int:
-        """Sample seed of job (segment, draw): ``infinite_mnist.draw_seed(seed, segment, draw)``.
-
-        Raises
-        ------
-        ValueError
-            If ``segment`` or ``draw`` is out of range.
-        """
-        from infinite_mnist import draw_seed
-
-        self._check_segment_draw(segment, draw)
-        return draw_seed(self.seed, segment, draw)
-
-    def _check_segment_draw(self, segment: int, draw: int) -> None:
-        if not 0 <= segment < self.n_segments:
-            raise ValueError(f"segment: expected 0..{self.n_segments - 1}, found {segment}")
-        if not 0 <= draw < self.n_draws:
-            raise ValueError(f"draw: expected 0..{self.n_draws - 1}, found {draw}")
-
-    def base_schedule(self):
-        """The base training sequence: ``Schedule.contiguous(N, start=stream_start, split=split)``."""
-        from infinite_mnist import Schedule
-
-        first = next(iter(self.configs.values()))
-        return Schedule.contiguous(self.n_examples, start=first.stream_start, split=first.split)
-
-    def schedule(self, job: Job):
-        """The training sequence of ``job``: the base one, with segment s resampled for draw d.
-
-        Returns
-        -------
-        infinite_mnist.Schedule
-            Total N; positions outside segment s keep the base sequence's examples; position
-            → stream index is a pure function (nothing is generated here).
-        """
-        base = self.base_schedule()
-        if job.is_base:
-            return base
-        return base.resample(self.boundary(job.segment), self.segment_length,
-                             self.draw_seed(job.segment, job.draw))
-
-    def indices(self, job: Job, start: int | None = None, count: int | None = None):
-        """Stream indices ``job`` trains on at positions ``start .. start + count - 1``.
-
-        Parameters
-        ----------
-        job : Job
-        start, count : int, optional
-            Default: the positions of the job's varied segment (the whole sequence for a base job).
-
-        Returns
-        -------
-        (count,) int64 ndarray
-
-        Raises
-        ------
-        ValueError
-            If the segment or draw is out of range, or the positions are outside ``[0, N)``.
-        """
-        if not job.is_base:
-            self._check_segment_draw(job.segment, job.draw)
-        first, length = (0, self.n_examples) if job.is_base else (self.boundary(job.segment),
-                                                                  self.segment_length)
-        if start is None:
-            start = first
-        if count is None:
-            count = length if start == first else max(0, min(length, self.n_examples - start))
-        if start < 0 or count < 0 or start + count > self.n_examples:
-            raise ValueError(f"positions: expected [start, start + count) inside [0, {self.n_examples}), "
-                             f"found start={start}, count={count}")
-        return self.schedule(job).indices(start, count)
-
+    # ------------------------------------------------------------------ jobs (draws: PlanDraws)
     def config(self, job: Job) -> RunConfig:
         """The RunConfig of ``job``'s condition (a copy)."""
         if job.condition not in self.configs:
@@ -496,81 +424,3 @@ PLAN_PRESETS: dict[str, dict[str, Any]] = {
                          "chunk_size": 250, "snapshot_every": 500, "window": 1_000,
                          "log_every": 250, "keep_snapshots": 2, "kernel": "reference"}},
 }
-
-
-# ---------------------------------------------------------------------- the plan file
-def load_plan(out: str | os.PathLike) -> OrderingPlan:
-    """Read ``out/plan.json``.
-
-    Raises
-    ------
-    FileNotFoundError
-        If there is no plan (``run`` was never started on this folder).
-    ConfigError
-        If the file is not a valid plan.
-    """
-    path = JobFolder(out).plan_path
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no experiment plan here (run `onlinedeep ordering-variance "
-                                f"run --out {out}` first)")
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{path}: not valid JSON ({exc})") from None
-    return OrderingPlan.from_dict(data, where=str(path))
-
-
-def check_plan(plan: OrderingPlan, out: str | os.PathLike) -> None:
-    """Check that ``out`` holds no experiment, or the same one as ``plan``; writes nothing.
-
-    Execution-only fields (device, kernel, mnist_dir, logging and snapshot cadence) may differ.
-
-    Raises
-    ------
-    ConfigError
-        If the folder holds a different experiment (the message lists the differences), or a plan
-        or job output made with another sampling version.
-    """
-    path = JobFolder(out).plan_path
-    if path.exists():
-        old = load_plan(out)
-        diffs = old.differences(plan)
-        if diffs:
-            raise ConfigError(
-                f"{path}: this folder holds a different experiment (stored vs requested): "
-                + "; ".join(diffs) + ". Use another --out, or the same options as before."
-            )
-    for job in plan.jobs():
-        output = JobFolder(out).output(job.key)
-        if not job.is_stage and output.is_file():
-            version = output_sampling_version(output)
-            if version != SAMPLING_VERSION:
-                raise ConfigError(
-                    f"{output}: made with sampling version {version}, not {SAMPLING_VERSION}; "
-                    f"results of two sampling versions are never mixed: use another --out"
-                )
-
-
-def output_sampling_version(path: str | os.PathLike) -> int | None:
-    """The ``sampling_version`` attribute of a job output (None if absent or unreadable)."""
-    import h5py
-
-    try:
-        with h5py.File(path, "r") as f:
-            value = f.attrs.get("sampling_version")
-    except OSError:
-        return None
-    return None if value is None else int(value)
-
-
-def save_or_check_plan(plan: OrderingPlan, out: str | os.PathLike) -> None:
-    """:func:`check_plan`, then write ``out/plan.json`` (with the new execution-only values).
-
-    Raises
-    ------
-    ConfigError
-        If the folder holds a different experiment (the message lists the differences).
-    """
-    check_plan(plan, out)
-    folder = JobFolder(out)
-    folder.write_json(folder.plan_path, plan.to_dict())

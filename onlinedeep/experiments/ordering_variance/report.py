@@ -15,8 +15,8 @@ import numpy as np
 from onlinedeep.atomic import atomic_file, write_bytes
 from onlinedeep.experiments.ordering_variance.jobs import output_path
 from onlinedeep.experiments.ordering_variance.plan import (OUTPUT_FORMAT, SAMPLING_VERSION,
-                                                           TABLE_FORMAT, Job, OrderingPlan,
-                                                           load_plan)
+                                                           TABLE_FORMAT, Job, OrderingPlan)
+from onlinedeep.experiments.ordering_variance.plan_file import load_plan
 from onlinedeep.run_folder import JobFolder
 from onlinedeep.snapshot import h5_image
 

@@ -1,0 +1,90 @@
+"""The plan file of the ordering-variance experiment, ``plan.json`` in its folder: read, compared
+with the plan a ``run`` asks for (and with the sampling version of the outputs already there), and
+written."""
+from __future__ import annotations
+
+import json
+import os
+
+from onlinedeep.config import ConfigError
+from onlinedeep.experiments.ordering_variance.plan import SAMPLING_VERSION, OrderingPlan
+from onlinedeep.run_folder import JobFolder
+
+__all__ = ["load_plan", "check_plan", "output_sampling_version", "save_or_check_plan"]
+
+
+def load_plan(out: str | os.PathLike) -> OrderingPlan:
+    """Read ``out/plan.json``.
+
+    Raises
+    ------
+    FileNotFoundError
+        If there is no plan (``run`` was never started on this folder).
+    ConfigError
+        If the file is not a valid plan.
+    """
+    path = JobFolder(out).plan_path
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no experiment plan here (run `onlinedeep ordering-variance "
+                                f"run --out {out}` first)")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}: not valid JSON ({exc})") from None
+    return OrderingPlan.from_dict(data, where=str(path))
+
+
+def check_plan(plan: OrderingPlan, out: str | os.PathLike) -> None:
+    """Check that ``out`` holds no experiment, or the same one as ``plan``; writes nothing.
+
+    Execution-only fields (device, kernel, mnist_dir, logging and snapshot cadence) may differ.
+
+    Raises
+    ------
+    ConfigError
+        If the folder holds a different experiment (the message lists the differences), or a plan
+        or job output made with another sampling version.
+    """
+    path = JobFolder(out).plan_path
+    if path.exists():
+        old = load_plan(out)
+        diffs = old.differences(plan)
+        if diffs:
+            raise ConfigError(
+                f"{path}: this folder holds a different experiment (stored vs requested): "
+                + "; ".join(diffs) + ". Use another --out, or the same options as before."
+            )
+    for job in plan.jobs():
+        output = JobFolder(out).output(job.key)
+        if not job.is_stage and output.is_file():
+            version = output_sampling_version(output)
+            if version != SAMPLING_VERSION:
+                raise ConfigError(
+                    f"{output}: made with sampling version {version}, not {SAMPLING_VERSION}; "
+                    f"results of two sampling versions are never mixed: use another --out"
+                )
+
+
+def output_sampling_version(path: str | os.PathLike) -> int | None:
+    """The ``sampling_version`` attribute of a job output (None if absent or unreadable)."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            value = f.attrs.get("sampling_version")
+    except OSError:
+        return None
+    return None if value is None else int(value)
+
+
+def save_or_check_plan(plan: OrderingPlan, out: str | os.PathLike) -> None:
+    """:func:`check_plan`, then write ``out/plan.json`` (with the new execution-only values).
+
+    Raises
+    ------
+    ConfigError
+        If the folder holds a different experiment (the message lists the differences).
+    """
+    check_plan(plan, out)
+    folder = JobFolder(out)
+    folder.write_json(folder.plan_path, plan.to_dict())
