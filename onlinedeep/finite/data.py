@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from onlinedeep.finite import shapeset
+
 __all__ = ["DATASETS", "SPLITS", "Split", "FiniteData", "load_dataset", "mnist_splits"]
 
 DATASETS = ("mnist", "shapeset")
@@ -136,30 +138,33 @@ def load_dataset(name: str, *, mnist_dir: str | os.PathLike | None = None, seed:
 
     Notes
     -----
-    The full data set is kept once per process (the jobs of an experiment share a worker), keyed by
-    ``(name, mnist_dir, $ONLINEDEEP_MNIST_DIR, seed)``: callers must not write into the arrays.
+    The data are kept once per process (the jobs of an experiment share a worker): MNIST keyed by
+    ``(mnist_dir, $ONLINEDEEP_MNIST_DIR)``, Shapeset by ``(seed, sizes)``; callers must not write
+    into the arrays.
     """
     if name not in DATASETS:
         raise ValueError(f"dataset: expected one of {DATASETS}, found {name!r}")
-    full = _full(name, None if mnist_dir is None else str(mnist_dir),
-                 os.environ.get("ONLINEDEEP_MNIST_DIR"), int(seed) if name == "shapeset" else 0)
-    return full.head(sizes)
+    if name == "shapeset":  # generated: only the examples asked for (the first m never change)
+        counts = tuple(min(shapeset.SPLIT_SIZES[s], (sizes or {}).get(s) or shapeset.SPLIT_SIZES[s])
+                       for s in SPLITS)
+        return _shapeset(int(seed), counts)
+    return _mnist(None if mnist_dir is None else str(mnist_dir),
+                  os.environ.get("ONLINEDEEP_MNIST_DIR")).head(sizes)
 
 
 @functools.lru_cache(maxsize=2)
-def _full(name: str, mnist_dir: str | None, env_dir: str | None, seed: int) -> FiniteData:
-    """The whole data set (``env_dir`` only keys the cache: ``load_mnist`` reads the variable)."""
-    if name == "mnist":
-        from infinite_mnist import load_mnist
+def _shapeset(seed: int, counts: tuple[int, int, int]) -> FiniteData:
+    parts = {s: Split(*shapeset.generate(n, seed=seed, split=s)) for s, n in zip(SPLITS, counts)}
+    prov = {"dataset": "shapeset", "shapeset.seed": str(seed),
+            "shapeset.version": str(shapeset.VERSION)}
+    prov.update({f"n_{s}": str(n) for s, n in zip(SPLITS, counts)})
+    return FiniteData("shapeset", parts["train"], parts["valid"], parts["test"], shapeset.N_INPUTS,
+                      2, prov)
 
-        data = mnist_splits(load_mnist(mnist_dir))
-    elif name == "shapeset":
-        from onlinedeep.finite import shapeset
 
-        parts = {s: Split(*shapeset.generate(shapeset.SPLIT_SIZES[s], seed=seed, split=s))
-                 for s in SPLITS}
-        data = FiniteData("shapeset", parts["train"], parts["valid"], parts["test"],
-                          shapeset.N_INPUTS, 2,
-                          {"dataset": "shapeset", "shapeset.seed": str(seed),
-                           "shapeset.version": str(shapeset.VERSION)})
-    return data
+@functools.lru_cache(maxsize=1)
+def _mnist(mnist_dir: str | None, env_dir: str | None) -> FiniteData:
+    """MNIST's splits (``env_dir`` only keys the cache: ``load_mnist`` reads the variable)."""
+    from infinite_mnist import load_mnist
+
+    return mnist_splits(load_mnist(mnist_dir))
