@@ -45,7 +45,9 @@ def run(name: str, out: Optional[Path], *, seeds: int, dataset: str, jobs: Optio
     jobs = thread_policy.local_jobs(jobs or 0, threads or 0, pending=max(unfinished, 1))
     job_threads = threads if scheduler is not None else thread_policy.decide("job", threads or 0,
                                                                              jobs=jobs)
-    updates = sum(c.config.engine_config().total_updates for c in cells) * seeds
+    from onlinedeep.finite.config import FiniteConfig
+
+    updates = sum(FiniteConfig.from_dict(s.args[0]).engine_config().total_updates for s in specs)
     typer.echo(f"{name} ({dataset}, preset {preset}): {len(cells)} cell(s) x {seeds} seed(s) = "
                f"{len(specs)} jobs, {len(specs) - unfinished} already finished; "
                f"{updates:,} updates in all" + (f"; {jobs} local job(s) x {job_threads} thread(s)"
@@ -65,6 +67,11 @@ def run(name: str, out: Optional[Path], *, seeds: int, dataset: str, jobs: Optio
         def connect():
             return executors.local_client(jobs)
 
+    if unfinished:  # the data can be read, before any job starts (MNIST errors once, here)
+        from onlinedeep.finite.data import load_dataset
+
+        first = cells[0].config
+        load_dataset(dataset, mnist_dir=first.mnist_dir, seed=first.data_seed, sizes=first.sizes())
     bar = tqdm(total=unfinished, unit="job", desc=name, dynamic_ncols=True)
 
     def on_outcome(outcome) -> None:
