@@ -1,8 +1,11 @@
-"""``onlinedeep experiment run|report NAME``: one command per figure of the paper's section 8.
+"""``onlinedeep experiment run|report NAME``: one command per figure of the paper's section 8, and
+per experiment of sections 6-7 on finite data.
 
 Figures 11, 12 and 14 are networks in one folder (:mod:`onlinedeep.experiments.section8`), Figure 13
 is the ordering-variance experiment in its ``figure13/`` sub-folder; all run as idempotent jobs on
-local worker processes or a Dask cluster. This module only parses options and prints.
+local worker processes or a Dask cluster. The finite-data experiments (table1, figure1, figure8,
+figure9, figure10, figure14-mnist, l1l2, search) are handled by :mod:`onlinedeep_cli.finite_experiment`.
+This module only parses options and prints.
 """
 from __future__ import annotations
 
@@ -20,6 +23,23 @@ class Figure(str, Enum):
     figure12 = "figure12"
     figure13 = "figure13"
     figure14 = "figure14"
+    # finite data (sections 6-7)
+    table1 = "table1"
+    figure1 = "figure1"
+    figure8 = "figure8"
+    figure9 = "figure9"
+    figure10 = "figure10"
+    figure14_mnist = "figure14-mnist"
+    l1l2 = "l1l2"
+    search = "search"
+
+
+class Dataset(str, Enum):
+    mnist = "mnist"
+    shapeset = "shapeset"
+
+
+_SECTION8_OUT = Path("runs/section8")
 
 
 class Preset(str, Enum):
@@ -134,9 +154,12 @@ def _run_figure(name: str, out: Path, preset_name: str, connect, job_threads, on
 
 
 def run(
-    figure: Figure = typer.Argument(..., help="figure11, figure12, figure13 or figure14."),
-    out: Path = typer.Option(Path("runs/section8"), "--out", help="The section-8 folder (shared "
-                             "by the figures; on a filesystem every worker sees)."),
+    figure: Figure = typer.Argument(..., help="figure11-figure14 (section 8), or on finite data "
+                                    "table1, figure1 (and 2), figure8, figure9, figure10, "
+                                    "figure14-mnist, l1l2, search."),
+    out: Optional[Path] = typer.Option(None, "--out", help="The experiment folder, on a "
+                                       "filesystem every worker sees [runs/section8 for figures "
+                                       "11-14, shared by them; runs/finite/NAME otherwise]."),
     jobs: Optional[int] = typer.Option(None, "--jobs", min=1, help="Local worker processes "
                                        "[fill the machine: cores, at most the unfinished jobs]."),
     scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Address of an existing Dask "
@@ -147,6 +170,16 @@ def run(
                                   "smoke (tiny networks, a few thousand updates)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the jobs, their updates and an "
                                  "ETA from a quick measurement here; run nothing."),
+    seeds: int = typer.Option(10, "--seeds", min=1, help="Finite data: seeds 0..N-1 per cell "
+                              "(the paper: 400 after its search's 10)."),
+    dataset: Dataset = typer.Option(Dataset.mnist, "--dataset", help="Finite data: mnist or "
+                                    "shapeset (generated)."),
+    set_items: Optional[list[str]] = typer.Option(None, "--set", help="Finite data: FIELD=VALUE "
+                                                  "for every run (a FiniteConfig field, e.g. "
+                                                  "epochs=5, n_train=10000); repeatable."),
+    hparams: Optional[Path] = typer.Option(None, "--hparams", help="Finite data: a JSON file, a "
+                                           "search's chosen.json ({by_init: ...}), {fields: ...} "
+                                           "or the search's {grid: ...}."),
 ) -> None:
     """Run (or continue) the networks of a figure: finished jobs are skipped, runs started by
     hand or interrupted are resumed, complete runs only get their missing post-steps."""
@@ -156,6 +189,14 @@ def run(
     from onlinedeep.experiments import executors, section8
 
     name, preset_name = figure.value, preset.value
+    from onlinedeep_cli import finite_experiment
+
+    if name in finite_experiment.FINITE:
+        finite_experiment.run(name, out, seeds=seeds, dataset=dataset.value, jobs=jobs,
+                              scheduler=scheduler, threads=threads, preset=preset_name,
+                              dry_run=dry_run, set_items=set_items, hparams=hparams)
+        return
+    out = out or _SECTION8_OUT
     if name != "figure13":
         section8.check_preset(out, preset_name)  # before a dry run too
     rows = _jobs_of(name, out, preset_name)
@@ -221,8 +262,11 @@ def run(
 
 
 def report(
-    figure: Figure = typer.Argument(..., help="figure11, figure12, figure13 or figure14."),
-    out: Path = typer.Option(Path("runs/section8"), "--out", help="The section-8 folder."),
+    figure: Figure = typer.Argument(..., help="figure11-figure14, or a finite-data experiment "
+                                    "(table1, figure1, figure8, figure9, figure10, "
+                                    "figure14-mnist, l1l2, search)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="The experiment folder [runs/section8; "
+                                       "runs/finite/NAME for finite data]."),
     results: Optional[Path] = typer.Option(None, "--results", help="Write into RESULTS/NAME/ "
                                            "(e.g. docs/results) instead of OUT/reports/NAME/."),
     preset: Optional[Preset] = typer.Option(None, "--preset", help="The folder's preset [from "
@@ -230,9 +274,15 @@ def report(
 ) -> None:
     """Write a figure's CSV files, PNG and command.txt from what is trained so far (networks
     still training are drawn up to their newest snapshot and marked partial)."""
-    from onlinedeep.experiments import figure11, figure12, figure13, figure14
+    from onlinedeep_cli import finite_experiment
 
     name = figure.value
+    if name in finite_experiment.FINITE:
+        finite_experiment.report(name, out, results)
+        return
+    out = out or _SECTION8_OUT
+    from onlinedeep.experiments import figure11, figure12, figure13, figure14
+
     preset_name = preset.value if preset is not None else None
     if name == "figure13":
         rep = figure13.report(out, results=results)
@@ -259,8 +309,10 @@ def report(
 
 def register(app: typer.Typer) -> None:
     """Add the ``experiment`` sub-app (``run``, ``report``) to ``app``."""
-    sub = typer.Typer(help="Section 8 of the paper, one command per figure (11-14), as resumable "
-                      "jobs, locally (--jobs N) or on a Dask cluster (--scheduler ADDRESS).",
+    sub = typer.Typer(help="Sections 6-8 of the paper, one command per figure or table (finite "
+                      "data: table1, figure1, 8, 9, 10, figure14-mnist, l1l2, search; online: "
+                      "figures 11-14), as resumable jobs, locally (--jobs N) or on a Dask cluster "
+                      "(--scheduler ADDRESS).",
                       no_args_is_help=True)
     sub.command("run")(run)
     sub.command("report")(report)

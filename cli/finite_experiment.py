@@ -1,0 +1,126 @@
+"""``onlinedeep experiment run|report NAME`` for the finite-data experiments (paper sections 6-7):
+table1, figure1 (with Figure 2), figure8, figure9, figure10, figure14-mnist, l1l2, search.
+
+Cells × seeds as idempotent jobs (:mod:`onlinedeep.experiments.finite.common`) on local worker
+processes or a Dask cluster; this module only parses options and prints.
+"""
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+FINITE = ("table1", "figure1", "figure8", "figure9", "figure10", "figure14-mnist", "l1l2", "search")
+
+
+def default_out(name: str) -> Path:
+    return Path("runs/finite") / name
+
+
+def _cells(name, preset, dataset, set_items, hparams):
+    from onlinedeep.experiments.finite import catalog
+
+    data = catalog.read_hparams(hparams) if hparams is not None else None
+    return catalog.experiment_cells(name, preset, dataset, catalog.parse_set(set_items), data)
+
+
+def run(name: str, out: Optional[Path], *, seeds: int, dataset: str, jobs: Optional[int],
+        scheduler: Optional[str], threads: Optional[int], preset: str, dry_run: bool,
+        set_items: list[str] | None, hparams: Optional[Path]) -> None:
+    """Run (or continue) a finite-data experiment: finished jobs are skipped."""
+    from tqdm import tqdm
+
+    from onlinedeep import threads as thread_policy
+    from onlinedeep.experiments import executors, runner
+    from onlinedeep.experiments.finite import common
+
+    out = out or default_out(name)
+    cells = _cells(name, preset, dataset, set_items, hparams)
+    common.check_plan(out, name, preset, dataset, cells)
+    specs = common.job_specs(out, cells, range(seeds))
+    unfinished = len(runner.pending(specs))
+    jobs = thread_policy.local_jobs(jobs or 0, threads or 0, pending=max(unfinished, 1))
+    job_threads = threads if scheduler is not None else thread_policy.decide("job", threads or 0,
+                                                                             jobs=jobs)
+    from onlinedeep.finite.config import FiniteConfig
+
+    updates = sum(FiniteConfig.from_dict(s.args[0]).engine_config().total_updates for s in specs)
+    typer.echo(f"{name} ({dataset}, preset {preset}): {len(cells)} cell(s) x {seeds} seed(s) = "
+               f"{len(specs)} jobs, {len(specs) - unfinished} already finished; "
+               f"{updates:,} updates in all" + (f"; {jobs} local job(s) x {job_threads} thread(s)"
+                                                 if scheduler is None else f"; on {scheduler}"))
+    if dry_run:
+        for cell in cells:
+            cfg = cell.config
+            done = sum(1 for s in specs if s.key.startswith(cell.key + "/") and runner.finished(s))
+            typer.echo(f"  {cell.key:<40} {done:>4}/{seeds} done  layers {cfg.layers} x "
+                       f"{cfg.n_hidden}, init {cfg.init}, {cfg.pretrain_epochs}+{cfg.epochs} "
+                       f"epochs, {cfg.engine_config().total_updates:,} updates per job")
+        return
+    if scheduler is not None:
+        def connect():
+            return executors.remote_client(scheduler)
+    else:
+        def connect():
+            return executors.local_client(jobs)
+
+    if unfinished:  # the data can be read, before any job starts (MNIST errors once, here)
+        from onlinedeep.finite.data import load_dataset
+
+        first = cells[0].config
+        load_dataset(dataset, mnist_dir=first.mnist_dir, seed=first.data_seed, sizes=first.sizes())
+    bar = tqdm(total=unfinished, unit="job", desc=name, dynamic_ncols=True)
+
+    def on_outcome(outcome) -> None:
+        bar.update(1)
+        if outcome.status != "done":
+            bar.write(f"{outcome.status}: {outcome.key}: {outcome.error}")
+
+    from onlinedeep_cli.preflight import StopOnCtrlC
+
+    try:
+        with StopOnCtrlC():
+            outcomes = common.run_experiment(name, out, cells, range(seeds), connect,
+                                             preset=preset, dataset=dataset, threads=job_threads,
+                                             on_outcome=on_outcome)
+    except KeyboardInterrupt:
+        bar.close()
+        left = len(runner.pending(specs))
+        typer.secho(f"interrupted: {len(specs) - left} of {len(specs)} jobs finished; the others "
+                    f"start over; continue with the same command: onlinedeep "
+                    f"{shlex.join(sys.argv[1:])}", err=True, fg=typer.colors.YELLOW)
+        raise typer.Exit(130) from None
+    finally:
+        bar.close()
+    failed = [o for o in outcomes.values() if o.status == "failed"]
+    skipped = [o for o in outcomes.values() if o.status == "skipped"]
+    before = sum(1 for o in outcomes.values() if o.status == "done"
+                 and (o.value or {}).get("status") == "already finished")
+    typer.echo(f"{len(outcomes)} jobs: {before} already finished, "
+               f"{len(outcomes) - before - len(failed) - len(skipped)} finished now, "
+               f"{len(failed)} failed, {len(skipped)} not started (failed dependency)")
+    for o in failed:
+        typer.echo(f"FAILED {o.key}: {o.error}", err=True)
+    if failed or skipped:
+        typer.echo(f"tracebacks: {Path(out) / 'last_run.json'}; fix the cause and rerun the same "
+                   "command (finished jobs are skipped).", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"all jobs finished; next: onlinedeep experiment report {name} --out {out}")
+
+
+def report(name: str, out: Optional[Path], results: Optional[Path]) -> None:
+    """Write the experiment's table (mean ± sd over seeds), per-seed CSV, figure, command.txt."""
+    from onlinedeep.experiments.finite import catalog, common
+
+    out = out or default_out(name)
+    mod = catalog.module(name)
+    files = common.write_report(name, out, results, mod.draw, getattr(mod, "extra", None))
+    for line in common.table_lines(files["table"]):
+        typer.echo(line)
+    typer.echo("(test error at each run's epoch of best validation error; last epoch: no early "
+               "stopping)")
+    for what, path in files.items():
+        typer.echo(f"{what}: {path}")

@@ -1,0 +1,146 @@
+"""The finite-data experiments (issue 14) end to end at the smoke preset: every experiment on the
+generated Shapeset and on real MNIST, reports, resume, plan checks and the command line."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from onlinedeep.config import ConfigError
+from onlinedeep.experiments import executors
+from onlinedeep.experiments.finite import catalog, common
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A Dask cluster in this process (one worker thread), as a real one looks to the runner."""
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, protocol="tcp",
+                      dashboard_address=None) as c:
+        yield c
+
+
+def _run(name, out, cluster, dataset="shapeset", seeds=1, **overrides):
+    cells = catalog.experiment_cells(name, "smoke", dataset, overrides or None)
+    outcomes = common.run_experiment(
+        name, out, cells, range(seeds), lambda: executors.remote_client(cluster.scheduler_address),
+        preset="smoke", dataset=dataset, threads=1)
+    return cells, outcomes
+
+
+def _check_report(name, out, cells, seeds=1):
+    mod = catalog.module(name)
+    files = common.write_report(name, out, None, mod.draw, getattr(mod, "extra", None))
+    lines = files["table"].read_text().splitlines()
+    assert len(lines) == 1 + len(cells)
+    header = lines[0].split(",")
+    for line in lines[1:]:
+        row = dict(zip(header, line.split(",")))
+        assert int(row["n_seeds"]) == seeds
+        assert 0 <= float(row["test_error_pct"]) <= 100
+    assert files["figure"].stat().st_size > 1000
+    assert len(files["seeds"].read_text().splitlines()) == 1 + seeds * len(cells)
+    return files
+
+
+@pytest.mark.parametrize("name", sorted(catalog.NAMES))
+def test_every_experiment_on_shapeset(name, tmp_path, cluster):
+    cells, outcomes = _run(name, tmp_path / name, cluster)
+    assert all(o.status == "done" for o in outcomes.values()), outcomes
+    files = _check_report(name, tmp_path / name, cells)
+    if name == "figure1":
+        assert (files["figure"].parent / "figure2.png").stat().st_size > 1000
+    if name == "search":
+        chosen = json.loads(files["chosen"].read_text())
+        assert set(chosen["by_init"]) == {"uniform", "pretrained"}
+        assert chosen["by_init"]["uniform"]["learning_rate"] in (0.1, 0.02)
+
+
+@pytest.mark.parametrize("name", sorted(catalog.NAMES))
+def test_every_experiment_on_mnist(name, mnist_dir, tmp_path, cluster):
+    cells, outcomes = _run(name, tmp_path / name, cluster, dataset="mnist")
+    assert all(o.status == "done" for o in outcomes.values()), outcomes
+    _check_report(name, tmp_path / name, cells)
+
+
+def test_table1_histogram_runs_after_their_pretrained_seed(tmp_path, cluster):
+    cells = catalog.experiment_cells("table1", "smoke", "shapeset")
+    specs = {s.key: s for s in common.job_specs(tmp_path, cells, range(2))}
+    hist = specs["layers2-histogram/s001"]
+    assert hist.depends_on == ("layers2-pretrained/s001",)
+    source = hist.args[0]["histogram_source"]
+    assert source.startswith(str(tmp_path / "layers2-pretrained" / "s001" / "snapshots"))
+    assert source.endswith(".pinned.h5")
+
+
+def test_rerun_does_nothing_and_an_interrupted_job_is_redone(tmp_path, cluster):
+    out = tmp_path / "t1"
+    cells, first = _run("table1", out, cluster, seeds=2)
+    assert all(o.status == "done" for o in first.values())
+    stamp = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+    _, again = _run("table1", out, cluster, seeds=2)
+    assert all(o.value["status"] == "already finished" for o in again.values())
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == stamp
+    # a job killed before its end has no epochs.h5: only it runs again
+    victim = common.run_dir(out, "layers1-uniform", 1) / "epochs.h5"
+    victim.unlink()
+    _, third = _run("table1", out, cluster, seeds=2)
+    redone = [k for k, o in third.items() if o.value["status"] != "already finished"]
+    assert redone == ["layers1-uniform/s001"] and victim.is_file()
+    # more seeds: only the new ones run
+    _, more = _run("table1", out, cluster, seeds=3)
+    assert sorted(k for k, o in more.items() if o.value["status"] != "already finished") == sorted(
+        common.job_key(c.key, 2) for c in cells)
+
+
+def test_plan_mismatch_is_refused(tmp_path, cluster):
+    out = tmp_path / "f10"
+    _run("figure10", out, cluster)
+    with pytest.raises(ConfigError, match="other configurations"):
+        _run("figure10", out, cluster, epochs=3)
+    with pytest.raises(ConfigError, match="experiment 'figure10'"):
+        _run("l1l2", out, cluster)
+
+
+def test_overrides_and_hparams(tmp_path):
+    cells = catalog.experiment_cells("table1", "smoke", "mnist", catalog.parse_set(
+        ["epochs=3", "n_train=50"]), {"by_init": {"uniform": {"learning_rate": 0.07}}})
+    assert all(c.config.epochs == 3 and c.config.n_train == 50 for c in cells)
+    lrs = {c.config.init: c.config.learning_rate for c in cells}
+    assert lrs["uniform"] == 0.07 and lrs["pretrained"] != 0.07
+    with pytest.raises(ConfigError, match="epochs"):
+        catalog.experiment_cells("table1", "smoke", "mnist", {"epochs": 0})
+    with pytest.raises(ConfigError, match="unknown field"):
+        catalog.experiment_cells("table1", "smoke", "mnist", {"epoch": 3})
+    with pytest.raises(ConfigError, match="FIELD=VALUE"):
+        catalog.parse_set(["epochs"])
+    grid = catalog.experiment_cells("search", "smoke", "mnist",
+                                    hparams={"grid": {"learning_rate": [0.1, 0.05, 0.01]}})
+    assert len(grid) == 6
+    with pytest.raises(ConfigError, match="search only"):
+        catalog.experiment_cells("table1", "smoke", "mnist", hparams={"grid": {"l2": [0.0]}})
+
+
+def test_cli_run_report_and_dry_run(tmp_path, cluster):
+    from typer.testing import CliRunner
+
+    from onlinedeep_cli.main import app
+
+    out = tmp_path / "f14"
+    args = ["experiment", "run", "figure14-mnist", "--out", str(out), "--seeds", "1", "--preset",
+            "smoke", "--dataset", "shapeset"]
+    r = CliRunner().invoke(app, args + ["--dry-run"])
+    assert r.exit_code == 0, r.output
+    assert "4 cell(s) x 1 seed(s)" in r.output and not out.exists()
+    r = CliRunner().invoke(app, args + ["--scheduler", cluster.scheduler_address])
+    assert r.exit_code == 0, r.output
+    assert "4 finished now" in r.output
+    r = CliRunner().invoke(app, ["experiment", "report", "figure14-mnist", "--out", str(out),
+                                 "--results", str(tmp_path / "res")])
+    assert r.exit_code == 0, r.output
+    assert "rbm-k3" in r.output and (tmp_path / "res" / "figure14-mnist" / "table.csv").is_file()
+    r = CliRunner().invoke(app, args + ["--set", "epochs=3", "--dry-run"])
+    assert r.exit_code == 2 and "other configurations" in r.output
+    r = CliRunner().invoke(app, ["experiment", "report", "table1", "--out", str(tmp_path / "none")])
+    assert r.exit_code == 2 and "no plan.json" in r.output
