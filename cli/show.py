@@ -13,6 +13,18 @@ _SOURCES_HELP = ("Run folders (all their snapshots) or snapshot files (grouped b
                  "with and without pre-training to see them side by side.")
 
 
+def _threads(n: int):
+    """PyTorch's threads for the command (0: PyTorch's default), restored after."""
+    from onlinedeep import threads
+
+    if n < 0:
+        raise typer.BadParameter(f"expected an integer >= 0, found {n}", param_hint="--threads")
+    return threads.torch_threads(threads.decide("torch", n))
+
+
+_THREADS_HELP = "PyTorch threads (0 = PyTorch's default)."
+
+
 def _done(out: Path, kind: str, written) -> None:
     from onlinedeep.show.sources import write_text
 
@@ -40,6 +52,7 @@ def register(app: typer.Typer) -> None:
                                  "[9.3, an MNIST digit's mean]."),
         steps: int = typer.Option(300, "--steps", help="Activation maximization: ascent steps."),
         seed: int = typer.Option(0, "--seed", help="Random starts of the ascent."),
+        threads: int = typer.Option(0, "--threads", help=_THREADS_HELP),
         progress: bool = typer.Option(True, "--progress/--no-progress"),
     ):
         """Figures 3-4: first-layer weights as 28x28 tiles, and for layers 2-3 the bounded input
@@ -47,9 +60,10 @@ def register(app: typer.Typer) -> None:
         run kept that snapshot) and after fine-tuning. Writes filters.png and filters.h5."""
         from onlinedeep.show.filters import DEFAULT_NORM, show_filters
 
-        written = show_filters(runs, out, units=units, max_layer=max_layer,
-                               norm=DEFAULT_NORM if norm is None else norm, steps=steps,
-                               seed=seed, progress=progress)
+        with _threads(threads):
+            written = show_filters(runs, out, units=units, max_layer=max_layer,
+                                   norm=DEFAULT_NORM if norm is None else norm, steps=steps,
+                                   seed=seed, progress=progress)
         _done(out, "filters", written)
 
     @show.command()
@@ -65,6 +79,7 @@ def register(app: typer.Typer) -> None:
                                     "one connected component)."),
         seed: int = typer.Option(0, "--seed", help="t-SNE random state."),
         mnist_dir: Optional[str] = typer.Option(None, "--mnist-dir", help="MNIST IDX directory."),
+        threads: int = typer.Option(0, "--threads", help=_THREADS_HELP),
         progress: bool = typer.Option(True, "--progress/--no-progress"),
     ):
         """Figures 5-6: each snapshot's outputs on the test digits as one point, all runs in one
@@ -73,9 +88,10 @@ def register(app: typer.Typer) -> None:
         trajectories-tsne.png, trajectories-isomap.png, trajectories.csv."""
         from onlinedeep.show.trajectories import show_trajectories
 
-        written = show_trajectories(runs, out, examples=examples, min_snapshots=min_snapshots,
-                                    n_neighbors=n_neighbors, seed=seed, mnist_dir=mnist_dir,
-                                    progress=progress)
+        with _threads(threads):
+            written = show_trajectories(runs, out, examples=examples,
+                                        min_snapshots=min_snapshots, n_neighbors=n_neighbors,
+                                        seed=seed, mnist_dir=mnist_dir, progress=progress)
         _done(out, "trajectories", written)
 
     @show.command()
@@ -87,6 +103,7 @@ def register(app: typer.Typer) -> None:
             10_000, "--examples", help="Last training examples of the run the error is taken on."),
         seed: int = typer.Option(0, "--seed", help="Chooses the examples behind the directions."),
         mnist_dir: Optional[str] = typer.Option(None, "--mnist-dir", help="MNIST IDX directory."),
+        threads: int = typer.Option(0, "--threads", help=_THREADS_HELP),
         progress: bool = typer.Option(True, "--progress/--no-progress"),
     ):
         """Figure 7: training error and NLL of the newest network of each run moved by alpha*v,
@@ -94,6 +111,7 @@ def register(app: typer.Typer) -> None:
         Writes landscape.png and landscape.csv."""
         from onlinedeep.show.landscape import show_landscape
 
-        written = show_landscape(runs, out, directions=directions, examples=examples, seed=seed,
-                                 mnist_dir=mnist_dir, progress=progress)
+        with _threads(threads):
+            written = show_landscape(runs, out, directions=directions, examples=examples,
+                                     seed=seed, mnist_dir=mnist_dir, progress=progress)
         _done(out, "landscape", written)

@@ -94,6 +94,13 @@ def test_landscape_cut_at_zero_is_the_training_error():
     assert error[i0] == ev.error
     assert nll[i0] == pytest.approx(ev.nll, rel=1e-6)
     np.testing.assert_allclose(landscape.ALPHAS[[0, 1, -1]], [-2.5, -2.4, 2.5])
+    # away from 0: the network θ + α·v, every parameter moved, evaluated independently
+    for i in (0, 40):
+        alpha = float(landscape.ALPHAS[i])
+        moved = {k: (t.double() + alpha * v[k]).float() if k in v else t for k, t in params.items()}
+        ev = evaluate.evaluate(moved, x, y)
+        assert abs(error[i] - ev.error) <= 1 / len(y)  # an argmax may flip on float rounding
+        assert nll[i] == pytest.approx(ev.nll, rel=1e-4)
 
 
 def test_directions_have_unit_norm_and_descend_on_their_example():

@@ -231,10 +231,10 @@ def show_trajectories(sources: Sequence, out: Path, *, examples: int = 10_000,
     out = Path(out)
     n = f"{len(runs)} runs, {len(traj.run)} networks, outputs on {examples:,} MNIST test digits"
     written = [
-        _draw(traj, tsne, f"Function space, t-SNE (perplexity {tsne_info['perplexity']:g}): {n}",
+        _draw(traj, tsne, f"Function space, t-SNE (perplexity {tsne_info['perplexity']:g})\n{n}",
               out / "trajectories-tsne.png"),
         _draw(traj, iso, f"Function space, Isomap ({iso_info['n_neighbors']} neighbours, one "
-                         f"connected component): {n}", out / "trajectories-isomap.png"),
+                         f"connected component)\n{n}", out / "trajectories-isomap.png"),
         S.write_csv(out / "trajectories.csv",
                     ["run", "label", "condition", "position", "supervised_updates", "tsne_x",
                      "tsne_y", "isomap_x", "isomap_y"],
