@@ -202,6 +202,20 @@ def test_filter_panels_after_pretraining_and_fine_tuning(fake_runs):
     assert np.all(panels[1].activation > panels[1].start)
 
 
+def test_a_missing_pretraining_snapshot_is_a_warning_and_the_final_network_is_drawn(tmp_path):
+    from conftest import FakeStream
+
+    cfg = RunConfig(pretrain="dae", unsup_updates=400, sup_updates=200, n_hidden=8, chunk_size=100,
+                    snapshot_every=300, keep_snapshots=0, window=100, log_every=100,
+                    kernel="reference", device="cpu", name="gap")
+    Trainer(cfg, stream=FakeStream(), run_dir=tmp_path / "gap").run(progress=False)
+    runs = sources.gather([tmp_path / "gap"])
+    assert runs[0].positions == [0, 300, 600] and runs[0].pretrain_end() is None
+    with pytest.warns(UserWarning, match="no snapshot at the end of pre-training .*400"):
+        panels = filters.filter_panels(runs, units=3, progress=False)
+    assert [p.stage for p in panels] == ["after fine-tuning"]
+
+
 def test_a_run_without_snapshots_is_a_clear_error(tmp_path):
     (tmp_path / "empty" / "snapshots").mkdir(parents=True)
     with pytest.raises(ShowError, match="empty: holds no snapshot file"):
@@ -226,8 +240,8 @@ def cli_runs(tmp_path_factory, mnist_dir):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for name, extra in (("sdae", ["--layers", "2", "--pretrain", "dae", "--unsup-updates",
-                                      "1000", "--sup-updates", "1500"]),
-                            ("plain", ["--pretrain", "none", "--sup-updates", "2000"])):
+                                      "1000", "--sup-updates", "1000"]),
+                            ("plain", ["--pretrain", "none", "--sup-updates", "1500"])):
             r = _invoke("train", *TINY, *extra, "--mnist-dir", mnist_dir, "--out", out,
                         "--name", name)
             assert r.exit_code == 0, r.output
@@ -257,7 +271,7 @@ def test_cli_show_end_to_end(cli_runs, mnist_dir, tmp_path):
     assert r.exit_code == 0, r.output
     with open(pics / "trajectories.csv") as fh:
         rows = list(csv.DictReader(fh))
-    assert len(rows) == 4 + 5  # positions 1000..2500 and 0..2000, every 500
+    assert len(rows) == 3 + 4  # positions 1000..2000 and 0..1500, every 500
     assert {row["condition"] for row in rows} == {"SDAE pre-training", "no pre-training"}
 
     r = _invoke("show", "landscape", *runs, "--out", pics, "--examples", "400", "--directions",
@@ -268,7 +282,8 @@ def test_cli_show_end_to_end(cli_runs, mnist_dir, tmp_path):
     assert len(rows) == 2 * 3
     stream = InfiniteMNIST(mnist_dir=str(mnist_dir))
     for run, row in zip(runs, rows[::3]):
-        snap = snapshot.load(snapshot_path := sorted((run / "snapshots").glob("*.pinned.h5"))[-1])
+        snapshot_path = sorted((run / "snapshots").glob("*.pinned.h5"))[-1]
+        snap = snapshot.load(snapshot_path)
         idx = Schedule.from_dict(snap.schedule).indices(snap.position - 400, 400)
         params = {k: torch.from_numpy(v) for k, v in snap.params.items()}
         ev = evaluate.evaluate(params, stream.floats(idx), stream.labels(idx).astype(np.int64))
