@@ -19,6 +19,7 @@ import typer
 from typer.core import TyperGroup
 
 from onlinedeep_cli import evaluate, experiment, generate, ordering_variance, train
+from onlinedeep_cli import show  # onlinedeep show filters|trajectories|landscape (issue 15)
 
 # (module, class, exit status), most specific first. Looked up in sys.modules only: an exception
 # can only come from a module that was imported, and --help stays free of torch and numba.
@@ -27,6 +28,7 @@ USER_ERRORS: tuple[tuple[str, str, int], ...] = (
     ("onlinedeep.snapshot", "SnapshotError", 2),         # a snapshot file (damaged, inconsistent)
     ("onlinedeep.evaluate", "EvaluationError", 2),       # an evaluation that cannot be made so
     ("onlinedeep.run_folder", "RunDirError", 2),         # a run or job folder that cannot be used so
+    ("onlinedeep.show.sources", "ShowError", 2),         # a run lacking what a picture needs
     ("infinite_mnist.mnist", "MnistNotFoundError", 2),   # --mnist-dir / $ONLINEDEEP_MNIST_DIR
     ("infinite_mnist.mnist", "MnistFormatError", 2),     # a damaged or foreign MNIST file
     ("onlinedeep.training.loop", "NonFiniteLossError", 1),  # training diverged
@@ -149,6 +151,7 @@ def _main(version: bool = typer.Option(False, "--version", callback=_version, is
 
 for _module in (generate, train, evaluate, ordering_variance, experiment):
     _module.register(app)
+show.register(app)
 
 
 def main() -> None:  # pragma: no cover - console entry point
