@@ -232,3 +232,26 @@ def test_run_config_width_and_classes():
     old = RunConfig().to_dict()
     del old["n_inputs"], old["n_classes"]  # a configuration written before these fields existed
     assert (RunConfig.from_dict(old).n_inputs, RunConfig.from_dict(old).n_classes) == (784, 10)
+
+
+def test_automatic_threads_adapt_between_chunks_and_keep_the_weights(monkeypatch):
+    """threads=0 gives the learner the training loop's adaptive controller (not a fixed count that
+    collapses when another process holds a core); the weights equal those of one thread."""
+    from onlinedeep import threads as thread_policy
+
+    monkeypatch.delenv("ONLINEDEEP_NUMBA_THREADS", raising=False)
+    monkeypatch.setattr(thread_policy, "decide",
+                        lambda role, requested=0, **kw: requested or 2 if role == "kernel" else 1)
+    rng = np.random.default_rng(5)
+    X = rng.random((600, 20)).astype(np.float32)
+    y = rng.integers(0, 3, 600)
+    nets = {t: OnlineMLP(units=16, n_classes=3, chunk_size=100, threads=t, kernel="numba",
+                         pretrain="dae") for t in (0, 1)}
+    for net in nets.values():
+        net.pretrain_partial_fit(X[:300])
+        net.partial_fit(X[300:], y[300:])
+    control = nets[0]._kernel_threads
+    assert isinstance(control, thread_policy.KernelThreads) and control.n_max == 2
+    assert nets[1]._kernel_threads is None
+    for name, value in nets[1].params_.items():
+        assert torch.equal(nets[0].params_[name], value), name

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from onlinedeep import kernels, model, phases
+from onlinedeep import threads as thread_policy
 from onlinedeep.config import ConfigError, RunConfig
 from onlinedeep.inputs import check_inputs
 from onlinedeep.learner import river
@@ -71,6 +72,7 @@ class LearnerState:
         self.elapsed_s_ = 0.0
         self._out_ready = False
         self._kernel = None
+        self._kernel_threads = None  # adaptive thread count (threads=0), as in training
         self._device = resolve_device(self._cfg.device)
 
     # ------------------------------------------------------------------ state
@@ -105,6 +107,7 @@ class LearnerState:
                 self._kernel = kernels.get(self._cfg.kernel, self._device, threads=self._cfg.threads)
             except ValueError as exc:
                 raise ConfigError(f"kernel: {exc}") from None
+            self._kernel_threads = thread_policy.kernel_controller(self._cfg.threads, self._kernel)
         return self._kernel
 
     def _ensure_params(self, n_inputs: int) -> None:
