@@ -387,9 +387,12 @@ def test_run_folder_contents_and_training_sequence_error(tmp_path, fake_stream):
     log = (run_dir / "log.txt").read_text()
     assert "position 1000 supervised online_error" in log and "done: position 1000" in log
     names = sorted(p.name for p in (run_dir / "snapshots").iterdir())
-    # initial and final pinned, the 2 newest periodic ones kept
-    assert names == ["snapshot-000000000000.pinned.h5", "snapshot-000000000800.h5",
-                     "snapshot-000000000900.h5", "snapshot-000000001000.pinned.h5"]
+    # initial, end of pre-training and final pinned, the 2 newest periodic ones kept
+    assert names == ["snapshot-000000000000.pinned.h5", "snapshot-000000000400.pinned.h5",
+                     "snapshot-000000000800.h5", "snapshot-000000000900.h5",
+                     "snapshot-000000001000.pinned.h5"]
+    pretrained = snapshot.load(run_dir / "snapshots" / "snapshot-000000000400.pinned.h5")
+    assert pretrained.position == cfg.unsup_updates and pretrained.phase == "supervised"
 
     te = trainer.train_error
     assert list(te["block_start"]) == [400, 600, 800] and list(te["block_stop"]) == [600, 800, 1000]

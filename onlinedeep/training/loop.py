@@ -150,7 +150,8 @@ class Trainer(RunState):
             Stream position to stop at, a chunk boundary (default: ``total_updates``).
         snapshot_at : iterable of int
             Extra chunk boundaries (at most ``stop``) at which to write a pinned snapshot (never
-            pruned); positions already passed are ignored. Needs a run folder.
+            pruned); positions already passed are ignored. Needs a run folder. With a run folder
+            the end of pre-training (position ``unsup_updates``) is always pinned.
         progress : bool
             Show a tqdm bar (phase, updates/s, ETA, online error).
 
@@ -177,6 +178,8 @@ class Trainer(RunState):
         cfg = self.config
         stop, pins = _check_positions(cfg, self.position, stop, snapshot_at,
                                       self.folder is not None)
+        if self.folder is not None and self.position < cfg.unsup_updates <= stop:
+            pins.add(cfg.unsup_updates)  # the pre-trained network, kept (Figures 3-4, Table 1)
         if self._expected_data is not None:
             data.check_same_data(self._expected_data, self.provenance()["data"])
             self._expected_data = None
