@@ -158,6 +158,28 @@ def test_smoke_figures_11_12_14_reuse_runs_and_report_their_numbers(tmp_path, mn
         assert [int(b[f"block_stop_{key}"]) for b in blocks] == list(stored["block_stop"])
     assert (results / "figure12" / "figure12.png").is_file()
 
+    # on a new machine without the 1-layer run folders, a report into the same results folder
+    # keeps what the earlier report recorded of them
+    assert _cli("experiment", "report", "figure11", "--out", str(out), "--results",
+                str(results)).returncode == 0
+    before = _table(results / "figure11" / "table.csv")
+    with open(results / "figure11" / "online_error.csv") as f:
+        curves_before = list(csv.DictReader(f))
+    for key in ("layers1-none", "layers1-dae", "layers1-rbm"):
+        (out / key).rename(tmp_path / key)
+    assert _cli("experiment", "report", "figure11", "--out", str(out), "--results",
+                str(results)).returncode == 0
+    after = _table(results / "figure11" / "table.csv")
+    with open(results / "figure11" / "online_error.csv") as f:
+        curves_after = list(csv.DictReader(f))
+    for key, row in after.items():
+        moved = key.startswith("layers1")
+        assert row["status"] == ("complete (earlier report)" if moved else "complete")
+        for column in ("updates_done", "online_error_last", "final_online_error",
+                       "test_error_percent"):
+            assert row[column] == before[key][column], (key, column)
+    assert curves_after == curves_before
+
 
 @pytest.mark.slow
 def test_smoke_partial_runs_are_reported_then_adopted_and_resumed(tmp_path, mnist_dir):

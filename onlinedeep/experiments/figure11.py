@@ -84,6 +84,10 @@ def curve_report(figure: str, out, keys, labels: dict[str, str], *, title: str,
     preset = preset or section8.load_preset(out)
     statuses = [section8.network_status(out, key, preset) for key in keys]
     folder = section8.report_folder(out, figure, results, statuses)
+    if results is not None:  # networks trained on another machine keep their committed results
+        from onlinedeep.experiments.section8.earlier import with_earlier_results
+
+        statuses = with_earlier_results(folder, statuses)
     header, rows = section8.series_rows(statuses)
     series_csv = section8.write_csv(folder / "online_error.csv", header, rows)
     table = [[st.key, labels[st.key], st.status, st.position, st.total, st.last_examples,
