@@ -166,8 +166,9 @@ def run(
                                             "scheduler (e.g. tcp://host:8786) to run the jobs on."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Threads per job "
                                           "[cores / --jobs locally; unchanged on a cluster]."),
-    preset: Preset = typer.Option(Preset.paper, "--preset", help="paper (section 8's protocol) or "
-                                  "smoke (tiny networks, a few thousand updates)."),
+    preset: Preset = typer.Option(Preset.paper, "--preset", help="paper (the paper's protocol: "
+                                  "section 8, or 5.2-5.3 on finite data) or smoke (tiny networks, a "
+                                  "few thousand updates)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the jobs, their updates and an "
                                  "ETA from a quick measurement here; run nothing."),
     seeds: int = typer.Option(10, "--seeds", min=1, help="Finite data: seeds 0..N-1 per cell "
