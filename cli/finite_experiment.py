@@ -95,20 +95,9 @@ def run(name: str, out: Optional[Path], *, seeds: int, dataset: str, jobs: Optio
         raise typer.Exit(130) from None
     finally:
         bar.close()
-    failed = [o for o in outcomes.values() if o.status == "failed"]
-    skipped = [o for o in outcomes.values() if o.status == "skipped"]
-    before = sum(1 for o in outcomes.values() if o.status == "done"
-                 and (o.value or {}).get("status") == "already finished")
-    typer.echo(f"{len(outcomes)} jobs: {before} already finished, "
-               f"{len(outcomes) - before - len(failed) - len(skipped)} finished now, "
-               f"{len(failed)} failed, {len(skipped)} not started (failed dependency)")
-    for o in failed:
-        typer.echo(f"FAILED {o.key}: {o.error}", err=True)
-    if failed or skipped:
-        typer.echo(f"tracebacks: {Path(out) / 'last_run.json'}; fix the cause and rerun the same "
-                   "command (finished jobs are skipped).", err=True)
-        raise typer.Exit(1)
-    typer.echo(f"all jobs finished; next: onlinedeep experiment report {name} --out {out}")
+    from onlinedeep_cli.preflight import report_outcomes
+
+    report_outcomes(outcomes, name, out, Path(out) / "last_run.json")
 
 
 def report(name: str, out: Optional[Path], results: Optional[Path]) -> None:

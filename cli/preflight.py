@@ -1,5 +1,5 @@
 """What every long command does around its work: checks before it starts (the data can be read,
-the disk has room) and Ctrl-C while its jobs run.
+the disk has room), Ctrl-C while its jobs run, and the summary of its jobs' outcomes.
 
 A long command (``train``, ``ordering-variance run``, ``experiment run``) that fails on missing
 MNIST files or a full disk should fail at once, with one line, before any job starts or any file is
@@ -13,7 +13,7 @@ from typing import Iterable
 
 import typer
 
-__all__ = ["check_data", "check_space_for_runs", "StopOnCtrlC"]
+__all__ = ["check_data", "check_space_for_runs", "StopOnCtrlC", "report_outcomes"]
 
 
 def check_data(configs: Iterable) -> None:
@@ -88,3 +88,28 @@ class StopOnCtrlC:
 
         for s, h in self._previous.items():
             signal.signal(s, h)
+
+
+def report_outcomes(outcomes: dict, name: str, out, last_run: Path) -> None:
+    """Print how the jobs of ``experiment run NAME`` ended (``runner`` outcomes by key) and what
+    to do next; exit status 1 when a job failed or was not started (its tracebacks: ``last_run``).
+
+    Raises
+    ------
+    typer.Exit
+        With code 1 if any job failed or was skipped.
+    """
+    failed = [o for o in outcomes.values() if o.status == "failed"]
+    skipped = [o for o in outcomes.values() if o.status == "skipped"]
+    before = sum(1 for o in outcomes.values() if o.status == "done"
+                 and (o.value or {}).get("status") == "already finished")
+    typer.echo(f"{len(outcomes)} jobs: {before} already finished, "
+               f"{len(outcomes) - before - len(failed) - len(skipped)} finished now, "
+               f"{len(failed)} failed, {len(skipped)} not started (failed dependency)")
+    for o in failed:
+        typer.echo(f"FAILED {o.key}: {o.error}", err=True)
+    if failed or skipped:
+        typer.echo(f"tracebacks: {last_run}; fix the cause and rerun the same "
+                   "command (finished jobs are skipped).", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"all jobs finished; next: onlinedeep experiment report {name} --out {out}")

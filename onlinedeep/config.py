@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from onlinedeep.config_fields import (DEFORMATIONS, DEVICES, KERNELS, NOISE_MODES, PRETRAIN_MODES,
-                                      SPLITS, ConfigError, check_fields)
+                                      SPLITS, ConfigError, JsonFields, check_fields)
 
 __all__ = [
     "ConfigError",
@@ -120,7 +120,7 @@ def format_count(n: int) -> str:
 
 
 @dataclass
-class RunConfig:
+class RunConfig(JsonFields):
     """Configuration of one training run (one field per ``onlinedeep train`` flag, same name).
 
     Fields left ``None`` take the paper's value (paper 5.3 and 8.1) when the object is created:
@@ -316,33 +316,6 @@ class RunConfig:
         return f"{mode}-{self.layers}x{self.n_hidden}-s{self.seed}"
 
     # ------------------------------------------------------------------ (de)serialisation
-    def to_dict(self) -> dict[str, Any]:
-        """All fields as a JSON-able dict (after defaults are resolved)."""
-        return dataclasses.asdict(self)
-
-    def to_json(self) -> str:
-        """The configuration as a JSON object with sorted keys (stored as an HDF5 attribute)."""
-        return json.dumps(self.to_dict(), sort_keys=True)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any], *, where: str = "configuration") -> "RunConfig":
-        """Build and validate from a dict.
-
-        Raises
-        ------
-        ConfigError
-            On an unknown field or an invalid value; the message starts with ``where``.
-        """
-        if not isinstance(data, dict):
-            raise ConfigError(f"{where}: expected a JSON object, found {type(data).__name__}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"{where}: unknown field(s) {unknown}; known fields: {sorted(known)}")
-        try:
-            return cls(**data)
-        except ConfigError as exc:
-            raise ConfigError(f"{where}: {exc}") from None
 
     @classmethod
     def from_json(cls, text: str | bytes, *, where: str = "configuration") -> "RunConfig":

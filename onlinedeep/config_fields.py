@@ -5,12 +5,14 @@ Imports nothing of onlinedeep (nor NumPy, torch, numba): reading a configuration
 """
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
 import re
 import struct
 from typing import Any
 
-__all__ = ["ConfigError", "check_fields", "PRETRAIN_MODES", "DEFORMATIONS", "NOISE_MODES",
+__all__ = ["ConfigError", "JsonFields", "check_fields", "PRETRAIN_MODES", "DEFORMATIONS", "NOISE_MODES",
            "SPLITS", "DEVICES", "KERNELS"]
 
 PRETRAIN_MODES = ("dae", "rbm", "none")
@@ -133,3 +135,36 @@ def check_fields(cfg) -> None:
                                 is not None and cfg.name not in (".", "..")),
          "name", "a folder name of letters, digits, '.', '_', '+', '-'")
     need(isinstance(cfg.out, str) and cfg.out != "", "out", "a directory path")
+
+
+class JsonFields:
+    """``to_dict``/``to_json``/``from_dict`` of a configuration dataclass (a mixin: RunConfig,
+    FiniteConfig); ``from_dict`` refuses unknown fields and prefixes errors with ``where``."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """All fields as a JSON-able dict (after defaults are resolved)."""
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        """The configuration as a JSON object with sorted keys (stored as an HDF5 attribute)."""
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], *, where: str = "configuration"):
+        """Build and validate from a dict.
+
+        Raises
+        ------
+        ConfigError
+            On an unknown field or an invalid value; the message starts with ``where``.
+        """
+        if not isinstance(data, dict):
+            raise ConfigError(f"{where}: expected a JSON object, found {type(data).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"{where}: unknown field(s) {unknown}; known fields: {sorted(known)}")
+        try:
+            return cls(**data)
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc}") from None

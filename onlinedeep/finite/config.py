@@ -12,12 +12,11 @@ same updates (positions count updates, pre-training first), which also goes into
 """
 from __future__ import annotations
 
-import dataclasses
-import json
 from dataclasses import dataclass
 from typing import Any
 
 from onlinedeep.config import ConfigError, RunConfig
+from onlinedeep.config_fields import JsonFields
 
 __all__ = ["FiniteConfig", "DATASET_SHAPES", "INITS", "SNAPSHOT_MODES", "FULL_SIZES"]
 
@@ -30,7 +29,7 @@ SNAPSHOT_MODES = ("none", "ends", "epochs")
 
 
 @dataclass
-class FiniteConfig:
+class FiniteConfig(JsonFields):
     """Configuration of one finite-data run.
 
     Attributes
@@ -212,31 +211,6 @@ class FiniteConfig:
             raise ConfigError(f"configuration: {exc}") from None
 
     # ------------------------------------------------------------------ (de)serialisation
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any], *, where: str = "configuration") -> "FiniteConfig":
-        """Build and validate from a dict.
-
-        Raises
-        ------
-        ConfigError
-            On an unknown field or an invalid value; the message starts with ``where``.
-        """
-        if not isinstance(data, dict):
-            raise ConfigError(f"{where}: expected a JSON object, found {type(data).__name__}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"{where}: unknown field(s) {unknown}; known fields: {sorted(known)}")
-        try:
-            return cls(**data)
-        except ConfigError as exc:
-            raise ConfigError(f"{where}: {exc}") from None
 
     def replace(self, **changes: Any) -> "FiniteConfig":
         """A validated copy with ``changes``."""
