@@ -258,12 +258,13 @@ def test_resume_falls_back_to_the_newest_readable_snapshot(tmp_path, fake_stream
     newest = snaps / "snapshot-000000000600.h5"
     data = newest.read_bytes()
     newest.write_bytes(data[: len(data) // 2])  # truncated by a full disk, say
-    with h5py.File(snaps / "snapshot-000000000400.h5", "r+") as f:  # and an edited one
+    # and an edited one (the end of pre-training, pinned)
+    with h5py.File(snaps / "snapshot-000000000400.pinned.h5", "r+") as f:
         f.attrs["position"] = np.int64(450)
     with pytest.warns(snapshot.SnapshotFallbackWarning,
                       match=r"resuming from the older snapshot snapshot-000000000200\.h5 \(position "
                             r"200\): 2 newer snapshot\(s\) cannot be read: .*000600\.h5: cannot open"
-                            r".*000400\.h5: attribute 'position' is 450"):
+                            r".*000400\.pinned\.h5: attribute 'position' is 450"):
         resumed = resume(run_dir, stream=fake_stream())
     assert resumed.position == 200
     assert "warning: resuming from the older snapshot snapshot-000000000200.h5" in (
