@@ -285,12 +285,13 @@ def report(
         return
     module = {"figure11": figure11, "figure12": figure12, "figure14": figure14}[name]
     rep = module.report(out, preset=preset_name, results=results)
-    typer.echo(f"{'network':<16} {'status':<22} {'last':>6} {'err_last':>9} {'final':>7} "
+    width = max([22] + [len(st.status) for st in rep.statuses])
+    typer.echo(f"{'network':<16} {'status':<{width}} {'last':>6} {'err_last':>9} {'final':>7} "
                f"{'test %':>7}")
     from onlinedeep.config import format_count
 
     for st in rep.statuses:
-        typer.echo(f"{st.key:<16} {st.status:<22} {format_count(st.last_examples):>6} "
+        typer.echo(f"{st.key:<16} {st.status:<{width}} {format_count(st.last_examples):>6} "
                    f"{st.online_error_last:>9.4f} {st.final_online_error:>7.4f} "
                    f"{st.test_error_percent:>7.2f}")
     typer.echo(f"series: {rep.series_csv}\ntable: {rep.table_csv}\nfigure: {rep.figure}\n"

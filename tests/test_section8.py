@@ -179,6 +179,9 @@ def test_smoke_figures_11_12_14_reuse_runs_and_report_their_numbers(tmp_path, mn
                        "test_error_percent"):
             assert row[column] == before[key][column], (key, column)
     assert curves_after == curves_before
+    assert _cli("experiment", "report", "figure11", "--out", str(out), "--results",
+                str(results)).returncode == 0  # again: still one mark
+    assert _table(results / "figure11" / "table.csv") == after
 
 
 @pytest.mark.slow

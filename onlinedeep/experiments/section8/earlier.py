@@ -89,5 +89,6 @@ def with_earlier_results(folder: Path, statuses: list[NetworkStatus]) -> list[Ne
             st.key, st.config, position, total, EarlierSeries(pos, err), None,
             span, values["online_error_last"],
             row.get("online_error_last_exact") == "1", values["final_online_error"],
-            values["test_error_percent"], None, earlier_status=row["status"]))
+            values["test_error_percent"], None,
+            earlier_status=row["status"].removesuffix(" (earlier report)")))
     return out
