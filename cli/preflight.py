@@ -108,6 +108,9 @@ def report_outcomes(outcomes: dict, name: str, out, last_run: Path) -> None:
                f"{len(failed)} failed, {len(skipped)} not started (failed dependency)")
     for o in failed:
         typer.echo(f"FAILED {o.key}: {o.error}", err=True)
+    for o in outcomes.values():
+        if o.status == "done" and (o.value or {}).get("warning"):
+            typer.secho(f"warning: {o.value['warning']}", err=True, fg=typer.colors.YELLOW)
     if failed or skipped:
         typer.echo(f"tracebacks: {last_run}; fix the cause and rerun the same "
                    "command (finished jobs are skipped).", err=True)

@@ -288,3 +288,24 @@ def test_report_on_a_folder_without_runs_is_one_error_and_creates_nothing(tmp_pa
         assert result.returncode == 2, result.stderr
         assert "holds no run" in result.stderr and "Traceback" not in result.stderr
         assert not out.exists()
+
+
+def test_a_network_at_chance_is_flagged_in_the_job_outcome():
+    assert section8.near_chance(1.2, 10) is None
+    assert section8.near_chance(71.9, 10) is None
+    warning = section8.near_chance(88.65, 10)
+    assert "test error 88.7% is near chance (90%)" in warning and "--lr" in warning
+    # two classes: chance is 50%
+    assert section8.near_chance(45.0, 2) is not None and section8.near_chance(30.0, 2) is None
+
+
+def test_report_outcomes_prints_the_warnings_of_finished_jobs(capsys):
+    from onlinedeep.experiments.executors import Outcome
+    from onlinedeep_cli.preflight import report_outcomes
+
+    outcomes = {"a": Outcome("a", "done", value={"status": "finished",
+                                                 "warning": "a: test error 89.0% is near chance"}),
+                "b": Outcome("b", "done", value={"status": "already finished"})}
+    report_outcomes(outcomes, "figure11", "runs/section8", None)
+    err = capsys.readouterr().err
+    assert "warning: a: test error 89.0% is near chance" in err and "b:" not in err

@@ -40,7 +40,8 @@ from onlinedeep.experiments.section8.cost import (makespan, measure_seconds_per_
                                                   pending_updates, phase_updates)
 from onlinedeep.experiments.section8.jobs import (PLAN_FORMAT, check_folder, check_preset,
                                                   figure13_folder, job_specs, load_preset,
-                                                  network_finished, run_figure, run_network,
+                                                  near_chance, network_finished, run_figure,
+                                                  run_network,
                                                   save_or_check_plan)
 from onlinedeep.experiments.section8.networks import (DEFAULT_OUT, FIGURE_KEYS, PRESETS,
                                                       TRAIN_ERROR_BLOCKS, Network, key_config,
@@ -50,7 +51,7 @@ from onlinedeep.experiments.section8.report import (NetworkStatus, network_statu
                                                     subsample, train_command, write_csv, write_text)
 
 __all__ = ["FIGURE_KEYS", "DEFAULT_OUT", "PRESETS", "Network", "network", "key_config",
-           "run_network", "network_finished", "check_folder", "job_specs", "run_figure",
+           "run_network", "near_chance", "network_finished", "check_folder", "job_specs", "run_figure",
            "save_or_check_plan", "check_preset", "load_preset", "phase_updates", "pending_updates",
            "measure_seconds_per_update", "makespan", "NetworkStatus", "network_status",
            "online_error_last", "train_command", "figure13_folder", "report_folder", "write_csv",

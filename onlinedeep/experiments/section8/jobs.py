@@ -144,11 +144,26 @@ def run_network(config_data: dict, threads: int | None = None) -> dict[str, Any]
             evaluation.position, evaluation.snapshot = trainer.position, str(final_snapshot(config))
             ev.record(run_dir, evaluation)
             test = evaluation.to_dict()
-    return {"key": key, "status": "finished", "started_from": started_from,
-            "start_position": int(start), "position": int(trainer.position),
-            "online_error": float(trainer.metrics.online_error),
-            "test_error_percent": float(test["error_percent"]), "train_error_blocks": blocks,
-            "seconds": time.perf_counter() - t0}
+    outcome = {"key": key, "status": "finished", "started_from": started_from,
+               "start_position": int(start), "position": int(trainer.position),
+               "online_error": float(trainer.metrics.online_error),
+               "test_error_percent": float(test["error_percent"]), "train_error_blocks": blocks,
+               "seconds": time.perf_counter() - t0}
+    warning = near_chance(float(test["error_percent"]), config.n_classes)
+    if warning:
+        outcome["warning"] = f"{key}: {warning}"
+    return outcome
+
+
+def near_chance(test_error_percent: float, n_classes: int) -> str | None:
+    """A warning when a finished network's test error (%) is at least 80% of chance's
+    (``100·(1 - 1/n_classes)``): it diverged or learned nothing, and its curve would mislead a
+    report; None otherwise."""
+    chance = 100.0 * (1.0 - 1.0 / n_classes)
+    if test_error_percent >= 0.8 * chance:
+        return (f"test error {test_error_percent:.1f}% is near chance ({chance:.0f}%): the network "
+                f"learned nothing or diverged (try a smaller --lr / --unsup-lr)")
+    return None
 
 
 # ---------------------------------------------------------------------------- the folder
