@@ -257,9 +257,20 @@ _WRITER = textwrap.dedent("""
 """)
 
 
+def _writing(folder) -> bool:
+    """Whether a temporary snapshot file holds some bytes (it may be renamed meanwhile)."""
+    for p in folder.glob("snap.h5.tmp*"):
+        try:
+            if p.stat().st_size > 0:
+                return True
+        except FileNotFoundError:
+            pass
+    return False
+
+
 def test_sigkill_mid_write_leaves_previous_snapshot_intact(tmp_path):
     target = tmp_path / "snap.h5"
-    for attempt in range(5):
+    for attempt in range(20):
         proc = subprocess.Popen([sys.executable, "-c", _WRITER, str(target)],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         try:
@@ -268,10 +279,11 @@ def test_sigkill_mid_write_leaves_previous_snapshot_intact(tmp_path):
                 assert proc.poll() is None, proc.stderr.read().decode()
                 assert time.monotonic() < deadline, "writer produced no snapshot"
                 time.sleep(0.005)
-            while not list(tmp_path.glob("snap.h5.tmp*")):  # the next write has begun
+            while not _writing(tmp_path):  # the next write has begun
                 assert proc.poll() is None, proc.stderr.read().decode()
-                time.sleep(0.001)
-            time.sleep(0.01)
+                time.sleep(0.0005)
+            # at once: the file is built in memory and written in one call, so the temporary
+            # file lives only milliseconds
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait(10)
         finally:
@@ -279,11 +291,11 @@ def test_sigkill_mid_write_leaves_previous_snapshot_intact(tmp_path):
                 proc.kill()
                 proc.wait()
         assert proc.returncode == -signal.SIGKILL
-        leftovers = list(tmp_path.glob("snap.h5.tmp*"))
+        leftovers = [p for p in tmp_path.glob("snap.h5.tmp*") if p.stat().st_size > 0]
         if leftovers:  # killed while the temporary file was being written: what we wanted to test
             break
         target.unlink()
-    assert leftovers, "could not kill the writer mid-write in 5 attempts"
+    assert leftovers, "could not kill the writer mid-write in 20 attempts"
     snap = snapshot.load(target)  # the previous snapshot: complete and consistent
     assert snap.position >= 1
     for name, a in snap.params.items():
