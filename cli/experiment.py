@@ -184,7 +184,6 @@ def run(
 ) -> None:
     """Run (or continue) the networks of a figure: finished jobs are skipped, runs started by
     hand or interrupted are resumed, complete runs only get their missing post-steps."""
-    from tqdm import tqdm
 
     from onlinedeep import threads as thread_policy
     from onlinedeep.experiments import executors, section8
@@ -224,14 +223,9 @@ def run(
         configs = [r[4] for r in rows if not r[6]]
         check_data(configs)
         check_space_for_runs(out, configs, f"{unfinished} unfinished job(s) of {name} in {out}")
-    bar = tqdm(total=unfinished, unit="job", desc=name, dynamic_ncols=True)
+    from onlinedeep_cli.preflight import StopOnCtrlC, job_bar
 
-    def on_outcome(outcome) -> None:
-        bar.update(1)
-        if outcome.status != "done":
-            bar.write(f"{outcome.status}: {outcome.key}: {outcome.error}")
-
-    from onlinedeep_cli.preflight import StopOnCtrlC
+    bar, on_outcome = job_bar(unfinished, name)
 
     try:
         with StopOnCtrlC():

@@ -31,7 +31,6 @@ def run(name: str, out: Optional[Path], *, seeds: int, dataset: str, jobs: Optio
         scheduler: Optional[str], threads: Optional[int], preset: str, dry_run: bool,
         set_items: list[str] | None, hparams: Optional[Path]) -> None:
     """Run (or continue) a finite-data experiment: finished jobs are skipped."""
-    from tqdm import tqdm
 
     from onlinedeep import threads as thread_policy
     from onlinedeep.experiments import executors, runner
@@ -72,14 +71,9 @@ def run(name: str, out: Optional[Path], *, seeds: int, dataset: str, jobs: Optio
 
         first = cells[0].config
         load_dataset(dataset, mnist_dir=first.mnist_dir, seed=first.data_seed, sizes=first.sizes())
-    bar = tqdm(total=unfinished, unit="job", desc=name, dynamic_ncols=True)
+    from onlinedeep_cli.preflight import StopOnCtrlC, job_bar
 
-    def on_outcome(outcome) -> None:
-        bar.update(1)
-        if outcome.status != "done":
-            bar.write(f"{outcome.status}: {outcome.key}: {outcome.error}")
-
-    from onlinedeep_cli.preflight import StopOnCtrlC
+    bar, on_outcome = job_bar(unfinished, name)
 
     try:
         with StopOnCtrlC():

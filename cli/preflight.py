@@ -13,7 +13,7 @@ from typing import Iterable
 
 import typer
 
-__all__ = ["check_data", "check_space_for_runs", "StopOnCtrlC", "report_outcomes"]
+__all__ = ["check_data", "check_space_for_runs", "StopOnCtrlC", "report_outcomes", "job_bar"]
 
 
 def check_data(configs: Iterable) -> None:
@@ -116,3 +116,18 @@ def report_outcomes(outcomes: dict, name: str, out, last_run: Path) -> None:
                    "command (finished jobs are skipped).", err=True)
         raise typer.Exit(1)
     typer.echo(f"all jobs finished; next: onlinedeep experiment report {name} --out {out}")
+
+
+def job_bar(total: int, name: str):
+    """A tqdm bar over ``total`` jobs and the ``on_outcome`` callback that advances it and prints
+    each job that did not finish (``runner`` outcomes)."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, unit="job", desc=name, dynamic_ncols=True)
+
+    def on_outcome(outcome) -> None:
+        bar.update(1)
+        if outcome.status != "done":
+            bar.write(f"{outcome.status}: {outcome.key}: {outcome.error}")
+
+    return bar, on_outcome
