@@ -104,16 +104,11 @@ class _Run:
         for a in range(0, len(order), cfg.chunk_size):
             idx = torch.from_numpy(order[a:a + cfg.chunk_size])
             start = self.position
-            d = {k: None if v is None else torch.from_numpy(v).to(self.device)
-                 for k, v in layer_draws(e, layer, start, start + len(idx)).items()}
-            x = h[idx.to(h.device)]
-            if e.pretrain == "dae":
-                cost = self.kernel.dae(self.params, layer, x, d["keep"], d["values"],
-                                       learning_rate=cfg.unsup_learning_rate)
-            else:
-                cost = self.kernel.rbm(self.params, layer, x, d["u_hidden"], d["u_visible"],
-                                       learning_rate=cfg.unsup_learning_rate, cd_k=cfg.cd_k)
-            cost = cost.cpu().numpy()
+            cost = kernels.pretrain_chunk(self.kernel, self.params, layer, h[idx.to(h.device)],
+                                          layer_draws(e, layer, start, start + len(idx)),
+                                          pretrain=e.pretrain,
+                                          learning_rate=cfg.unsup_learning_rate, cd_k=cfg.cd_k,
+                                          device=self.device)
             self._check(cost, start, f"reconstruction cost (pre-training layer {layer})",
                         "unsup_learning_rate")
             self.metrics.add_pretrain(start, layer, cost)

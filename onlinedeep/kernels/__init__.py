@@ -31,7 +31,7 @@ import torch
 
 from onlinedeep import threads as thread_policy
 
-__all__ = ["Kernel", "KERNEL_NAMES", "get", "available"]
+__all__ = ["Kernel", "KERNEL_NAMES", "get", "available", "pretrain_chunk"]
 
 
 @runtime_checkable
@@ -162,3 +162,21 @@ def get(name: str, device: str | torch.device = "cpu", threads: int = 0) -> Kern
     if module is None:
         raise ValueError(f"kernel {name!r} is not available: module {entry.module} is not installed")
     return _make(module, dev, threads)
+
+
+def pretrain_chunk(kernel, params, layer: int, x, drawn: dict, *, pretrain: str,
+                   learning_rate: float, cd_k: int, device):
+    """One chunk of pre-training updates of hidden layer ``layer``, one example each: a DAE
+    (paper 5.1.2) or an RBM by CD-k (5.1.1) on ``x (n, fan_in)``, the output of the layers below.
+
+    ``drawn`` holds the chunk's random draws as numpy arrays (``keep``, ``values`` or
+    ``u_hidden``, ``u_visible``; None where unused, see :mod:`onlinedeep.training.draws`); they are
+    moved to ``device`` here. Returns the reconstruction cost ``(n,) float32`` as a numpy array.
+    """
+    dev = {k: None if v is None else torch.from_numpy(v).to(device) for k, v in drawn.items()}
+    if pretrain == "dae":
+        cost = kernel.dae(params, layer, x, dev["keep"], dev["values"], learning_rate=learning_rate)
+    else:
+        cost = kernel.rbm(params, layer, x, dev["u_hidden"], dev["u_visible"],
+                          learning_rate=learning_rate, cd_k=cd_k)
+    return cost.cpu().numpy()

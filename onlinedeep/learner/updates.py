@@ -13,7 +13,7 @@ from typing import Iterable
 import numpy as np
 import torch
 
-from onlinedeep import model
+from onlinedeep import kernels, model
 from onlinedeep import threads as thread_policy
 from onlinedeep.training.draws import layer_draws
 
@@ -80,16 +80,12 @@ def pretrain(net, X: np.ndarray, layer: int) -> None:
         for a, b in chunks(net.position_, X.shape[0], cfg.chunk_size):
             start = net.position_
             h = model.hidden_forward(net.params_, torch.from_numpy(X[a:b]).to(dev), layer)
-            draws = {k: None if v is None else torch.from_numpy(v).to(dev)
-                     for k, v in layer_draws(cfg, layer, start, start + b - a).items()}
+            drawn = layer_draws(cfg, layer, start, start + b - a)
             with _threads_of(net, kernel, ("pretrain", layer), b - a):
-                if cfg.pretrain == "dae":
-                    cost = kernel.dae(net.params_, layer, h, draws["keep"], draws["values"],
-                                      learning_rate=cfg.unsup_learning_rate)
-                else:
-                    cost = kernel.rbm(net.params_, layer, h, draws["u_hidden"], draws["u_visible"],
-                                      learning_rate=cfg.unsup_learning_rate, cd_k=cfg.cd_k)
-                cost = cost.cpu().numpy()
+                cost = kernels.pretrain_chunk(kernel, net.params_, layer, h, drawn,
+                                              pretrain=cfg.pretrain,
+                                              learning_rate=cfg.unsup_learning_rate,
+                                              cd_k=cfg.cd_k, device=dev)
             net.position_ += b - a
             net.layer_updates_[layer] += b - a
             check_loss(net, cost, start, "reconstruction cost", f"pre-training layer {layer}")

@@ -27,7 +27,7 @@ from typing import Iterable
 import numpy as np
 import torch
 
-from onlinedeep import model
+from onlinedeep import kernels, model
 from onlinedeep import threads as thread_policy
 from onlinedeep.config import ConfigError, RunConfig
 from onlinedeep.metrics import RunMetrics
@@ -280,15 +280,10 @@ class Trainer(RunState):
             k = phase.layer
             h = model.hidden_forward(self.params, x, k)
             drawn = getattr(chunk, "draws", None) or draws.chunk_draws(cfg, chunk.start, chunk.stop)
-            dev = {name: None if a is None else torch.from_numpy(a).to(self.device)
-                   for name, a in drawn.items()}
-            if cfg.pretrain == "dae":
-                cost = self.kernel.dae(self.params, k, h, dev["keep"], dev["values"],
-                                       learning_rate=cfg.unsup_learning_rate)
-            else:
-                cost = self.kernel.rbm(self.params, k, h, dev["u_hidden"], dev["u_visible"],
-                                       learning_rate=cfg.unsup_learning_rate, cd_k=cfg.cd_k)
-            cost = cost.cpu().numpy()
+            cost = kernels.pretrain_chunk(self.kernel, self.params, k, h, drawn,
+                                          pretrain=cfg.pretrain,
+                                          learning_rate=cfg.unsup_learning_rate, cd_k=cfg.cd_k,
+                                          device=self.device)
             self._check_loss(cost, chunk, phase, "reconstruction cost")
             self.metrics.add_pretrain(chunk.start, k, cost)
         else:
