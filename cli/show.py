@@ -71,7 +71,8 @@ def register(app: typer.Typer) -> None:
         runs: List[Path] = typer.Argument(..., help=_SOURCES_HELP),
         out: Path = typer.Option(Path("show"), "--out", help="Folder of the pictures and data."),
         examples: int = typer.Option(
-            10_000, "--examples", help="MNIST test digits the functions are evaluated on."),
+            10_000, "--examples", help="Test examples the functions are evaluated on (MNIST "
+                                       "test digits; a finite run's test split)."),
         min_snapshots: int = typer.Option(
             3, "--min-snapshots", help="Snapshots of supervised training each run needs."),
         n_neighbors: int = typer.Option(
@@ -84,7 +85,8 @@ def register(app: typer.Typer) -> None:
     ):
         """Figures 5-6: each snapshot's outputs on the test digits as one point, all runs in one
         t-SNE and one Isomap embedding, coloured by supervised updates done. Needs several
-        snapshots per run (onlinedeep train --snapshot-every COUNT --keep-snapshots 0). Writes
+        snapshots per run (onlinedeep train --snapshot-every COUNT --keep-snapshots 0; a finite
+        run: --set snapshots=epochs). Writes
         trajectories-tsne.png, trajectories-isomap.png, trajectories.csv."""
         from onlinedeep.show.trajectories import show_trajectories
 
@@ -100,7 +102,9 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(Path("show"), "--out", help="Folder of the pictures and data."),
         directions: int = typer.Option(7, "--directions", help="Random gradient directions."),
         examples: int = typer.Option(
-            10_000, "--examples", help="Last training examples of the run the error is taken on."),
+            10_000, "--examples", help="Training examples the error is taken on (an online "
+                                       "run's last ones; a finite run's training set, from its "
+                                       "start)."),
         seed: int = typer.Option(0, "--seed", help="Chooses the examples behind the directions."),
         mnist_dir: Optional[str] = typer.Option(None, "--mnist-dir", help="MNIST IDX directory."),
         threads: int = typer.Option(0, "--threads", help=_THREADS_HELP),

@@ -305,3 +305,53 @@ def test_cli_show_names_the_missing_snapshots(fake_runs, tmp_path):
     assert r.exit_code == 2
     assert "found 2" in r.output and "--snapshot-every COUNT --keep-snapshots 0" in r.output
     assert not (tmp_path / "pics").exists()
+
+
+@pytest.fixture(scope="module")
+def shapeset_runs(tmp_path_factory):
+    """Two tiny finite-data runs on the generated Shapeset (no MNIST needed), every epoch kept."""
+    from onlinedeep.finite.config import FiniteConfig
+    from onlinedeep.finite.train import train
+
+    root = tmp_path_factory.mktemp("shapeset")
+    base = dict(dataset="shapeset", n_hidden=12, layers=2, epochs=3, pretrain_epochs=1,
+                n_train=150, n_valid=40, n_test=60, learning_rate=0.1, unsup_learning_rate=0.01,
+                chunk_size=50, snapshots="epochs", kernel="reference")
+    out = {}
+    for init in ("uniform", "pretrained"):
+        folder = root / init / "s000"
+        out[init] = (folder, train(FiniteConfig(**base, init=init), folder))
+    return out
+
+
+def test_finite_runs_are_drawn_on_their_own_data_set(shapeset_runs, tmp_path):
+    from onlinedeep.finite.data import load_dataset
+
+    folder, result = shapeset_runs["pretrained"]
+    run, = sources.gather([folder])
+    assert run.finite is not None and sources.data_name(run) == "shapeset"
+    assert run.label.startswith("pretrained/s000: SDAE pre-training")
+    data = load_dataset("shapeset", seed=run.finite.data_seed)
+    x = sources.test_inputs(run, 60)
+    assert x.shape == (60, 100) and np.array_equal(x, data.test.x[:60])
+    with pytest.raises(ShowError, match="1..60 test examples of shapeset"):
+        sources.test_inputs(run, 61)
+    # the training error of the landscape is the run's own training set (n_train = 150)
+    tx, ty = sources.training_examples(run, run.final, 10_000)
+    assert tx.shape == (150, 100) and np.array_equal(ty, data.train.y[:150])
+    out = landscape.show_landscape([folder], tmp_path, directions=2, examples=10_000,
+                                   progress=False)
+    rows = list(csv.DictReader(open(out[1])))
+    at_zero = [float(r["error"]) for r in rows if float(r["alpha"]) == 0.0]
+    assert at_zero == [pytest.approx(result.records.rows[-1]["train_error"])] * 2
+    assert all(0 <= int(r["example_position"]) < 150 for r in rows)
+
+
+def test_finite_trajectories_one_row_per_epoch_snapshot(shapeset_runs, tmp_path):
+    folders = [f for f, _ in shapeset_runs.values()]
+    runs = sources.gather(folders)
+    x = sources.test_inputs(runs[0], 40)
+    traj = trajectories.collect(runs, x, min_snapshots=3, progress=False)
+    # uniform: 3 epochs + start; pretrained: the end of pre-training + 3 epochs
+    assert len(traj.run) == 8 and traj.vectors.shape == (8, 40 * 2)
+    assert set(traj.condition) == {"no pre-training", "SDAE pre-training"}

@@ -5,8 +5,9 @@ one random training example with respect to every parameter of the classifier (`
 ``W_out``, ``b_out``; not the visible biases ``c{k}`` of pre-training, which the classifier does not
 use), normalized to ``‖v‖ = 1`` over all of them together. The cut is the training error of
 ``θ* + α·v`` for ``α ∈ {-2.5, -2.4, …, 2.5}`` (paper: 7 directions, step 0.1). The training set is the
-last ``examples`` supervised examples the run trained on (:func:`sources.training_examples`);
-directions come from random examples of the same set.
+last ``examples`` supervised examples an online run trained on, or the first ``examples`` of a
+finite-data run's training set (:func:`sources.training_examples`; the paper's Figure 7 is drawn on
+Shapeset); directions come from random examples of the same set.
 """
 from __future__ import annotations
 
@@ -168,14 +169,16 @@ def show_landscape(sources: Sequence, out: Path, *, directions: int = 7, example
     directions : int
         Random stochastic-gradient directions per network (paper: 7).
     examples : int
-        Last supervised training examples of the run the error is computed on.
+        Training examples the error is computed on: the last supervised ones of an online run,
+        the first of a finite run's training set. ``landscape.csv``'s ``example_position`` is the
+        direction's example: a stream position (online) or a training-set index (finite).
     seed : int
         Chooses the examples behind the directions.
 
     Raises
     ------
     ShowError
-        If a network made no supervised update or is not an MNIST network.
+        If a network made no supervised update or an online network is not an MNIST network.
     """
     from tqdm.auto import tqdm
 
@@ -200,7 +203,8 @@ def show_landscape(sources: Sequence, out: Path, *, directions: int = 7, example
                                      f"{len(x):,} training examples", "error": err,
                             "nll": nll})
             for d in range(directions):
-                position_of_example = position - len(x) + int(rows_used[d])
+                position_of_example = (int(rows_used[d]) if run.finite is not None  # index
+                                       else position - len(x) + int(rows_used[d]))
                 rows += [[i, run.label, S.condition(run.config), position, d, position_of_example,
                           float(a), err[d, j], nll[d, j]] for j, a in enumerate(ALPHAS)]
     out = Path(out)

@@ -6,9 +6,12 @@ snapshot file. :func:`gather` turns sources into :class:`Run` objects: the order
 training run. Snapshot files given directly are grouped by the run folder they belong to (or, outside
 a run folder, by identical configuration), so ``RUN/snapshots/snapshot-0000*.h5`` is one run.
 
-Also here: the examples a picture is computed on (:func:`test_inputs`, the MNIST test digits;
-:func:`training_examples`, the last examples a run trained on) and the small writers shared by the
-picture modules (CSV, HDF5, text; all atomic).
+Also here: the examples a picture is computed on (:func:`test_inputs`, the test set;
+:func:`training_examples`, the examples a run trained on) and the small writers shared by the
+picture modules (CSV, HDF5, text; all atomic). A finite-data run (``onlinedeep experiment run
+table1|figure8|...``, marked by the ``finite.json`` of its folder) is drawn on its own data set,
+MNIST or the generated Shapeset: its test split, and its training split; an online run on the MNIST
+test digits and the last stream examples it trained on.
 """
 from __future__ import annotations
 
@@ -29,12 +32,13 @@ from onlinedeep.config import ConfigError, RunConfig
 from onlinedeep.run_folder import list_snapshots
 from onlinedeep.snapshot import SnapshotError
 
-__all__ = ["ShowError", "Run", "gather", "peek", "condition", "load_params", "test_inputs",
+__all__ = ["ShowError", "Run", "gather", "peek", "condition", "load_params", "data_name", "test_inputs",
            "training_examples", "write_csv", "write_h5", "write_text", "TRAJECTORY_HINT"]
 
 #: How to make a run record the snapshots that trajectories and "after pre-training" pictures need.
 TRAJECTORY_HINT = ("record them with `onlinedeep train --snapshot-every COUNT --keep-snapshots 0` "
-                   "(COUNT a multiple of --chunk-size; --keep-snapshots 0 keeps every periodic one)")
+                   "(COUNT a multiple of --chunk-size; --keep-snapshots 0 keeps every periodic one)"
+                   ", or for a finite-data experiment with `--set snapshots=epochs`")
 
 
 class ShowError(ValueError):
@@ -61,11 +65,16 @@ class Run:
     config: RunConfig
     positions: list[int] = field(default_factory=list)
     paths: list[Path] = field(default_factory=list)
+    finite: Any = None
+    """The run's ``FiniteConfig`` when it trained on a finite data set, else None."""
 
     @property
     def label(self) -> str:
-        """``"<name>: <condition>, seed S"`` (the run name, else the folder name)."""
+        """``"<name>: <condition>, seed S"`` (the run name, else the folder name; a finite run:
+        ``cell/sNNN``)."""
         name = self.config.name or self.source.name
+        if self.finite is not None and self.source.is_dir():
+            name = f"{self.source.parent.name}/{self.source.name}"
         return f"{name}: {condition(self.config)}, seed {self.config.seed}"
 
     @property
@@ -133,14 +142,36 @@ def _folder_files(folder: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
+def _finite_config(folder: Path):
+    """The ``FiniteConfig`` of a finite-data run folder, or None for any other folder.
+
+    Raises
+    ------
+    ShowError
+        If the folder's ``finite.json`` cannot be read.
+    """
+    from onlinedeep.finite.config import FiniteConfig
+    from onlinedeep.finite.train import CONFIG_FILE
+
+    path = folder / CONFIG_FILE
+    if not path.is_file():
+        return None
+    try:
+        return FiniteConfig.from_dict(json.loads(path.read_text()), where=str(path))
+    except (OSError, ValueError) as exc:
+        raise ShowError(f"{path}: cannot read the finite-data configuration ({exc})") from None
+
+
 def _run_of(files: list[tuple[int, Path]], source: Path) -> Run:
     by_position: dict[int, Path] = {}
     for pos, path in sorted(files):
         by_position[pos] = path  # pinned after periodic on ties: the same network either way
     positions = sorted(by_position)
     config = peek(by_position[positions[-1]])[1]
+    first = by_position[positions[0]]
+    folder = first.parent.parent if first.parent.name == "snapshots" else first.parent
     return Run(source=source, config=config, positions=positions,
-               paths=[by_position[p] for p in positions])
+               paths=[by_position[p] for p in positions], finite=_finite_config(folder))
 
 
 def gather(sources: Iterable[str | os.PathLike]) -> list[Run]:
@@ -228,18 +259,41 @@ def _check_mnist(run: Run, what: str) -> None:
                         f"this one has {cfg.n_inputs} inputs and {cfg.n_classes} classes")
 
 
+def _finite_data(run: Run, mnist_dir: str | None):
+    from onlinedeep.finite.data import load_dataset
+
+    cfg = run.finite  # the splits at the sizes the run used (a reduced run: their first examples)
+    return load_dataset(cfg.dataset, mnist_dir=mnist_dir or cfg.mnist_dir, seed=cfg.data_seed,
+                        sizes=cfg.sizes())
+
+
+def data_name(run: Run) -> str:
+    """``"mnist"`` for an online run, else the finite run's data set (``"mnist"``, ``"shapeset"``):
+    runs drawn in one picture must share it."""
+    return "mnist" if run.finite is None else run.finite.dataset
+
+
 def test_inputs(run: Run, count: int, *, mnist_dir: str | None = None) -> np.ndarray:
-    """The first ``count`` MNIST test digits (stream indices ``0 .. count-1``) of the run's data.
+    """The first ``count`` test examples of the run's data: the MNIST test digits (stream indices
+    ``0 .. count-1``, the same digits as a finite MNIST run's test split), or a finite run's test
+    split (Shapeset's generated test images).
 
     Returns
     -------
-    (count, 784) float32 ndarray in [0, 1]
+    (count, n_inputs) float32 ndarray in [0, 1]
 
     Raises
     ------
     ShowError
-        If the network is not an MNIST classifier or ``count`` is not in 1..10,000.
+        If an online network is not an MNIST classifier or ``count`` is not in 1..the test set's
+        size (10,000).
     """
+    if run.finite is not None:
+        test = _finite_data(run, mnist_dir).test
+        if not 1 <= count <= len(test):
+            raise ShowError(f"--examples: expected 1..{len(test):,} test examples of "
+                            f"{run.finite.dataset}, found {count}")
+        return test.x[:count]
     _check_mnist(run, "a function-space map on the MNIST test digits")
     if not 1 <= count <= 10_000:
         raise ShowError(f"--examples: expected 1..10,000 test digits, found {count}")
@@ -248,7 +302,9 @@ def test_inputs(run: Run, count: int, *, mnist_dir: str | None = None) -> np.nda
 
 def training_examples(run: Run, snapshot_path: Path, count: int, *,
                       mnist_dir: str | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """The last ``count`` supervised examples a run trained on before a snapshot.
+    """The last ``count`` supervised examples an online run trained on before a snapshot; for a
+    finite-data run, the first ``count`` examples of the training set it used (its ``n_train``),
+    every epoch's examples.
 
     Parameters
     ----------
@@ -260,10 +316,10 @@ def training_examples(run: Run, snapshot_path: Path, count: int, *,
 
     Returns
     -------
-    x : (m, 784) float32 ndarray in [0, 1]
+    x : (m, n_inputs) float32 ndarray in [0, 1]
     y : (m,) int64 ndarray
-        Positions ``[position - m, position)`` of the run's schedule, ``m = min(count, supervised
-        updates before the snapshot)``.
+        Online: positions ``[position - m, position)`` of the run's schedule, ``m = min(count,
+        supervised updates before the snapshot)``. Finite: ``m = min(count, n_train)``.
 
     Raises
     ------
@@ -275,6 +331,9 @@ def training_examples(run: Run, snapshot_path: Path, count: int, *,
 
     from onlinedeep import snapshot
 
+    if run.finite is not None:
+        train = _finite_data(run, mnist_dir).train.head(int(count))
+        return train.x, train.y
     _check_mnist(run, "the training error")
     snap = snapshot.load(snapshot_path)
     m = min(int(count), snap.position - snap.config.unsup_updates)

@@ -202,7 +202,8 @@ def show_trajectories(sources: Sequence, out: Path, *, examples: int = 10_000,
         Run folders or snapshot files (:func:`sources.gather`), e.g. many seeds with and without
         pre-training.
     examples : int
-        MNIST test digits the functions are evaluated on (the first ones; the paper: all 10,000).
+        Test examples the functions are evaluated on (the first ones of the MNIST test digits or
+        of a finite run's test split; the paper: all 10,000).
     min_snapshots : int
         Snapshots of supervised training each run needs.
     n_neighbors : int
@@ -213,7 +214,8 @@ def show_trajectories(sources: Sequence, out: Path, *, examples: int = 10_000,
     Raises
     ------
     ShowError
-        If a run lacks snapshots (the message says how to record them) or is not an MNIST network.
+        If a run lacks snapshots (the message says how to record them), an online run is not an
+        MNIST network, or the runs trained on different data sets.
     """
     from onlinedeep.live import MissingExtraError
 
@@ -224,12 +226,17 @@ def show_trajectories(sources: Sequence, out: Path, *, examples: int = 10_000,
                                 "install it with: pip install 'onlinedeep[sklearn]'") from None
     runs = S.gather(sources)
     supervised_snapshots(runs, min_snapshots)  # before the data are loaded
+    data = {S.data_name(r) for r in runs}
+    if len(data) > 1:
+        raise S.ShowError(f"trajectories: the runs trained on different data sets ({sorted(data)}); "
+                          "one map compares functions on one test set")
     x = S.test_inputs(runs[0], examples, mnist_dir=mnist_dir)
+    what = {"mnist": "MNIST test digits", "shapeset": "Shapeset test images"}[data.pop()]
     traj = collect(runs, x, min_snapshots=min_snapshots, progress=progress)
     tsne, tsne_info = embed(traj.vectors, "tsne", seed=seed)
     iso, iso_info = embed(traj.vectors, "isomap", n_neighbors=n_neighbors)
     out = Path(out)
-    n = f"{len(runs)} runs, {len(traj.run)} networks, outputs on {examples:,} MNIST test digits"
+    n = f"{len(runs)} runs, {len(traj.run)} networks, outputs on {examples:,} {what}"
     written = [
         _draw(traj, tsne, f"Function space, t-SNE (perplexity {tsne_info['perplexity']:g})\n{n}",
               out / "trajectories-tsne.png"),
@@ -241,7 +248,7 @@ def show_trajectories(sources: Sequence, out: Path, *, examples: int = 10_000,
                     [[int(r), traj.labels[r], c, int(p), int(g), *t, *i] for r, c, p, g, t, i in
                      zip(traj.run, traj.condition, traj.position, traj.progress, tsne, iso)]),
         S.write_text(out / "trajectories.txt",
-                     f"function vectors: class probabilities on MNIST test digits 0-{examples - 1} "
+                     f"function vectors: class probabilities on {what} 0-{examples - 1} "
                      f"({traj.vectors.shape[1]:,} values per network)\n"
                      f"t-SNE: scikit-learn TSNE, perplexity {tsne_info['perplexity']:g}, "
                      f"init pca, random_state {seed}\n"
