@@ -109,6 +109,10 @@ def test_overrides_and_hparams(tmp_path):
     assert all(c.config.epochs == 3 and c.config.n_train == 50 for c in cells)
     lrs = {c.config.init: c.config.learning_rate for c in cells}
     assert lrs["uniform"] == 0.07 and lrs["pretrained"] != 0.07
+    assert lrs["histogram"] == 0.07  # no entry of its own: the uniform one
+    own = catalog.experiment_cells("table1", "smoke", "mnist", None, {"by_init": {
+        "uniform": {"learning_rate": 0.07}, "histogram": {"learning_rate": 0.03}}})
+    assert {c.config.init: c.config.learning_rate for c in own}["histogram"] == 0.03
     with pytest.raises(ConfigError, match="epochs"):
         catalog.experiment_cells("table1", "smoke", "mnist", {"epochs": 0})
     with pytest.raises(ConfigError, match="unknown field"):

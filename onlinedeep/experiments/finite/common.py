@@ -95,7 +95,9 @@ def preset_config(preset: str, dataset: str, **fields: Any) -> FiniteConfig:
 def apply_overrides(cells: list[Cell], overrides: dict[str, Any] | None,
                     by_init: dict[str, dict[str, Any]] | None = None) -> list[Cell]:
     """The cells with ``overrides`` (``--set``) and, per cell's ``init``, ``by_init`` (a search's
-    choice, ``--hparams``) applied; ``overrides`` win.
+    choice, ``--hparams``) applied; ``overrides`` win. A ``histogram`` cell without its own entry
+    takes the ``uniform`` one: the search covers ``uniform`` and ``pretrained``, and a network
+    drawn from the histograms is, like a uniform one, fine-tuned from a random start.
 
     Raises
     ------
@@ -104,7 +106,11 @@ def apply_overrides(cells: list[Cell], overrides: dict[str, Any] | None,
     """
     out = []
     for cell in cells:
-        changes = {**(by_init or {}).get(cell.config.init, {}), **(overrides or {})}
+        chosen = by_init or {}
+        init = cell.config.init
+        if init == "histogram" and init not in chosen:
+            init = "uniform"
+        changes = {**chosen.get(init, {}), **(overrides or {})}
         try:
             config = cell.config.replace(**changes) if changes else cell.config
         except ConfigError as exc:
