@@ -47,18 +47,6 @@ class Preset(str, Enum):
     smoke = "smoke"
 
 
-def _duration(seconds: float) -> str:
-    seconds = int(round(seconds))
-    d, rest = divmod(seconds, 86_400)
-    h, rest = divmod(rest, 3_600)
-    m, s = divmod(rest, 60)
-    if d:
-        return f"{d}d {h}h {m:02d}m"
-    if h:
-        return f"{h}h {m:02d}m"
-    return f"{m}m {s:02d}s" if m else f"{s}s"
-
-
 def _jobs_of(figure: str, out: Path, preset: str):
     """``[(key, total updates, done, pending by phase kind, config, depends_on, finished)]``."""
     from onlinedeep.experiments import runner, section8
@@ -98,6 +86,7 @@ def _jobs_of(figure: str, out: Path, preset: str):
 def _dry_run(figure: str, out: Path, preset: str, jobs: int, threads: int) -> None:
     from onlinedeep.config import format_count
     from onlinedeep.experiments import section8
+    from onlinedeep_cli.preflight import duration
 
     rows = _jobs_of(figure, out, preset)
     rates: dict[tuple, dict[str, float]] = {}
@@ -120,14 +109,14 @@ def _dry_run(figure: str, out: Path, preset: str, jobs: int, threads: int) -> No
         status = ("finished" if finished else "post-steps left" if not pending
                   else "not started" if done == 0 else f"at {format_count(done)}")
         typer.echo(f"{key:<22} {status:<24} {format_count(total):>8} {format_count(pending):>8} "
-                   f"{_duration(seconds):>10}")
+                   f"{duration(seconds):>10}")
     if len(shown) < len(rows):
         typer.echo(f"... ({len(rows) - len(shown)} more jobs not shown)")
     pending = sum(sum(r[3].values()) for r in rows)
     unfinished = sum(1 for r in rows if not r[6])
     eta = section8.makespan(durations, jobs)
     typer.echo(f"{len(rows)} jobs, {unfinished} unfinished, {pending:,} updates pending; "
-               f"ETA {_duration(eta)} with {jobs} parallel job(s) x {threads} thread(s)")
+               f"ETA {duration(eta)} with {jobs} parallel job(s) x {threads} thread(s)")
     typer.echo("(kernel time measured here for ~1 s per network, at the threads each job gets; "
                "stream generation runs beside it and is not counted; the post-steps (test error, "
                "Figure 12 blocks) add minutes)")

@@ -27,6 +27,39 @@ def _cells(name, preset, dataset, set_items, hparams):
     return catalog.experiment_cells(name, preset, dataset, catalog.parse_set(set_items), data)
 
 
+def _dry_run(cells, specs, seeds: int, dataset: str, jobs: Optional[int], threads: int) -> None:
+    """Print each cell's jobs and the ETA of the unfinished ones from a quick measurement here
+    (``jobs`` None: on a cluster, whose width is unknown here)."""
+    from onlinedeep.experiments import runner
+    from onlinedeep.experiments.finite import cost
+    from onlinedeep.finite.config import FiniteConfig
+    from onlinedeep.finite.data import load_dataset
+    from onlinedeep_cli.preflight import duration
+
+    configs = {s.key: FiniteConfig.from_dict(s.args[0]) for s in specs}
+    pending = {s.key for s in runner.pending(specs)}
+    first = cells[0].config
+    data = load_dataset(dataset, mnist_dir=first.mnist_dir, seed=first.data_seed,
+                        sizes=first.sizes())
+    job_cost = cost.JobCost(data, threads)
+    wall, each = cost.estimate(specs, configs, pending, job_cost, jobs or 1)
+    for cell in cells:
+        cfg = cell.config
+        keys = [s.key for s in specs if s.key.startswith(cell.key + "/")]
+        left = [each[k] for k in keys if k in each]
+        typer.echo(f"  {cell.key:<40} {len(keys) - len(left):>4}/{seeds} done  layers "
+                   f"{cfg.layers} x {cfg.n_hidden}, init {cfg.init}, {cfg.pretrain_epochs}+"
+                   f"{cfg.epochs} epochs, "
+                   f"{configs[keys[0]].engine_config().total_updates:,} updates per job"
+                   + (f", ~{duration(left[0])} each" if left else ""))
+    where = (f"ETA {duration(wall)} with {jobs} parallel job(s) x {threads} thread(s)" if jobs
+             else f"{duration(sum(each.values()))} of single-job time; divide by the cluster's "
+                  f"task slots")
+    typer.echo(f"{len(pending)} unfinished job(s): {where} (kernel time measured here for "
+               f"~0.6 s per distinct network at {threads} thread(s), plus the evaluation after "
+               f"every epoch; other work on this machine slows it)")
+
+
 def run(name: str, out: Optional[Path], *, seeds: int, dataset: str, jobs: Optional[int],
         scheduler: Optional[str], threads: Optional[int], preset: str, dry_run: bool,
         set_items: list[str] | None, hparams: Optional[Path]) -> None:
@@ -52,12 +85,7 @@ def run(name: str, out: Optional[Path], *, seeds: int, dataset: str, jobs: Optio
                f"{updates:,} updates in all" + (f"; {jobs} local job(s) x {job_threads} thread(s)"
                                                  if scheduler is None else f"; on {scheduler}"))
     if dry_run:
-        for cell in cells:
-            cfg = cell.config
-            done = sum(1 for s in specs if s.key.startswith(cell.key + "/") and runner.finished(s))
-            typer.echo(f"  {cell.key:<40} {done:>4}/{seeds} done  layers {cfg.layers} x "
-                       f"{cfg.n_hidden}, init {cfg.init}, {cfg.pretrain_epochs}+{cfg.epochs} "
-                       f"epochs, {cfg.engine_config().total_updates:,} updates per job")
+        _dry_run(cells, specs, seeds, dataset, jobs if scheduler is None else None, job_threads)
         return
     if scheduler is not None:
         def connect():

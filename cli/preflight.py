@@ -90,6 +90,19 @@ class StopOnCtrlC:
             signal.signal(s, h)
 
 
+def duration(seconds: float) -> str:
+    """``"1d 2h 03m"``, ``"2h 03m"``, ``"4m 05s"`` or ``"7s"`` (an ETA, rounded to seconds)."""
+    seconds = int(round(seconds))
+    d, rest = divmod(seconds, 86_400)
+    h, rest = divmod(rest, 3_600)
+    m, s = divmod(rest, 60)
+    if d:
+        return f"{d}d {h}h {m:02d}m"
+    if h:
+        return f"{h}h {m:02d}m"
+    return f"{m}m {s:02d}s" if m else f"{s}s"
+
+
 def report_outcomes(outcomes: dict, name: str, out, last_run: Path) -> None:
     """Print how the jobs of ``experiment run NAME`` ended (``runner`` outcomes by key) and what
     to do next; exit status 1 when a job failed or was not started (its tracebacks: ``last_run``).

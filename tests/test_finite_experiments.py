@@ -9,6 +9,7 @@ import pytest
 from onlinedeep.config import ConfigError
 from onlinedeep.experiments import executors
 from onlinedeep.experiments.finite import catalog, common
+from onlinedeep.finite.config import FiniteConfig
 
 
 @pytest.fixture(scope="module")
@@ -137,6 +138,7 @@ def test_cli_run_report_and_dry_run(tmp_path, cluster):
     r = CliRunner().invoke(app, args + ["--dry-run"])
     assert r.exit_code == 0, r.output
     assert "4 cell(s) x 1 seed(s)" in r.output and not out.exists()
+    assert "4 unfinished job(s): ETA" in r.output and "each" in r.output
     r = CliRunner().invoke(app, args + ["--scheduler", cluster.scheduler_address])
     assert r.exit_code == 0, r.output
     assert "4 finished now" in r.output
@@ -148,3 +150,32 @@ def test_cli_run_report_and_dry_run(tmp_path, cluster):
     assert r.exit_code == 2 and "other configurations" in r.output
     r = CliRunner().invoke(app, ["experiment", "report", "table1", "--out", str(tmp_path / "none")])
     assert r.exit_code == 2 and "no plan.json" in r.output
+
+
+def test_dry_run_cost_is_updates_times_measured_rates_plus_evaluation(tmp_path):
+    from onlinedeep.experiments.finite import cost
+    from onlinedeep.finite.data import load_dataset
+
+    cells = catalog.experiment_cells("table1", "smoke", "shapeset")
+    specs = common.job_specs(tmp_path, cells, range(2))
+    configs = {s.key: FiniteConfig.from_dict(s.args[0]) for s in specs}
+    data = load_dataset("shapeset", sizes=cells[0].config.sizes())
+    job_cost = cost.JobCost(data, 1, budget_s=0.05)
+    pre = configs["layers1-pretrained/s000"]
+    per_update, per_example = job_cost.rates(pre)
+    assert set(per_update) == {"pretrain0", "supervised"} and per_example > 0
+    n = pre.split_size("train")
+    expect = (pre.pretrain_epochs * n * per_update["pretrain0"]
+              + pre.epochs * n * per_update["supervised"]
+              + pre.epochs * sum(pre.split_size(s) for s in ("train", "valid", "test")) * per_example)
+    assert job_cost.seconds(pre) == pytest.approx(expect)
+    # seeds share the measurement; a histogram job does not pre-train, so it costs less
+    assert job_cost.seconds(configs["layers1-pretrained/s001"]) == job_cost.seconds(pre)
+    assert job_cost.seconds(configs["layers1-histogram/s000"]) < job_cost.seconds(pre)
+    keys = {s.key for s in specs}
+    wall, each = cost.estimate(specs, configs, keys, job_cost, workers=2)
+    assert set(each) == keys and max(each.values()) <= wall <= sum(each.values()) + 1e-9
+    done = keys - {"layers2-uniform/s001"}
+    wall1, each1 = cost.estimate(specs, configs, keys - done, job_cost, workers=2)
+    assert list(each1) == ["layers2-uniform/s001"]
+    assert wall1 == pytest.approx(each1["layers2-uniform/s001"])

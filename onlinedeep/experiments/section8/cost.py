@@ -35,14 +35,15 @@ def pending_updates(config: RunConfig) -> tuple[int, dict[str, int]]:
 
 
 def measure_seconds_per_update(config: RunConfig, threads: int, *, budget_s: float = 1.0,
-                               max_updates: int = 2_000) -> dict[str, float]:
+                               max_updates: int = 2_000, examples=None) -> dict[str, float]:
     """Seconds per update of each phase kind of a network's kernel, measured here and now.
 
     Runs the configuration's kernel (``threads`` threads) on chunks of MNIST training digits (the
     deterministic outputs of random layers below for the upper layers), for about ``budget_s``
     seconds in all or ``max_updates`` updates per phase, after one small warm-up call (which
     compiles the Numba kernels on a first run). The stream generation, which runs beside the
-    kernel in the producer thread, is not measured.
+    kernel in the producer thread, is not measured. ``examples``: ``(x (n, n_inputs) float32,
+    y (n,) int64)`` to time on instead of MNIST digits (another data set's inputs).
 
     Returns
     -------
@@ -59,17 +60,9 @@ def measure_seconds_per_update(config: RunConfig, threads: int, *, budget_s: flo
 
     device = resolve_device(config.device)
     kernel = kernels.get(config.kernel, device, threads=threads)
-    n = 64
-    try:
-        from onlinedeep.training.data import shared_stream
-
-        stream = shared_stream(config)
-        idx = np.arange(10_000, 10_000 + n, dtype=np.int64)
-        x_np, y_np = stream.floats(idx), stream.labels(idx).astype(np.int64)
-    except Exception:  # no MNIST here: sparse inputs like digits' (about 19% of pixels lit)
-        rng = np.random.default_rng(0)
-        x_np = (rng.random((n, config.n_inputs)) * (rng.random((n, config.n_inputs)) < 0.19))
-        x_np, y_np = x_np.astype(np.float32), rng.integers(0, config.n_classes, n)
+    x_np, y_np = examples if examples is not None else _digits(config, 64)
+    x_np, y_np = np.ascontiguousarray(x_np[:64], np.float32), np.asarray(y_np[:64], np.int64)
+    n = len(y_np)
     kinds = [f"pretrain{p.layer}" for p in phases(config) if p.kind == "pretrain"] + ["supervised"]
     kinds = list(dict.fromkeys(kinds))
     share = budget_s / len(kinds)
@@ -111,6 +104,21 @@ def measure_seconds_per_update(config: RunConfig, threads: int, *, budget_s: flo
                 torch.cuda.synchronize()
             out[kind] = (time.perf_counter() - t0) / done
     return out
+
+
+def _digits(config: RunConfig, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` MNIST training digits of the configuration's stream; without MNIST here, sparse
+    random inputs like digits' (about 19% of pixels lit)."""
+    try:
+        from onlinedeep.training.data import shared_stream
+
+        stream = shared_stream(config)
+        idx = np.arange(10_000, 10_000 + n, dtype=np.int64)
+        return stream.floats(idx), stream.labels(idx).astype(np.int64)
+    except Exception:
+        rng = np.random.default_rng(0)
+        x = rng.random((n, config.n_inputs)) * (rng.random((n, config.n_inputs)) < 0.19)
+        return x.astype(np.float32), rng.integers(0, config.n_classes, n)
 
 
 def makespan(durations: list[tuple[str, float, tuple[str, ...]]], workers: int) -> float:
