@@ -170,6 +170,10 @@ def run(
     hparams: Optional[Path] = typer.Option(None, "--hparams", help="Finite data: a JSON file, a "
                                            "search's chosen.json ({by_init: ...}), {fields: ...} "
                                            "or the search's {grid: ...}."),
+    only: Optional[list[str]] = typer.Option(None, "--only", help="Finite data: run only the cells "
+                                             "whose name matches this pattern (shell-style, e.g. "
+                                             "'layers2-*'; and the jobs they depend on); "
+                                             "repeatable."),
 ) -> None:
     """Run (or continue) the networks of a figure: finished jobs are skipped, runs started by
     hand or interrupted are resumed, complete runs only get their missing post-steps."""
@@ -183,8 +187,11 @@ def run(
     if name in finite_experiment.FINITE:
         finite_experiment.run(name, out, seeds=seeds, dataset=dataset.value, jobs=jobs,
                               scheduler=scheduler, threads=threads, preset=preset_name,
-                              dry_run=dry_run, set_items=set_items, hparams=hparams)
+                              dry_run=dry_run, set_items=set_items, hparams=hparams,
+                              only=only)
         return
+    if only:
+        raise typer.BadParameter("applies to the finite-data experiments only", param_hint="--only")
     out = out or _SECTION8_OUT
     if name != "figure13":
         section8.check_preset(out, preset_name)  # before a dry run too

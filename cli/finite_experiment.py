@@ -62,7 +62,8 @@ def _dry_run(cells, specs, seeds: int, dataset: str, jobs: Optional[int], thread
 
 def run(name: str, out: Optional[Path], *, seeds: int, dataset: str, jobs: Optional[int],
         scheduler: Optional[str], threads: Optional[int], preset: str, dry_run: bool,
-        set_items: list[str] | None, hparams: Optional[Path]) -> None:
+        set_items: list[str] | None, hparams: Optional[Path], only: list[str] | None = None
+        ) -> None:
     """Run (or continue) a finite-data experiment: finished jobs are skipped."""
 
     from onlinedeep import threads as thread_policy
@@ -72,7 +73,7 @@ def run(name: str, out: Optional[Path], *, seeds: int, dataset: str, jobs: Optio
     out = out or default_out(name)
     cells = _cells(name, preset, dataset, set_items, hparams)
     common.check_plan(out, name, preset, dataset, cells)
-    specs = common.job_specs(out, cells, range(seeds))
+    specs = common.select(common.job_specs(out, cells, range(seeds)), only)
     unfinished = len(runner.pending(specs))
     jobs = thread_policy.local_jobs(jobs or 0, threads or 0, pending=max(unfinished, 1))
     job_threads = threads if scheduler is not None else thread_policy.decide("job", threads or 0,
@@ -80,8 +81,10 @@ def run(name: str, out: Optional[Path], *, seeds: int, dataset: str, jobs: Optio
     from onlinedeep.finite.config import FiniteConfig
 
     updates = sum(FiniteConfig.from_dict(s.args[0]).engine_config().total_updates for s in specs)
-    typer.echo(f"{name} ({dataset}, preset {preset}): {len(cells)} cell(s) x {seeds} seed(s) = "
-               f"{len(specs)} jobs, {len(specs) - unfinished} already finished; "
+    chosen = (f" (--only: {len({s.key.split('/')[0] for s in specs})} of {len(cells)} cells)"
+              if only else "")
+    typer.echo(f"{name} ({dataset}, preset {preset}): {len(cells)} cell(s) x {seeds} seed(s)"
+               f"{chosen} = {len(specs)} jobs, {len(specs) - unfinished} already finished; "
                f"{updates:,} updates in all" + (f"; {jobs} local job(s) x {job_threads} thread(s)"
                                                  if scheduler is None else f"; on {scheduler}"))
     if dry_run:
@@ -107,7 +110,7 @@ def run(name: str, out: Optional[Path], *, seeds: int, dataset: str, jobs: Optio
         with StopOnCtrlC():
             outcomes = common.run_experiment(name, out, cells, range(seeds), connect,
                                              preset=preset, dataset=dataset, threads=job_threads,
-                                             on_outcome=on_outcome)
+                                             on_outcome=on_outcome, only=only)
     except KeyboardInterrupt:
         bar.close()
         left = len(runner.pending(specs))

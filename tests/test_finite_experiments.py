@@ -179,3 +179,36 @@ def test_dry_run_cost_is_updates_times_measured_rates_plus_evaluation(tmp_path):
     wall1, each1 = cost.estimate(specs, configs, keys - done, job_cost, workers=2)
     assert list(each1) == ["layers2-uniform/s001"]
     assert wall1 == pytest.approx(each1["layers2-uniform/s001"])
+
+
+def test_only_selects_cells_and_their_dependencies(tmp_path):
+    cells = catalog.experiment_cells("table1", "smoke", "mnist")
+    specs = common.job_specs(tmp_path, cells, range(2))
+    assert common.select(specs, None) == specs
+    keys = [s.key for s in common.select(specs, ["layers2-*"])]
+    assert keys == [k for k in (s.key for s in specs) if k.startswith("layers2-")]
+    # a histogram job needs the pre-trained network of its seed: that job comes along
+    keys = [s.key for s in common.select(specs, ["*-histogram"])]
+    assert set(keys) == {f"layers{d}-{c}/s00{i}" for d in (1, 2) for c in ("histogram", "pretrained")
+                         for i in (0, 1)}
+    with pytest.raises(ConfigError, match="matches no cell; the cells are layers1-pretrained"):
+        common.select(specs, ["layers3-*"])
+
+
+def test_cli_only_runs_the_matching_cells(tmp_path):
+    from typer.testing import CliRunner
+
+    from onlinedeep_cli.main import app
+
+    out = tmp_path / "f8"
+    args = ["experiment", "run", "figure8", "--out", str(out), "--seeds", "2", "--preset", "smoke",
+            "--dataset", "shapeset", "--jobs", "1", "--threads", "1"]
+    r = CliRunner().invoke(app, args + ["--only", "layers1-*"])
+    assert r.exit_code == 0, r.output
+    assert "(--only: 2 of 6 cells) = 4 jobs" in r.output and "4 finished now" in r.output
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["layers1-pretrained",
+                                                                  "layers1-uniform"]
+    plan = json.loads((out / "plan.json").read_text())
+    assert len(plan["cells"]) == 6  # the plan holds every cell: the rest can follow
+    r = CliRunner().invoke(app, ["experiment", "run", "figure11", "--only", "x", "--dry-run"])
+    assert r.exit_code == 2 and "finite-data experiments only" in r.output

@@ -17,6 +17,7 @@ job into ``seeds.csv``, the experiment's figure and ``command.txt``.
 """
 from __future__ import annotations
 
+import fnmatch
 import json
 import math
 import shlex
@@ -24,7 +25,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -35,7 +36,7 @@ from onlinedeep.finite.config import FiniteConfig
 from onlinedeep.run_folder import JobFolder, snapshot_name
 
 __all__ = ["Cell", "PRESETS", "preset_config", "apply_overrides", "job_key", "run_dir",
-           "job_specs", "run_experiment", "check_plan", "JobResult", "collect", "cell_table",
+           "job_specs", "select", "run_experiment", "check_plan", "JobResult", "collect", "cell_table",
            "write_report", "run_job"]
 
 PLAN_FORMAT = "onlinedeep.finite-plan"
@@ -182,6 +183,33 @@ def _plan(name: str, preset: str, dataset: str, cells: list[Cell]) -> dict:
                       for c in cells}}
 
 
+def select(specs: list[runner.JobSpec], only: Sequence[str] | None) -> list[runner.JobSpec]:
+    """The jobs of the cells whose key matches one of the shell-style patterns ``only`` (all
+    jobs when it is empty), with the jobs they depend on, in the order given.
+
+    Raises
+    ------
+    ConfigError
+        If a pattern matches no cell (the message lists the cells).
+    """
+    if not only:
+        return list(specs)
+    cells = list(dict.fromkeys(s.key.split("/")[0] for s in specs))
+    for pattern in only:
+        if not fnmatch.filter(cells, pattern):
+            raise ConfigError(f"--only: {pattern!r} matches no cell; the cells are "
+                              f"{', '.join(cells)}")
+    keep = {s.key for s in specs if any(fnmatch.fnmatchcase(s.key.split("/")[0], p) for p in only)}
+    by_key = {s.key: s for s in specs}
+    todo = list(keep)
+    while todo:
+        for dep in by_key[todo.pop()].depends_on:
+            if dep in by_key and dep not in keep:
+                keep.add(dep)
+                todo.append(dep)
+    return [s for s in specs if s.key in keep]
+
+
 def check_plan(out, name: str, preset: str, dataset: str, cells: list[Cell]) -> dict | None:
     """The stored plan, checked against this one (None: no plan yet); reads only.
 
@@ -219,8 +247,10 @@ def check_plan(out, name: str, preset: str, dataset: str, cells: list[Cell]) -> 
 
 def run_experiment(name: str, out, cells: list[Cell], seeds: range, connect: Callable, *,
                    preset: str, dataset: str, threads: int | None = None,
-                   on_outcome: Callable | None = None) -> dict:
-    """Run the unfinished jobs (:func:`runner.run_jobs`), writing ``plan.json`` first.
+                   on_outcome: Callable | None = None, only: Sequence[str] | None = None
+                   ) -> dict:
+    """Run the unfinished jobs (:func:`runner.run_jobs`), writing ``plan.json`` first; with
+    ``only``, those of the matching cells (:func:`select`). The plan always holds every cell.
 
     Raises
     ------
@@ -234,7 +264,7 @@ def run_experiment(name: str, out, cells: list[Cell], seeds: range, connect: Cal
         if not folder.plan_path.is_file():
             folder.write_json(folder.plan_path, _plan(name, preset, dataset, cells))
 
-    return runner.run_jobs(folder, job_specs(out, cells, seeds, threads), connect,
+    return runner.run_jobs(folder, select(job_specs(out, cells, seeds, threads), only), connect,
                            prepare=prepare, on_outcome=on_outcome)
 
 
