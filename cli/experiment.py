@@ -128,9 +128,11 @@ def _dry_run(figure: str, out: Path, preset: str, jobs: int, threads: int) -> No
     eta = section8.makespan(durations, jobs)
     typer.echo(f"{len(rows)} jobs, {unfinished} unfinished, {pending:,} updates pending; "
                f"ETA {_duration(eta)} with {jobs} parallel job(s) x {threads} thread(s)")
-    typer.echo("(kernel time measured here for ~1 s per network, at the threads each job gets; "
-               "stream generation runs beside it and is not counted; the post-steps (test error, "
-               "Figure 12 blocks) add minutes)")
+    typer.echo("(measured here, end to end: a short real run of each distinct network and phase "
+               "-- live stream in the producer thread, kernel, metrics -- after a warm-up chunk, "
+               "~1 s of chunks per network, one network at a time, at the threads each job gets; "
+               "snapshots and the post-steps (test error, Figure 12 blocks) are not counted and "
+               "add minutes)")
     for net, r in rates.items():
         per = ", ".join(f"{k} {1e3 * v:.3g} ms" for k, v in r.items())
         typer.echo(f"  {net[0]}x{net[1]} {net[2]}, {net[3]} pre-trained layer(s) ({net[4]} kernel): "

@@ -1,9 +1,8 @@
-"""What a section-8 job costs: updates left per phase kind, measured seconds per update, and the
-wall time of jobs on parallel workers (``experiment run --dry-run``)."""
+"""What a section-8 job costs: updates left per phase kind, seconds per update measured by a short
+real run, and the wall time of jobs on parallel workers (``experiment run --dry-run``)."""
 from __future__ import annotations
 
 import heapq
-import time
 from pathlib import Path
 
 import numpy as np
@@ -34,82 +33,90 @@ def pending_updates(config: RunConfig) -> tuple[int, dict[str, int]]:
     return done, phase_updates(config, done, config.total_updates)
 
 
-def measure_seconds_per_update(config: RunConfig, threads: int, *, budget_s: float = 1.0,
-                               max_updates: int = 2_000) -> dict[str, float]:
-    """Seconds per update of each phase kind of a network's kernel, measured here and now.
+class _SparseStream:
+    """Digit-like inputs where MNIST cannot be read (about 19% of pixels lit, as in MNIST): the
+    stream interface of the producer (``floats``, ``labels``, ``provenance``)."""
 
-    Runs the configuration's kernel (``threads`` threads) on chunks of MNIST training digits (the
-    deterministic outputs of random layers below for the upper layers), for about ``budget_s``
-    seconds in all or ``max_updates`` updates per phase, after one small warm-up call (which
-    compiles the Numba kernels on a first run). The stream generation, which runs beside the
-    kernel in the producer thread, is not measured.
+    def __init__(self, n_inputs: int, n_classes: int):
+        self.n_inputs, self.n_classes = n_inputs, n_classes
+
+    def floats(self, indices) -> np.ndarray:
+        rng = np.random.default_rng(int(indices[0]) if len(indices) else 0)
+        shape = (len(indices), self.n_inputs)
+        return (rng.random(shape) * (rng.random(shape) < 0.19)).astype(np.float32)
+
+    def labels(self, indices) -> np.ndarray:
+        rng = np.random.default_rng(int(indices[0]) + 1 if len(indices) else 0)
+        return rng.integers(0, self.n_classes, len(indices)).astype(np.uint8)
+
+    def provenance(self) -> dict:
+        return {"source": "synthetic sparse inputs (MNIST not readable here)"}
+
+
+def measure_seconds_per_update(config: RunConfig, threads: int, *, budget_s: float = 1.0,
+                               stream=None) -> dict[str, float]:
+    """Seconds per update of each phase kind of a network, measured here and now, end to end.
+
+    For each phase kind, a short real run of the network: :meth:`Trainer.run
+    <onlinedeep.training.loop.Trainer.run>` from the phase's first position, without a run folder
+    or progress bar, with the configuration's kernel at ``threads`` threads and its
+    ``chunk_size``, fed by the live stream in the producer thread (with the noise draws), the
+    metrics kept as in a real run. One chunk warms up (it compiles or loads the Numba kernels),
+    then whole chunks for about ``budget_s / (number of phase kinds)`` seconds (at least one) are
+    timed as one ``run`` call, whose first chunk waits for its generation as a resumed run's does.
+    Upper layers are pre-trained on top of the random layers below, as the real run's cost does
+    not depend on the weights. Left out: snapshots (one every ``snapshot_every`` updates), the
+    log, the progress bar and the post-steps (test error, Figure 12 blocks).
+
+    Parameters
+    ----------
+    config : RunConfig
+    threads : int
+        Kernel threads of the measurement (``RunConfig.threads``; 0 = auto).
+    budget_s : float
+        Seconds of timed chunks per network, shared by its phase kinds.
+    stream : optional
+        The stream to read (default: the configuration's, or synthetic sparse inputs if MNIST
+        cannot be read).
 
     Returns
     -------
     dict of str to float
-        ``"pretrain<k>"`` for each pre-trained layer, ``"supervised"``.
+        ``"pretrain<k>"`` for each pre-trained layer, ``"supervised"``: seconds per update.
     """
-    import torch
+    import dataclasses
 
-    from onlinedeep import kernels, model
-    from onlinedeep import threads as thread_policy
-    from onlinedeep.phases import phases
-    from onlinedeep.training.draws import layer_draws
-    from onlinedeep.training.state import resolve_device
+    from onlinedeep.phases import chunk_ranges, phases
+    from onlinedeep.training.loop import Trainer
 
-    device = resolve_device(config.device)
-    kernel = kernels.get(config.kernel, device, threads=threads)
-    n = 64
-    try:
-        from onlinedeep.training.data import shared_stream
+    cfg = dataclasses.replace(config, threads=threads)
+    if stream is None:
+        try:
+            from onlinedeep.training.data import shared_stream
 
-        stream = shared_stream(config)
-        idx = np.arange(10_000, 10_000 + n, dtype=np.int64)
-        x_np, y_np = stream.floats(idx), stream.labels(idx).astype(np.int64)
-    except Exception:  # no MNIST here: sparse inputs like digits' (about 19% of pixels lit)
-        rng = np.random.default_rng(0)
-        x_np = (rng.random((n, config.n_inputs)) * (rng.random((n, config.n_inputs)) < 0.19))
-        x_np, y_np = x_np.astype(np.float32), rng.integers(0, config.n_classes, n)
-    kinds = [f"pretrain{p.layer}" for p in phases(config) if p.kind == "pretrain"] + ["supervised"]
-    kinds = list(dict.fromkeys(kinds))
-    share = budget_s / len(kinds)
+            stream = shared_stream(cfg)
+            stream.floats(np.arange(70_000, 70_001, dtype=np.int64))
+        except Exception:  # no MNIST here: the cost depends on how many pixels are lit
+            stream = _SparseStream(cfg.n_inputs, cfg.n_classes)
+    todo: dict[str, tuple[int, int]] = {}
+    for phase in phases(cfg):
+        kind = "supervised" if phase.kind != "pretrain" else f"pretrain{phase.layer}"
+        todo.setdefault(kind, (phase.start, phase.stop))
+    share = budget_s / max(1, len(todo))
     out = {}
-    params = model.init_params(config.n_inputs, config.n_hidden, config.layers, config.seed,
-                               device, n_outputs=config.n_classes)
-    x0 = torch.from_numpy(x_np).to(device)
-    y = torch.from_numpy(y_np).to(device)
-    torch_n = thread_policy.decide("loop-torch") if kernel.owns_threads else threads
-    with thread_policy.torch_threads(torch_n):
-        for kind in kinds:
-            if kind == "supervised":
-                def step(start):
-                    kernel.supervised(params, x0, y, learning_rate=config.learning_rate,
-                                      l1=config.l1, l2=config.l2)
-            else:
-                layer = int(kind[len("pretrain"):])
-                x = model.hidden_forward(params, x0, layer).contiguous()
-
-                def step(start, layer=layer, x=x):
-                    d = layer_draws(config, layer, start, start + n)
-                    if config.pretrain == "dae":
-                        keep = torch.from_numpy(d["keep"]).to(device)
-                        values = None if d["values"] is None else torch.from_numpy(d["values"]).to(device)
-                        kernel.dae(params, layer, x, keep, values,
-                                   learning_rate=config.unsup_learning_rate)
-                    else:
-                        u_v = None if d["u_visible"] is None else torch.from_numpy(d["u_visible"]).to(device)
-                        kernel.rbm(params, layer, x, torch.from_numpy(d["u_hidden"]).to(device), u_v,
-                                   learning_rate=config.unsup_learning_rate, cd_k=config.cd_k)
-            step(0)  # warm-up (compilation, first-touch)
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            done, t0 = 0, time.perf_counter()
-            while done < max_updates and (done == 0 or time.perf_counter() - t0 < share):
-                step(n + done)
-                done += n
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            out[kind] = (time.perf_counter() - t0) / done
+    for kind, (start, stop) in todo.items():
+        ranges = chunk_ranges(cfg, start, stop)
+        trainer = Trainer(cfg, stream=stream)
+        trainer.position = start
+        warm = trainer.run(stop=ranges[0][1], progress=False).elapsed_s
+        if len(ranges) == 1:  # a one-chunk phase: its only chunk is the measurement
+            out[kind] = warm / (ranges[0][1] - ranges[0][0])
+            continue
+        per_chunk = warm / (ranges[0][1] - ranges[0][0]) * (ranges[1][1] - ranges[1][0])
+        n_chunks = int(min(len(ranges) - 1, max(1, share // max(per_chunk, 1e-9))))
+        first, last = ranges[1][0], ranges[n_chunks][1]
+        result = trainer.run(stop=last, progress=False)
+        out[kind] = result.elapsed_s / (last - first)
     return out
 
 
