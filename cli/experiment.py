@@ -73,11 +73,17 @@ def _jobs_of(figure: str, out: Path, preset: str):
                          (), finished))
         return rows
     from onlinedeep.experiments import figure13
+
+    return plan_rows(figure13.plan(preset), section8.figure13_folder(out))
+
+
+def plan_rows(plan, folder: Path):
+    """:func:`_jobs_of`'s rows for the jobs of an ordering-variance ``plan`` in ``folder``."""
     from onlinedeep.experiments import ordering_variance as ov
+    from onlinedeep.experiments import section8
     from onlinedeep.run_folder import RunFolder
 
-    plan = figure13.plan(preset)
-    folder = section8.figure13_folder(out)
+    rows = []
     for job in plan.jobs():
         config = plan.config(job)
         if job.is_stage:
@@ -96,10 +102,15 @@ def _jobs_of(figure: str, out: Path, preset: str):
 
 
 def _dry_run(figure: str, out: Path, preset: str, jobs: int, threads: int) -> None:
+    print_eta(_jobs_of(figure, out, preset), jobs, threads)
+
+
+def print_eta(rows, jobs: int, threads: int) -> None:
+    """Print each job of ``rows`` (:func:`_jobs_of`) with its updates left and time, and the ETA
+    of all on ``jobs`` workers, from a short real run of each distinct network here and now."""
     from onlinedeep.config import format_count
     from onlinedeep.experiments import section8
 
-    rows = _jobs_of(figure, out, preset)
     rates: dict[tuple, dict[str, float]] = {}
     durations = []
     for key, total, done, left, config, deps, finished in rows:
