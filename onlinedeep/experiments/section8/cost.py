@@ -61,9 +61,10 @@ def measure_seconds_per_update(config: RunConfig, threads: int, *, budget_s: flo
     <onlinedeep.training.loop.Trainer.run>` from the phase's first position, without a run folder
     or progress bar, with the configuration's kernel at ``threads`` threads and its
     ``chunk_size``, fed by the live stream in the producer thread (with the noise draws), the
-    metrics kept as in a real run. One chunk warms up (it compiles or loads the Numba kernels),
-    then whole chunks for about ``budget_s / (number of phase kinds)`` seconds (at least one) are
-    timed as one ``run`` call, whose first chunk waits for its generation as a resumed run's does.
+    metrics kept as in a real run. A few updates in tiny chunks warm up (they compile or load the
+    Numba kernels); then one whole chunk is timed, then as many more as fit in about ``budget_s /
+    (number of phase kinds)`` seconds in one ``run`` call (each call's first chunk waits for its
+    generation, as a resumed run's does: a slight over-estimate).
     Upper layers are pre-trained on top of the random layers below, as the real run's cost does
     not depend on the weights. Left out: snapshots (one every ``snapshot_every`` updates), the
     log, the progress bar and the post-steps (test error, Figure 12 blocks).
@@ -103,20 +104,26 @@ def measure_seconds_per_update(config: RunConfig, threads: int, *, budget_s: flo
         kind = "supervised" if phase.kind != "pretrain" else f"pretrain{phase.layer}"
         todo.setdefault(kind, (phase.start, phase.stop))
     share = budget_s / max(1, len(todo))
+    # Warm-up on a few updates in chunks of 4 (chunk_size = 4 divides any snapshot_every that
+    # 4 divides; 1 otherwise): it compiles or loads every function a chunk calls, whatever its size.
+    tiny = 4 if cfg.snapshot_every % 4 == 0 else 1
+    warm_cfg = dataclasses.replace(cfg, chunk_size=tiny)
     out = {}
     for kind, (start, stop) in todo.items():
+        warm = Trainer(warm_cfg, stream=stream)
+        warm.position = start
+        warm.run(stop=min(stop, (start // tiny + 2) * tiny), progress=False)
         ranges = chunk_ranges(cfg, start, stop)
         trainer = Trainer(cfg, stream=stream)
         trainer.position = start
-        warm = trainer.run(stop=ranges[0][1], progress=False).elapsed_s
-        if len(ranges) == 1:  # a one-chunk phase: its only chunk is the measurement
-            out[kind] = warm / (ranges[0][1] - ranges[0][0])
-            continue
-        per_chunk = warm / (ranges[0][1] - ranges[0][0]) * (ranges[1][1] - ranges[1][0])
-        n_chunks = int(min(len(ranges) - 1, max(1, share // max(per_chunk, 1e-9))))
-        first, last = ranges[1][0], ranges[n_chunks][1]
-        result = trainer.run(stop=last, progress=False)
-        out[kind] = result.elapsed_s / (last - first)
+        seconds = trainer.run(stop=ranges[0][1], progress=False).elapsed_s  # one whole chunk
+        last = ranges[0][1]
+        per_chunk = seconds / (ranges[0][1] - ranges[0][0]) * cfg.chunk_size
+        more = int(min(len(ranges) - 1, (share - seconds) // max(per_chunk, 1e-9)))
+        if more > 0:  # then as many as fit in the share, in one run (the producer ahead)
+            last = ranges[more][1]
+            seconds += trainer.run(stop=last, progress=False).elapsed_s
+        out[kind] = seconds / (last - start)
     return out
 
 
