@@ -141,8 +141,8 @@ def print_eta(rows, jobs: int, threads: int) -> None:
                f"ETA {_duration(eta)} with {jobs} parallel job(s) x {threads} thread(s)")
     typer.echo("(measured here, end to end: a short real run of each distinct network and phase "
                "-- live stream in the producer thread, kernel, metrics -- after a short warm-up, "
-               "~1 s of whole chunks per network (at least one per phase), one network at a time, at the threads each job gets; "
-               "snapshots and the post-steps (test error, Figure 12 blocks) are not counted and "
+               "~1 s of whole chunks per network (at least one per phase), one network at a "
+               "time, at the threads each job gets; snapshots and the post-steps (test error, Figure 12 blocks) are not counted and "
                "add minutes)")
     for net, r in rates.items():
         per = ", ".join(f"{k} {1e3 * v:.3g} ms" for k, v in r.items())
