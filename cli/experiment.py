@@ -142,8 +142,8 @@ def print_eta(rows, jobs: int, threads: int) -> None:
     typer.echo("(measured here, end to end: a short real run of each distinct network and phase "
                "-- live stream in the producer thread, kernel, metrics -- after a short warm-up, "
                "~1 s of whole chunks per network (at least one per phase), one network at a "
-               "time, at the threads each job gets; snapshots and the post-steps (test error, Figure 12 blocks) are not counted and "
-               "add minutes)")
+               "time, at the threads each job gets; snapshots and the post-steps (test error, "
+               "Figure 12 blocks) are not counted and add minutes)")
     for net, r in rates.items():
         per = ", ".join(f"{k} {1e3 * v:.3g} ms" for k, v in r.items())
         typer.echo(f"  {net[0]}x{net[1]} {net[2]}, {net[3]} pre-trained layer(s) ({net[4]} kernel): "
