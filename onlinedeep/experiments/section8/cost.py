@@ -33,28 +33,34 @@ def pending_updates(config: RunConfig) -> tuple[int, dict[str, int]]:
     return done, phase_updates(config, done, config.total_updates)
 
 
-class _SparseStream:
-    """Digit-like inputs where MNIST cannot be read (about 19% of pixels lit, as in MNIST): the
-    stream interface of the producer (``floats``, ``labels``, ``provenance``)."""
+class _ArrayStream:
+    """Examples served from arrays, stream index i being row ``i mod n`` (the stream interface the
+    producer uses: ``floats``, ``labels``, ``provenance``)."""
 
-    def __init__(self, n_inputs: int, n_classes: int):
-        self.n_inputs, self.n_classes = n_inputs, n_classes
+    def __init__(self, x, y, what: str):
+        self.x = np.ascontiguousarray(x, dtype=np.float32)
+        self.y = np.asarray(y).astype(np.uint8)
+        self.what = what
 
     def floats(self, indices) -> np.ndarray:
-        rng = np.random.default_rng(int(indices[0]) if len(indices) else 0)
-        shape = (len(indices), self.n_inputs)
-        return (rng.random(shape) * (rng.random(shape) < 0.19)).astype(np.float32)
+        return self.x[np.asarray(indices, dtype=np.int64) % len(self.x)]
 
     def labels(self, indices) -> np.ndarray:
-        rng = np.random.default_rng(int(indices[0]) + 1 if len(indices) else 0)
-        return rng.integers(0, self.n_classes, len(indices)).astype(np.uint8)
+        return self.y[np.asarray(indices, dtype=np.int64) % len(self.y)]
 
     def provenance(self) -> dict:
-        return {"source": "synthetic sparse inputs (MNIST not readable here)"}
+        return {"source": self.what}
+
+
+def _sparse_examples(config: RunConfig, n: int = 1_000) -> tuple[np.ndarray, np.ndarray]:
+    """Inputs like digits' (about 19% of pixels lit), where MNIST cannot be read."""
+    rng = np.random.default_rng(0)
+    x = rng.random((n, config.n_inputs)) * (rng.random((n, config.n_inputs)) < 0.19)
+    return x.astype(np.float32), rng.integers(0, config.n_classes, n)
 
 
 def measure_seconds_per_update(config: RunConfig, threads: int, *, budget_s: float = 1.0,
-                               stream=None) -> dict[str, float]:
+                               stream=None, examples=None) -> dict[str, float]:
     """Seconds per update of each phase kind of a network, measured here and now, end to end.
 
     For each phase kind, a short real run of the network: :meth:`Trainer.run
@@ -79,6 +85,8 @@ def measure_seconds_per_update(config: RunConfig, threads: int, *, budget_s: flo
     stream : optional
         The stream to read (default: the configuration's, or synthetic sparse inputs if MNIST
         cannot be read).
+    examples : (x (n, n_inputs) float32, y (n,) int) arrays, optional
+        Time on these examples, in a cycle, instead of a stream (another data set's inputs).
 
     Returns
     -------
@@ -91,6 +99,8 @@ def measure_seconds_per_update(config: RunConfig, threads: int, *, budget_s: flo
     from onlinedeep.training.loop import Trainer
 
     cfg = dataclasses.replace(config, threads=threads)
+    if stream is None and examples is not None:
+        stream = _ArrayStream(*examples, "the examples given")
     if stream is None:
         try:
             from onlinedeep.training.data import shared_stream
@@ -98,7 +108,7 @@ def measure_seconds_per_update(config: RunConfig, threads: int, *, budget_s: flo
             stream = shared_stream(cfg)
             stream.floats(np.arange(70_000, 70_001, dtype=np.int64))
         except Exception:  # no MNIST here: the cost depends on how many pixels are lit
-            stream = _SparseStream(cfg.n_inputs, cfg.n_classes)
+            stream = _ArrayStream(*_sparse_examples(cfg), "synthetic sparse inputs")
     todo: dict[str, tuple[int, int]] = {}
     for phase in phases(cfg):
         kind = "supervised" if phase.kind != "pretrain" else f"pretrain{phase.layer}"
