@@ -21,9 +21,15 @@ Prints, in one run (issue 5):
   roofline, and this second ceiling says how close they are to the reads they must do;
 * end to end: the command ``onlinedeep train --layers 1 --units 2000 --pretrain none --threads 1
   --sup-updates N`` (live InfiniteMNIST stream, metrics, snapshot, plot: everything a user runs),
-  timed as a subprocess for a small and a large N, interleaved with the naive 1-thread loop; its
-  rate is N_large / wall time, and the marginal rate (N_large - N_small) / (difference of the wall
-  times) leaves out the start-up (imports, compiled-code cache, first chunk);
+  timed as a subprocess for a small and a large N; its rate is N_large / wall time, and the
+  marginal rate (N_large - N_small) / (difference of the wall times) leaves out the start-up
+  (imports, compiled-code cache, first chunk) and the post-steps (test error, plot). Interleaved
+  with it, one of each per round: the naive 1-thread loop, ``Trainer.run`` of the same
+  configuration in this process (the training loop without start-up), and the numba kernel alone
+  on 1 thread on raw MNIST digits and on the command's own stream examples (the deformed digits
+  light more pixels, so each update touches more first-layer rows); ratios to naive and to the
+  kernel on the stream examples, per round; and the CPU seconds per update of the kernel and of
+  the command (marginal, all its threads), which the load of other processes hardly moves;
 * model-updates/s of :class:`onlinedeep.kernels.replicas.Replicas` for R = 1, 2, 4, 10 replicas of
   784-2000-10, next to R sequential runs of the single-model kernel.
 
@@ -39,6 +45,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -242,9 +249,10 @@ def weight_traffic(sizes: list[int], rows_read: float, rows_written: float,
     return read, written
 
 
-def cli_seconds(updates: int, mnist_dir: str) -> float:
-    """Wall seconds of ``onlinedeep train`` (784-2000-10, no pre-training, 1 thread, ``updates``
-    supervised updates) run as a subprocess, into a temporary folder removed afterwards.
+def cli_seconds(updates: int, mnist_dir: str) -> tuple[float, float]:
+    """Wall seconds and CPU seconds (user + system) of ``onlinedeep train`` (784-2000-10, no
+    pre-training, 1 thread, ``updates`` supervised updates) run as a subprocess, into a temporary
+    folder removed afterwards.
 
     Raises
     ------
@@ -257,15 +265,58 @@ def cli_seconds(updates: int, mnist_dir: str) -> float:
            "--sup-updates", str(updates), "--out", out, "--no-progress"]
     env = {**os.environ, "ONLINEDEEP_MNIST_DIR": mnist_dir}
     try:
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.perf_counter()
         done = subprocess.run(cmd, env=env, capture_output=True, text=True)
         elapsed = time.perf_counter() - t0
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     finally:
         shutil.rmtree(out, ignore_errors=True)
     if done.returncode != 0:
         tail = "\n".join((done.stdout + done.stderr).splitlines()[-5:])
         raise RuntimeError(f"{' '.join(cmd)} failed (exit {done.returncode}):\n{tail}")
-    return elapsed
+    return elapsed, cpu
+
+
+def cli_config(updates: int, mnist_dir: str | None = None):
+    """The configuration ``onlinedeep train --layers 1 --units 2000 --pretrain none --threads 1
+    --sup-updates updates`` runs (the paper preset)."""
+    from onlinedeep.config import RunConfig
+
+    return RunConfig.preset("paper", layers=1, n_hidden=2000, pretrain="none", threads=1,
+                            sup_updates=updates, mnist_dir=mnist_dir)
+
+
+def stream_digits(mnist_dir: str) -> tuple[object, torch.Tensor, torch.Tensor]:
+    """The command's stream and its first N_DIGITS training examples (deformed digits, denser
+    than the raw ones: more first-layer rows per update), ``(n, 784) float32``, ``(n,) int64``."""
+    from onlinedeep.training import data
+
+    config = cli_config(N_DIGITS, mnist_dir)
+    stream = data.make_stream(config)
+    idx = data.default_schedule(config).indices(0, N_DIGITS)
+    return (stream, torch.from_numpy(np.asarray(stream.floats(idx))),
+            torch.from_numpy(np.asarray(stream.labels(idx)).astype(np.int64)))
+
+
+def trainer_rate(updates: int, stream) -> float:
+    """Updates/s of the command's run in this process: ``Trainer.run`` without a run folder or
+    progress bar (live stream, producer, kernel, metrics; no start-up, snapshot or post-steps)."""
+    from onlinedeep.training.loop import Trainer
+
+    result = Trainer(cli_config(updates), stream=stream).run(progress=False)
+    return updates / result.elapsed_s
+
+
+def cpu_rate(run_chunk, seconds: float) -> tuple[float, float]:
+    """(updates per wall second, updates per CPU second of this thread) of ``run_chunk`` calls for
+    ``seconds``."""
+    done, chunk, t0, c0 = 0, 1, time.perf_counter(), time.thread_time()
+    while time.perf_counter() - t0 < seconds:
+        done += run_chunk(chunk)
+        chunk += 1
+    return done / (time.perf_counter() - t0), done / (time.thread_time() - c0)
 
 
 def main(
@@ -374,30 +425,65 @@ def main(
 
     if not skip_cli:
         small, large = (int(v) for v in cli_updates.split(","))
-        root = mnist_dir or os.environ.get("ONLINEDEEP_MNIST_DIR")
+        root = str(Path(mnist_dir or os.environ.get("ONLINEDEEP_MNIST_DIR")).resolve())
         print()
         print(f"End to end: onlinedeep train --layers 1 --units 2000 --pretrain none --threads 1 "
-              f"--sup-updates N (N = {small}, {large}), against naive 784-2000-10 on 1 thread, "
-              f"interleaved:")
-        naive = naive_supervised(init_params(784, 2000, 1, seed=0), x, y, 0.01)
+              f"--sup-updates N (N = {small}, {large}) as a subprocess; Trainer.run of the same "
+              f"configuration in this process ({small} updates); the numba kernel alone on 1 "
+              f"thread (chunks of {CHUNK}) on raw MNIST digits and on the command's own stream "
+              f"examples; naive 784-2000-10 on 1 thread; interleaved, one of each per round "
+              f"(load average {os.getloadavg()[0]:.2f}):")
         torch.set_num_threads(1)
+        stream, xs, ys = stream_digits(root)
+        nz_stream = float((xs != 0).sum(dim=1).float().mean())
+        params = init_params(784, 2000, 1, seed=0)
+        naive = naive_supervised(clone_params(params), x, y, 0.01)
+
+        def kernel_on(xk, yk):
+            kernel, p = NumbaKernel(n_threads=1), clone_params(params)
+
+            def run(i):
+                lo = (i * CHUNK) % (N_DIGITS - CHUNK)
+                kernel.supervised(p, xk[lo:lo + CHUNK], yk[lo:lo + CHUNK], learning_rate=0.01)
+                return CHUNK
+            return run
+        kernel_raw, kernel_stream = kernel_on(x, y), kernel_on(xs, ys)
         naive(0)
+        kernel_raw(0)
+        kernel_stream(0)
+        trainer_rate(2 * CHUNK, stream)
         cli_seconds(small, root)  # compiled-code cache, file cache
-        whole, marginal, base = [], [], []
+        rows = {name: [] for name in ("naive 1t", "kernel, raw MNIST", "kernel, stream examples",
+                                      "Trainer.run (in process)", f"CLI, N={large} / wall time",
+                                      "CLI, marginal (start-up left out)")}
+        cpu = {"kernel": [], "cli": []}
         for _ in range(repeats):
-            base.append(rate(naive, seconds, 1, warm_up=False))
-            t_small = cli_seconds(small, root)
-            t_large = cli_seconds(large, root)
-            whole.append(large / t_large)
-            marginal.append((large - small) / (t_large - t_small))
-            print(f"  round: naive {base[-1]:.0f}/s; CLI N={small} {t_small:.2f} s, N={large} "
-                  f"{t_large:.2f} s", flush=True)
+            rows["naive 1t"].append(rate(naive, seconds, 1, warm_up=False))
+            rows["kernel, raw MNIST"].append(rate(kernel_raw, seconds, 1, warm_up=False))
+            wall, per_cpu = cpu_rate(kernel_stream, seconds)
+            rows["kernel, stream examples"].append(wall)
+            cpu["kernel"].append(per_cpu)
+            rows["Trainer.run (in process)"].append(trainer_rate(small, stream))
+            (t_small, c_small), (t_large, c_large) = cli_seconds(small, root), cli_seconds(large, root)
+            rows[f"CLI, N={large} / wall time"].append(large / t_large)
+            rows["CLI, marginal (start-up left out)"].append((large - small) / (t_large - t_small))
+            cpu["cli"].append((large - small) / (c_large - c_small))
+            print("  round: " + ", ".join(f"{name} {r[-1]:.0f}/s" for name, r in rows.items())
+                  + f"; CLI N={small} {t_small:.2f} s, N={large} {t_large:.2f} s; load average "
+                  f"{os.getloadavg()[0]:.2f}", flush=True)
         torch.set_num_threads(threads)
-        print(f"{'naive 1t':34s} {statistics.median(base):10.0f} updates/s")
-        for name, r in ((f"CLI, N={large} / wall time", whole),
-                        ("CLI, marginal (start-up left out)", marginal)):
-            ratio = statistics.median(r[i] / base[i] for i in range(repeats))
-            print(f"{name:34s} {statistics.median(r):10.0f} updates/s {ratio:8.1f}x naive 1t")
+        base, ref = rows["naive 1t"], rows["kernel, stream examples"]
+        print(f"{'':34s} {'updates/s':>10s} {'x naive':>8s} {'x kernel (stream)':>18s}")
+        for name, r in rows.items():
+            to_naive = statistics.median(r[i] / base[i] for i in range(repeats))
+            to_kernel = statistics.median(r[i] / ref[i] for i in range(repeats))
+            print(f"{name:34s} {statistics.median(r):10.0f} {to_naive:8.1f} {to_kernel:18.2f}")
+        print(f"CPU time (load-independent): the kernel on the stream examples "
+              f"{1e6 / statistics.median(cpu['kernel']):.1f} us/update; the CLI's marginal CPU "
+              f"(user + system of the process, all its threads: producer included) "
+              f"{1e6 / statistics.median(cpu['cli']):.1f} us/update")
+        print(f"non-zero pixels per example: raw MNIST {nz_rows:.0f}, stream examples {nz_stream:.0f} "
+              f"(the first layer's update touches one row per non-zero pixel)")
 
     if skip_replicas:
         return

@@ -61,11 +61,17 @@ def _jobs_of(figure: str, out: Path, preset: str):
                          (), finished))
         return rows
     from onlinedeep.experiments import figure13
+
+    return plan_rows(figure13.plan(preset), section8.figure13_folder(out))
+
+
+def plan_rows(plan, folder: Path):
+    """:func:`_jobs_of`'s rows for the jobs of an ordering-variance ``plan`` in ``folder``."""
     from onlinedeep.experiments import ordering_variance as ov
+    from onlinedeep.experiments import section8
     from onlinedeep.run_folder import RunFolder
 
-    plan = figure13.plan(preset)
-    folder = section8.figure13_folder(out)
+    rows = []
     for job in plan.jobs():
         config = plan.config(job)
         if job.is_stage:
@@ -84,11 +90,16 @@ def _jobs_of(figure: str, out: Path, preset: str):
 
 
 def _dry_run(figure: str, out: Path, preset: str, jobs: int, threads: int) -> None:
+    print_eta(_jobs_of(figure, out, preset), jobs, threads)
+
+
+def print_eta(rows, jobs: int, threads: int) -> None:
+    """Print each job of ``rows`` (:func:`_jobs_of`) with its updates left and time, and the ETA
+    of all on ``jobs`` workers, from a short real run of each distinct network here and now."""
     from onlinedeep.config import format_count
     from onlinedeep.experiments import section8
     from onlinedeep_cli.preflight import duration
 
-    rows = _jobs_of(figure, out, preset)
     rates: dict[tuple, dict[str, float]] = {}
     durations = []
     for key, total, done, left, config, deps, finished in rows:
@@ -117,9 +128,11 @@ def _dry_run(figure: str, out: Path, preset: str, jobs: int, threads: int) -> No
     eta = section8.makespan(durations, jobs)
     typer.echo(f"{len(rows)} jobs, {unfinished} unfinished, {pending:,} updates pending; "
                f"ETA {duration(eta)} with {jobs} parallel job(s) x {threads} thread(s)")
-    typer.echo("(kernel time measured here for ~1 s per network, at the threads each job gets; "
-               "stream generation runs beside it and is not counted; the post-steps (test error, "
-               "Figure 12 blocks) add minutes)")
+    typer.echo("(measured here, end to end: a short real run of each distinct network and phase "
+               "-- live stream in the producer thread, kernel, metrics -- after a short warm-up, "
+               "~1 s of whole chunks per network (at least one per phase), one network at a "
+               "time, at the threads each job gets; snapshots and the post-steps (test error, "
+               "Figure 12 blocks) are not counted and add minutes)")
     for net, r in rates.items():
         per = ", ".join(f"{k} {1e3 * v:.3g} ms" for k, v in r.items())
         typer.echo(f"  {net[0]}x{net[1]} {net[2]}, {net[3]} pre-trained layer(s) ({net[4]} kernel): "

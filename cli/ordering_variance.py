@@ -139,6 +139,13 @@ def run(
                      mnist_dir)
     typer.echo(_describe(plan))
     if dry_run:
+        if scheduler is None:  # the time of the jobs still to run, measured here (issue 11)
+            from onlinedeep_cli.experiment import plan_rows, print_eta
+
+            rows = plan_rows(plan, out)
+            unfinished = sum(1 for r in rows if not r[6])
+            jobs = thread_policy.local_jobs(jobs, threads or 0, pending=unfinished)
+            print_eta(rows, jobs, thread_policy.decide("job", threads or 0, jobs=jobs))
         return
 
     from tqdm import tqdm

@@ -382,6 +382,11 @@ class RunMetrics:
     def online_nll(self) -> float:
         return self.prequential.online_nll
 
+    @property
+    def n_records(self) -> int:
+        """Records so far, ``len(self.series())`` without building the series."""
+        return len(self._series_base) + len(self._rows)
+
     def series(self) -> Series:
         """All records so far."""
         if not self._rows:

@@ -191,6 +191,18 @@ def test_seed_changes_the_deformations_but_not_the_undeformed_digits(digits, str
     assert (other.images(idx) != stream.images(idx)).any(axis=(1, 2)).mean() > 0.95
 
 
+def test_to_float_is_the_correctly_rounded_quotient_of_every_byte():
+    from infinite_mnist.stream import _TO_FLOAT
+
+    every = np.resize(np.arange(256, dtype=np.uint8), (3, 784))
+    got = to_float(every)
+    assert got.dtype == np.float32 and got.shape == (3, 784)
+    assert np.array_equal(got.view(np.uint32), _TO_FLOAT[every].view(np.uint32))
+    exact = np.arange(256, dtype=np.float64) / 255.0  # the nearest float32 to each quotient
+    assert np.array_equal(to_float(np.arange(256, dtype=np.uint8)[:, None])[:, 0],
+                          exact.astype(np.float32))
+
+
 def test_batch_floats_out_and_to_float(stream):
     images, labels = stream.batch(69_998, 5)
     np.testing.assert_array_equal(images, stream.images(np.arange(69_998, 70_003)))

@@ -132,6 +132,7 @@ def test_run_metrics_state_round_trip():
     m.add_supervised(177, e, v)
     r.add_supervised(177, e, v)
     s1, s2 = m.series(), r.series()
+    assert m.n_records == r.n_records == len(s1) == len(s2) > len(st["series"]) > 0
     np.testing.assert_array_equal(s1.position, s2.position)
     np.testing.assert_array_equal(s1.online_error, s2.online_error)
     np.testing.assert_array_equal(s1.nll, s2.nll)

@@ -342,6 +342,21 @@ def _cli(*args, **kw) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, env=env, timeout=300, **kw)
 
 
+@pytest.mark.slow
+def test_dry_run_prints_a_measured_eta_and_writes_nothing(tmp_path, mnist_dir):
+    out = tmp_path / "ov"
+    result = _cli("run", "--out", str(out), "--preset", "smoke", "--dry-run", "--jobs", "2",
+                  "--threads", "1")
+    assert result.returncode == 0, result.stderr
+    plan = OrderingPlan.preset("smoke")
+    n_jobs = len(plan.jobs())
+    assert f"{n_jobs} jobs, {n_jobs} unfinished" in result.stdout
+    assert "ETA" in result.stdout and "with 2 parallel job(s) x 1 thread(s)" in result.stdout
+    assert "measured here, end to end" in result.stdout
+    assert "supervised" in result.stdout and "pretrain0" in result.stdout
+    assert not out.exists()
+
+
 def _state(plan: OrderingPlan, out: Path) -> tuple[dict[str, int], set[str]]:
     """Finished jobs (key -> output mtime) and started-but-unfinished jobs (snapshot, no output)."""
     finished, started = {}, set()

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -222,6 +223,37 @@ def test_smoke_partial_runs_are_reported_then_adopted_and_resumed(tmp_path, mnis
     assert result.returncode == 2
     assert "holds a run of another configuration" in result.stderr and "learning_rate" in result.stderr
     assert not (other / "plan.json").exists()
+
+
+def test_measured_seconds_per_update_include_the_loop_around_the_kernel(fake_stream, monkeypatch,
+                                                                       single_thread):
+    """The dry-run cost is a short real run (issue 11): time spent in the loop outside the kernel
+    (here, metrics made to cost 20 ms per 100-update chunk) is in the measured seconds per update."""
+    from onlinedeep.metrics import RunMetrics
+
+    cfg = RunConfig(layers=1, n_hidden=16, pretrain="dae", unsup_updates=400, sup_updates=400,
+                    chunk_size=100, window=200, log_every=100, snapshot_every=400, kernel="numba",
+                    threads=1)
+    fast = section8.measure_seconds_per_update(cfg, 1, budget_s=0.05, stream=fake_stream())
+    assert set(fast) == {"pretrain0", "supervised"}
+    assert all(0 < v < 2e-4 for v in fast.values()), fast  # a 784-16 net: microseconds
+    seen = []
+
+    def slow_metrics(self, start, errors, nll, original=RunMetrics.add_supervised):
+        seen.append(start)
+        time.sleep(0.02)
+        original(self, start, errors, nll)
+
+    monkeypatch.setattr(RunMetrics, "add_supervised", slow_metrics)
+    slow = section8.measure_seconds_per_update(cfg, 1, budget_s=0.05, stream=fake_stream())
+    assert slow["supervised"] >= 0.02 / 100  # 200 µs per update at least
+    assert slow["pretrain0"] < 2e-4
+    assert seen and all(s >= 400 for s in seen)  # the supervised phase, from its first position
+    rng = np.random.default_rng(0)  # another data set's examples, served in a cycle
+    x = (rng.random((50, 784)) < 0.2).astype(np.float32)
+    given = section8.measure_seconds_per_update(cfg, 1, budget_s=0.05,
+                                                examples=(x, rng.integers(0, 10, 50)))
+    assert set(given) == {"pretrain0", "supervised"} and all(v > 0 for v in given.values())
 
 
 @pytest.mark.slow

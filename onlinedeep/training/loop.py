@@ -209,7 +209,7 @@ class Trainer(RunState):
         t0 = t_call = time.perf_counter()
         ranges = chunk_ranges(cfg, self.position, stop)
         bar = _progress_bar(cfg, self.position) if progress and ranges else None
-        n_records = len(self.metrics.series())
+        n_records = self.metrics.n_records
         loop_threads = thread_policy.decide("loop-torch") if self.kernel.owns_threads else None
         fetch = draws.fetcher(self.stream, self.schedule, cfg)
         try:

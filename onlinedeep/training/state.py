@@ -221,11 +221,12 @@ class RunState:
             self.metrics.record(self.position, phase_at(self.config, self.position - 1).layer)
 
     def _log_records(self, n_before: int) -> int:
-        series = self.metrics.series()
-        if self.folder is not None:
-            for line in _record_lines(series, n_before):
+        """Log the metrics records ``n_before ...``; returns the number of records."""
+        n = self.metrics.n_records
+        if self.folder is not None and n > n_before:  # the series is built only for new records
+            for line in _record_lines(self.metrics.series(), n_before):
                 self.folder.log(line)
-        return len(series)
+        return n
 
     # ------------------------------------------------------------------ signals
     def _interrupted(self, signum: int) -> TrainingInterrupted:

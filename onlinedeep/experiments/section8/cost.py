@@ -1,9 +1,8 @@
-"""What a section-8 job costs: updates left per phase kind, measured seconds per update, and the
-wall time of jobs on parallel workers (``experiment run --dry-run``)."""
+"""What a section-8 job costs: updates left per phase kind, seconds per update measured by a short
+real run, and the wall time of jobs on parallel workers (``experiment run --dry-run``)."""
 from __future__ import annotations
 
 import heapq
-import time
 from pathlib import Path
 
 import numpy as np
@@ -34,91 +33,108 @@ def pending_updates(config: RunConfig) -> tuple[int, dict[str, int]]:
     return done, phase_updates(config, done, config.total_updates)
 
 
-def measure_seconds_per_update(config: RunConfig, threads: int, *, budget_s: float = 1.0,
-                               max_updates: int = 2_000, examples=None) -> dict[str, float]:
-    """Seconds per update of each phase kind of a network's kernel, measured here and now.
+class _ArrayStream:
+    """Examples served from arrays, stream index i being row ``i mod n`` (the stream interface the
+    producer uses: ``floats``, ``labels``, ``provenance``)."""
 
-    Runs the configuration's kernel (``threads`` threads) on chunks of MNIST training digits (the
-    deterministic outputs of random layers below for the upper layers), for about ``budget_s``
-    seconds in all or ``max_updates`` updates per phase, after one small warm-up call (which
-    compiles the Numba kernels on a first run). The stream generation, which runs beside the
-    kernel in the producer thread, is not measured. ``examples``: ``(x (n, n_inputs) float32,
-    y (n,) int64)`` to time on instead of MNIST digits (another data set's inputs).
+    def __init__(self, x, y, what: str):
+        self.x = np.ascontiguousarray(x, dtype=np.float32)
+        self.y = np.asarray(y).astype(np.uint8)
+        self.what = what
+
+    def floats(self, indices) -> np.ndarray:
+        return self.x[np.asarray(indices, dtype=np.int64) % len(self.x)]
+
+    def labels(self, indices) -> np.ndarray:
+        return self.y[np.asarray(indices, dtype=np.int64) % len(self.y)]
+
+    def provenance(self) -> dict:
+        return {"source": self.what}
+
+
+def _sparse_examples(config: RunConfig, n: int = 1_000) -> tuple[np.ndarray, np.ndarray]:
+    """Inputs like digits' (about 19% of pixels lit), where MNIST cannot be read."""
+    rng = np.random.default_rng(0)
+    x = rng.random((n, config.n_inputs)) * (rng.random((n, config.n_inputs)) < 0.19)
+    return x.astype(np.float32), rng.integers(0, config.n_classes, n)
+
+
+def measure_seconds_per_update(config: RunConfig, threads: int, *, budget_s: float = 1.0,
+                               stream=None, examples=None) -> dict[str, float]:
+    """Seconds per update of each phase kind of a network, measured here and now, end to end.
+
+    For each phase kind, a short real run of the network: :meth:`Trainer.run
+    <onlinedeep.training.loop.Trainer.run>` from the phase's first position, without a run folder
+    or progress bar, with the configuration's kernel at ``threads`` threads and its
+    ``chunk_size``, fed by the live stream in the producer thread (with the noise draws), the
+    metrics kept as in a real run. A few updates in tiny chunks warm up (they compile or load the
+    Numba kernels); then one whole chunk is timed, then as many more as fit in about ``budget_s /
+    (number of phase kinds)`` seconds in one ``run`` call (each call's first chunk waits for its
+    generation, as a resumed run's does: a slight over-estimate).
+    Upper layers are pre-trained on top of the random layers below, as the real run's cost does
+    not depend on the weights. Left out: snapshots (one every ``snapshot_every`` updates), the
+    log, the progress bar and the post-steps (test error, Figure 12 blocks).
+
+    Parameters
+    ----------
+    config : RunConfig
+    threads : int
+        Kernel threads of the measurement (``RunConfig.threads``; 0 = auto).
+    budget_s : float
+        Seconds of timed chunks per network, shared by its phase kinds.
+    stream : optional
+        The stream to read (default: the configuration's, or synthetic sparse inputs if MNIST
+        cannot be read).
+    examples : (x (n, n_inputs) float32, y (n,) int) arrays, optional
+        Time on these examples, in a cycle, instead of a stream (another data set's inputs).
 
     Returns
     -------
     dict of str to float
-        ``"pretrain<k>"`` for each pre-trained layer, ``"supervised"``.
+        ``"pretrain<k>"`` for each pre-trained layer, ``"supervised"``: seconds per update.
     """
-    import torch
+    import dataclasses
 
-    from onlinedeep import kernels, model
-    from onlinedeep import threads as thread_policy
-    from onlinedeep.phases import phases
-    from onlinedeep.training.draws import layer_draws
-    from onlinedeep.training.state import resolve_device
+    from onlinedeep.phases import chunk_ranges, phases
+    from onlinedeep.training.loop import Trainer
 
-    device = resolve_device(config.device)
-    kernel = kernels.get(config.kernel, device, threads=threads)
-    x_np, y_np = examples if examples is not None else _digits(config, 64)
-    x_np, y_np = np.ascontiguousarray(x_np[:64], np.float32), np.asarray(y_np[:64], np.int64)
-    n = len(y_np)
-    kinds = [f"pretrain{p.layer}" for p in phases(config) if p.kind == "pretrain"] + ["supervised"]
-    kinds = list(dict.fromkeys(kinds))
-    share = budget_s / len(kinds)
+    cfg = dataclasses.replace(config, threads=threads)
+    if stream is None and examples is not None:
+        stream = _ArrayStream(*examples, "the examples given")
+    if stream is None:
+        try:
+            from onlinedeep.training.data import shared_stream
+
+            stream = shared_stream(cfg)
+            stream.floats(np.arange(70_000, 70_001, dtype=np.int64))
+        except Exception:  # no MNIST here: the cost depends on how many pixels are lit
+            stream = _ArrayStream(*_sparse_examples(cfg), "synthetic sparse inputs")
+    todo: dict[str, tuple[int, int]] = {}
+    for phase in phases(cfg):
+        kind = "supervised" if phase.kind != "pretrain" else f"pretrain{phase.layer}"
+        todo.setdefault(kind, (phase.start, phase.stop))
+    share = budget_s / max(1, len(todo))
+    # Warm-up on a few updates in chunks of 4 (chunk_size = 4 divides any snapshot_every that
+    # 4 divides; 1 otherwise): it compiles or loads every function a chunk calls, whatever its size.
+    tiny = 4 if cfg.snapshot_every % 4 == 0 else 1
+    warm_cfg = dataclasses.replace(cfg, chunk_size=tiny)
     out = {}
-    params = model.init_params(config.n_inputs, config.n_hidden, config.layers, config.seed,
-                               device, n_outputs=config.n_classes)
-    x0 = torch.from_numpy(x_np).to(device)
-    y = torch.from_numpy(y_np).to(device)
-    torch_n = thread_policy.decide("loop-torch") if kernel.owns_threads else threads
-    with thread_policy.torch_threads(torch_n):
-        for kind in kinds:
-            if kind == "supervised":
-                def step(start):
-                    kernel.supervised(params, x0, y, learning_rate=config.learning_rate,
-                                      l1=config.l1, l2=config.l2)
-            else:
-                layer = int(kind[len("pretrain"):])
-                x = model.hidden_forward(params, x0, layer).contiguous()
-
-                def step(start, layer=layer, x=x):
-                    d = layer_draws(config, layer, start, start + n)
-                    if config.pretrain == "dae":
-                        keep = torch.from_numpy(d["keep"]).to(device)
-                        values = None if d["values"] is None else torch.from_numpy(d["values"]).to(device)
-                        kernel.dae(params, layer, x, keep, values,
-                                   learning_rate=config.unsup_learning_rate)
-                    else:
-                        u_v = None if d["u_visible"] is None else torch.from_numpy(d["u_visible"]).to(device)
-                        kernel.rbm(params, layer, x, torch.from_numpy(d["u_hidden"]).to(device), u_v,
-                                   learning_rate=config.unsup_learning_rate, cd_k=config.cd_k)
-            step(0)  # warm-up (compilation, first-touch)
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            done, t0 = 0, time.perf_counter()
-            while done < max_updates and (done == 0 or time.perf_counter() - t0 < share):
-                step(n + done)
-                done += n
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            out[kind] = (time.perf_counter() - t0) / done
+    for kind, (start, stop) in todo.items():
+        warm = Trainer(warm_cfg, stream=stream)
+        warm.position = start
+        warm.run(stop=min(stop, (start // tiny + 2) * tiny), progress=False)
+        ranges = chunk_ranges(cfg, start, stop)
+        trainer = Trainer(cfg, stream=stream)
+        trainer.position = start
+        seconds = trainer.run(stop=ranges[0][1], progress=False).elapsed_s  # one whole chunk
+        last = ranges[0][1]
+        per_chunk = seconds / (ranges[0][1] - ranges[0][0]) * cfg.chunk_size
+        more = int(min(len(ranges) - 1, (share - seconds) // max(per_chunk, 1e-9)))
+        if more > 0:  # then as many as fit in the share, in one run (the producer ahead)
+            last = ranges[more][1]
+            seconds += trainer.run(stop=last, progress=False).elapsed_s
+        out[kind] = seconds / (last - start)
     return out
-
-
-def _digits(config: RunConfig, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """``n`` MNIST training digits of the configuration's stream; without MNIST here, sparse
-    random inputs like digits' (about 19% of pixels lit)."""
-    try:
-        from onlinedeep.training.data import shared_stream
-
-        stream = shared_stream(config)
-        idx = np.arange(10_000, 10_000 + n, dtype=np.int64)
-        return stream.floats(idx), stream.labels(idx).astype(np.int64)
-    except Exception:
-        rng = np.random.default_rng(0)
-        x = rng.random((n, config.n_inputs)) * (rng.random((n, config.n_inputs)) < 0.19)
-        return x.astype(np.float32), rng.integers(0, config.n_classes, n)
 
 
 def makespan(durations: list[tuple[str, float, tuple[str, ...]]], workers: int) -> float:
