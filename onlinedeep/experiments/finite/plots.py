@@ -27,7 +27,11 @@ def _figure(n_panels: int, width: float = 4.2, height: float = 3.6):
 def _save(plt, fig, path: Path, title: str) -> Path:
     from onlinedeep.atomic import atomic_file
 
-    fig.suptitle(title)
+    import textwrap
+
+    # one narrow panel cannot hold a long title on one line: wrap it to the figure's width
+    chars = max(30, int(fig.get_figwidth() * 10))
+    fig.suptitle("\n".join(textwrap.wrap(title, chars)))
     fig.tight_layout()
     with atomic_file(path) as tmp:
         fig.savefig(tmp, dpi=110, format="png")
