@@ -23,7 +23,8 @@ def cells(preset: str, dataset: str) -> list[Cell]:
 
 
 def draw(plan, results, path):
-    keys = list(plan["cells"])
+    order = [c.key for c in cells(plan["preset"], plan["dataset"])]  # none, L1, L2, pre-training
+    keys = [k for k in order if k in plan["cells"]] + [k for k in plan["cells"] if k not in order]
     values = [[100 * r.best["test_error"] for r in results if r.cell == k] for k in keys]
     plots.errorbars({"penalties": {"test error": (keys, values)}}, path, xlabel="cell",
                     categorical=True, sds=1.0,

@@ -102,10 +102,14 @@ def errorbars(groups: dict[str, dict[str, tuple[list, list[list[float]]]]], path
             means = [np.mean(v) if v else math.nan for v in values]
             err = [sds * np.std(v, ddof=1) if len(v) > 1 else 0.0 for v in values]
             pos = np.arange(len(xs)) + 0.08 * i if categorical else np.asarray(xs, dtype=float)
+            # categories are not a sequence: points only, no line between them
             ax.errorbar(pos, means, yerr=err, marker="o", capsize=3, label=name,
-                        color=_colour(name, i))
+                        color=_colour(name, i), linestyle="none" if categorical else "-")
             if categorical:
-                ax.set_xticks(np.arange(len(xs)), [str(x) for x in xs])
+                labels = [str(x) for x in xs]
+                ax.set_xticks(np.arange(len(xs)), labels,
+                              rotation=45 if max(map(len, labels)) > 4 else 0, ha="right"
+                              if max(map(len, labels)) > 4 else "center")
         if logx:
             ax.set_xscale("log")
         ax.set_title(panel)
