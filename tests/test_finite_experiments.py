@@ -212,3 +212,20 @@ def test_cli_only_runs_the_matching_cells(tmp_path):
     assert len(plan["cells"]) == 6  # the plan holds every cell: the rest can follow
     r = CliRunner().invoke(app, ["experiment", "run", "figure11", "--only", "x", "--dry-run"])
     assert r.exit_code == 2 and "finite-data experiments only" in r.output
+
+
+def test_figure8_matched_nll_compares_test_nll_at_the_same_train_nll():
+    import numpy as np
+
+    from onlinedeep.experiments.finite import figure8
+
+    train = np.exp(np.linspace(-1, -5, 9))  # train NLL falling over 9 epochs
+    paths = {"uniform": [(train, 2.0 * train + 0.1)] * 2,
+             "pretrained": [(train[2:], 2.0 * train[2:] + 0.05)]}
+    rows = figure8.matched_nll(paths, bins=3, min_points=1)
+    assert len(rows) == 3
+    assert rows[0]["log_train_lo"] == pytest.approx(-5) and rows[-1]["log_train_hi"] == pytest.approx(-2)
+    for row in rows:  # pre-trained 0.05 lower at every train NLL: a lower log test NLL in each bin
+        assert row["pretrained_log_test"] < row["uniform_log_test"]
+        assert row["uniform_points"] == 2 * row["pretrained_points"]
+    assert figure8.matched_nll({"uniform": [(train, train)], "pretrained": []}) == []
