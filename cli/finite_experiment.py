@@ -46,6 +46,8 @@ def _dry_run(cells, specs, seeds: int, dataset: str, jobs: Optional[int], thread
     for cell in cells:
         cfg = cell.config
         keys = [s.key for s in specs if s.key.startswith(cell.key + "/")]
+        if not keys:  # a cell --only leaves out
+            continue
         left = [each[k] for k in keys if k in each]
         typer.echo(f"  {cell.key:<40} {len(keys) - len(left):>4}/{seeds} done  layers "
                    f"{cfg.layers} x {cfg.n_hidden}, init {cfg.init}, {cfg.pretrain_epochs}+"

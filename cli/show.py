@@ -70,9 +70,10 @@ def register(app: typer.Typer) -> None:
     def trajectories(
         runs: List[Path] = typer.Argument(..., help=_SOURCES_HELP),
         out: Path = typer.Option(Path("show"), "--out", help="Folder of the pictures and data."),
-        examples: int = typer.Option(
-            10_000, "--examples", help="Test examples the functions are evaluated on (MNIST "
-                                       "test digits; a finite run's test split)."),
+        examples: Optional[int] = typer.Option(
+            None, "--examples", help="Test examples the functions are evaluated on (MNIST "
+                                     "test digits; a finite run's test split) [all, at most "
+                                     "10,000]."),
         min_snapshots: int = typer.Option(
             3, "--min-snapshots", help="Snapshots of supervised training each run needs."),
         n_neighbors: int = typer.Option(

@@ -210,8 +210,14 @@ def test_cli_only_runs_the_matching_cells(tmp_path):
                                                                   "layers1-uniform"]
     plan = json.loads((out / "plan.json").read_text())
     assert len(plan["cells"]) == 6  # the plan holds every cell: the rest can follow
+    r = CliRunner().invoke(app, args + ["--only", "layers2-*", "--dry-run"])
+    assert r.exit_code == 0, r.output
+    assert "layers2-uniform" in r.output and "layers1-uniform" not in r.output
     r = CliRunner().invoke(app, ["experiment", "run", "figure11", "--only", "x", "--dry-run"])
     assert r.exit_code == 2 and "finite-data experiments only" in r.output
+    r = CliRunner().invoke(app, ["experiment", "report", "table1", "--out", str(out)])
+    assert r.exit_code == 2 and "holds experiment 'figure8', not 'table1'" in r.output
+    assert not (out / "reports").exists()
 
 
 def test_figure8_matched_nll_compares_test_nll_at_the_same_train_nll():

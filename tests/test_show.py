@@ -336,6 +336,7 @@ def test_finite_runs_are_drawn_on_their_own_data_set(shapeset_runs, tmp_path):
     assert x.shape == (60, 100) and np.array_equal(x, data.test.x[:60])
     with pytest.raises(ShowError, match="1..60 test examples of shapeset"):
         sources.test_inputs(run, 61)
+    assert sources.test_inputs(run, None).shape == (60, 100)  # the default: the whole test split
     # the training error of the landscape is the run's own training set (n_train = 150)
     tx, ty = sources.training_examples(run, run.final, 10_000)
     assert tx.shape == (150, 100) and np.array_equal(ty, data.train.y[:150])

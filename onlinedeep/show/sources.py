@@ -203,6 +203,10 @@ def gather(sources: Iterable[str | os.PathLike]) -> list[Run]:
         if path.is_dir():
             files = _folder_files(path)
             if not files:
+                if (path / "finite.json").is_file():
+                    raise ShowError(f"{path}: this finite-data job kept no snapshot (its cell's "
+                                    "snapshots='none'); rerun the experiment into another --out "
+                                    "with --set snapshots=ends (or epochs)")
                 raise ShowError(f"{path}: holds no snapshot file (expected snapshots/snapshot-"
                                 f"<position>.h5, as `onlinedeep train` writes)")
             key = f"dir:{path.resolve()}"
@@ -273,7 +277,7 @@ def data_name(run: Run) -> str:
     return "mnist" if run.finite is None else run.finite.dataset
 
 
-def test_inputs(run: Run, count: int, *, mnist_dir: str | None = None) -> np.ndarray:
+def test_inputs(run: Run, count: int | None, *, mnist_dir: str | None = None) -> np.ndarray:
     """The first ``count`` test examples of the run's data: the MNIST test digits (stream indices
     ``0 .. count-1``, the same digits as a finite MNIST run's test split), or a finite run's test
     split (Shapeset's generated test images).
@@ -286,15 +290,17 @@ def test_inputs(run: Run, count: int, *, mnist_dir: str | None = None) -> np.nda
     ------
     ShowError
         If an online network is not an MNIST classifier or ``count`` is not in 1..the test set's
-        size (10,000).
+        size (10,000). ``count`` None: the whole test set, at most 10,000.
     """
     if run.finite is not None:
         test = _finite_data(run, mnist_dir).test
+        count = min(len(test), 10_000) if count is None else count
         if not 1 <= count <= len(test):
             raise ShowError(f"--examples: expected 1..{len(test):,} test examples of "
                             f"{run.finite.dataset}, found {count}")
         return test.x[:count]
     _check_mnist(run, "a function-space map on the MNIST test digits")
+    count = 10_000 if count is None else count
     if not 1 <= count <= 10_000:
         raise ShowError(f"--examples: expected 1..10,000 test digits, found {count}")
     return _stream(run.config, mnist_dir).floats(np.arange(count, dtype=np.int64))

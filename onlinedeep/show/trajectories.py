@@ -189,7 +189,7 @@ def _draw(traj: Trajectories, xy: np.ndarray, title: str, path: Path) -> Path:
     return S.save_figure(fig, path)
 
 
-def show_trajectories(sources: Sequence, out: Path, *, examples: int = 10_000,
+def show_trajectories(sources: Sequence, out: Path, *, examples: int | None = None,
                       min_snapshots: int = MIN_SNAPSHOTS, n_neighbors: int = 10, seed: int = 0,
                       mnist_dir: str | None = None, progress: bool = True) -> list[Path]:
     """Draw ``OUT/trajectories-tsne.png`` and ``OUT/trajectories-isomap.png`` and write their data
@@ -203,7 +203,7 @@ def show_trajectories(sources: Sequence, out: Path, *, examples: int = 10_000,
         pre-training.
     examples : int
         Test examples the functions are evaluated on (the first ones of the MNIST test digits or
-        of a finite run's test split; the paper: all 10,000).
+        of a finite run's test split; None: all of them, at most 10,000, as the paper).
     min_snapshots : int
         Snapshots of supervised training each run needs.
     n_neighbors : int
@@ -231,6 +231,7 @@ def show_trajectories(sources: Sequence, out: Path, *, examples: int = 10_000,
         raise S.ShowError(f"trajectories: the runs trained on different data sets ({sorted(data)}); "
                           "one map compares functions on one test set")
     x = S.test_inputs(runs[0], examples, mnist_dir=mnist_dir)
+    examples = len(x)
     what = {"mnist": "MNIST test digits", "shapeset": "Shapeset test images"}[data.pop()]
     traj = collect(runs, x, min_snapshots=min_snapshots, progress=progress)
     tsne, tsne_info = embed(traj.vectors, "tsne", seed=seed)

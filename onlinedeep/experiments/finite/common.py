@@ -385,6 +385,10 @@ def write_report(name: str, out, results_dir, draw: Callable[[dict, list[JobResu
     from onlinedeep.run_folder import RunDirError
 
     plan, results = collect(out)
+    if plan.get("experiment") != name:
+        raise RunDirError(f"{out}: this folder holds experiment {plan.get('experiment')!r}, not "
+                          f"{name!r}; report it with: onlinedeep experiment report "
+                          f"{plan.get('experiment')} --out {out}")
     if not results:
         raise RunDirError(f"{out}: no finished job of {name} yet; run it first: onlinedeep "
                           f"experiment run {name} --out {out}")
