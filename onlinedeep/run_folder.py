@@ -199,7 +199,15 @@ class RunFolder:
                    if k not in BRANCH_MUTABLE)
 
     def check_fresh(self) -> None:
-        """Raise :class:`RunDirError` if the folder already holds a run."""
+        """Raise :class:`RunDirError` if the folder already holds a run, an experiment's plan or a
+        finite-data job (whose files a new run would mix with its own)."""
+        if (self.path / PLAN_FILE).is_file() or (self.path / EXPERIMENT_LOCK).exists():
+            raise RunDirError(f"{self.path}: holds an experiment (its {PLAN_FILE}); a run needs a "
+                              "folder of its own: choose another --out / --name")
+        if (self.path / "finite.json").is_file():
+            raise RunDirError(f"{self.path}: holds a finite-data job of an experiment (its "
+                              "finite.json; `onlinedeep experiment run` continues it); choose "
+                              "another --out / --name")
         held = self.snapshots()
         if held:
             raise RunDirError(

@@ -557,3 +557,23 @@ def test_experiment_run_checks_data_before_any_job(tmp_path, monkeypatch):
     r = _invoke("experiment", "run", "figure11", "--preset", "smoke", "--out", out, "--jobs", "1")
     _one_error_line(_Result(r), "/nonexistent", status=2)
     assert not out.exists() or not any(out.rglob("*.h5"))
+
+
+def test_a_new_run_refuses_an_experiment_or_finite_job_folder_and_resume_a_non_run(tmp_path,
+                                                                                 sample_mnist_dir):
+    # an experiment's folder (its plan.json) and a finite-data job (its finite.json) are not runs
+    for name, marker in (("exp", "plan.json"), ("job", "finite.json")):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / marker).write_text("{}")
+        r = _invoke("train", *TINY, "--mnist-dir", sample_mnist_dir, "--out", tmp_path,
+                    "--name", name, "--no-progress")
+        line = _one_error_line(_Result(r), "choose another --out / --name", status=2)
+        assert marker in line
+        assert sorted(p.name for p in folder.iterdir()) == [marker]  # nothing added
+    # --resume on a folder that never held a run says so, and does not suggest starting one there
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "todo.txt").write_text("x")
+    r = _invoke("train", "--resume", tmp_path / "notes", "--no-progress")
+    line = _one_error_line(_Result(r), "not a run folder (no config.json)", status=2)
+    assert "--name" not in line

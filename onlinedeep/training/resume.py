@@ -110,13 +110,13 @@ def _nothing_saved(folder: RunFolder) -> str:
     path = folder.path
     if not path.exists():
         return f"{path}: no snapshot to resume from: no such run folder"
-    if not path.is_dir() or not any(path.iterdir()):
+    if not path.is_dir() or not (path / "config.json").is_file():
         return (f"{path}: no snapshot to resume from (expected "
-                f"{folder.snapshots_dir}/snapshot-<position>.h5): not a run folder")
-    options = " (its options are in config.json)" if (path / "config.json").is_file() else ""
+                f"{folder.snapshots_dir}/snapshot-<position>.h5): not a run folder (no "
+                f"config.json)")
     return (f"{path}: no snapshot to resume from: the run was stopped before its first snapshot, "
-            f"so nothing was saved{options}; start it over with the same options and "
-            f"--out {path.parent} --name {path.name} (the folder is reused)")
+            f"so nothing was saved (its options are in config.json); start it over with the same "
+            f"options and --out {path.parent} --name {path.name} (the folder is reused)")
 
 
 def _continue(snap: snapshots.Snapshot, *, schedule, run_dir, stream, overrides,
