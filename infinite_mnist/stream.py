@@ -349,9 +349,9 @@ class InfiniteMNIST:
         start, count = int(start), int(count)
         if start < 0 or count < 0:
             raise ValueError(f"batch: expected start >= 0 and count >= 0, found {start}, {count}")
-        if start + count > np.iinfo(np.int64).max:
-            raise ValueError(f"batch: indices beyond 2^63 - 1 ({start} + {count})")
-        idx = np.arange(start, start + count, dtype=np.int64)
+        if count and start + count - 1 > np.iinfo(np.int64).max:  # the last index is start+count-1
+            raise ValueError(f"batch: indices beyond 2^63 - 1 ({start} + {count} - 1)")
+        idx = start + np.arange(count, dtype=np.int64)
         return self.examples(idx)
 
     def floats(self, indices) -> np.ndarray:

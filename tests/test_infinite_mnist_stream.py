@@ -214,6 +214,10 @@ def test_batch_floats_out_and_to_float(stream):
     buf = np.full((5, 784), 7, np.uint8)
     assert stream.images(np.arange(69_998, 70_003), out=buf) is buf
     np.testing.assert_array_equal(buf, images.reshape(5, 784))
+    top = np.iinfo(np.int64).max  # the last stream index is a batch's last index too
+    np.testing.assert_array_equal(stream.batch(top - 1, 2)[0], stream.images([top - 1, top]))
+    with pytest.raises(ValueError, match="beyond 2\\^63 - 1"):
+        stream.batch(top, 2)
 
 
 def test_bad_arguments(stream, digits):
