@@ -356,3 +356,18 @@ def test_finite_trajectories_one_row_per_epoch_snapshot(shapeset_runs, tmp_path)
     # uniform: 3 epochs + start; pretrained: the end of pre-training + 3 epochs
     assert len(traj.run) == 8 and traj.vectors.shape == (8, 40 * 2)
     assert set(traj.condition) == {"no pre-training", "SDAE pre-training"}
+
+
+def test_an_unreadable_snapshot_is_left_out_of_the_trajectories_with_a_warning(fake_runs, tmp_path):
+    import shutil
+
+    shutil.copytree(fake_runs / "none", tmp_path / "none")
+    files = sorted((tmp_path / "none" / "snapshots").glob("*.h5"))
+    damaged = files[-2]
+    damaged.write_bytes(damaged.read_bytes()[:1000])  # truncated
+    runs = sources.gather([tmp_path / "none"])
+    x = np.zeros((5, 784), np.float32)
+    with pytest.warns(sources.SkippedSnapshotWarning, match=damaged.name):
+        traj = trajectories.collect(runs, x, progress=False)
+    whole = trajectories.collect(sources.gather([fake_runs / "none"]), x, progress=False)
+    assert len(traj.run) == len(whole.run) - 1

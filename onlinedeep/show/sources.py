@@ -32,7 +32,7 @@ from onlinedeep.config import ConfigError, RunConfig
 from onlinedeep.run_folder import list_snapshots
 from onlinedeep.snapshot import SnapshotError
 
-__all__ = ["ShowError", "Run", "gather", "peek", "condition", "load_params", "data_name", "test_inputs",
+__all__ = ["ShowError", "SkippedSnapshotWarning", "Run", "gather", "peek", "condition", "load_params", "data_name", "test_inputs",
            "training_examples", "write_csv", "write_h5", "write_text", "TRAJECTORY_HINT"]
 
 #: How to make a run record the snapshots that trajectories and "after pre-training" pictures need.
@@ -43,6 +43,11 @@ TRAJECTORY_HINT = ("record them with `onlinedeep train --snapshot-every COUNT --
 
 class ShowError(ValueError):
     """A source that lacks what a picture needs (the message names the source and the remedy)."""
+
+
+class SkippedSnapshotWarning(UserWarning):
+    """A snapshot file of a run that cannot be read, left out of a picture (its message names the
+    file and the reason)."""
 
 
 @dataclass

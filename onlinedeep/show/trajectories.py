@@ -15,6 +15,7 @@ same way.
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -22,6 +23,7 @@ from typing import Sequence
 import numpy as np
 
 from onlinedeep.show import sources as S
+from onlinedeep.snapshot import SnapshotError
 
 __all__ = ["Trajectories", "function_vectors", "supervised_snapshots", "connected_neighbours", "embed", "collect",
            "show_trajectories", "MIN_SNAPSHOTS"]
@@ -140,6 +142,11 @@ def collect(runs: Sequence[S.Run], x: np.ndarray, *, min_snapshots: int = MIN_SN
     ShowError
         If a run has fewer than ``min_snapshots`` snapshots of supervised training (the message
         says which option records them), before any network is evaluated.
+
+    Warns
+    -----
+    SkippedSnapshotWarning
+        For each snapshot file that cannot be read: it is left out.
     """
     from tqdm.auto import tqdm
 
@@ -149,7 +156,14 @@ def collect(runs: Sequence[S.Run], x: np.ndarray, *, min_snapshots: int = MIN_SN
     with tqdm(total=total, disable=not progress, desc="function vectors", unit="snapshot") as bar:
         for i, (run, positions, paths) in enumerate(chosen):
             for position, path in zip(positions, paths):
-                rows.append(function_vectors([S.load_params(path)], x)[0])
+                try:
+                    params = S.load_params(path)
+                except SnapshotError as exc:  # e.g. the damaged newest file a resume skipped
+                    warnings.warn(f"left out of the trajectories: {exc}", S.SkippedSnapshotWarning,
+                                  stacklevel=2)
+                    bar.update(1)
+                    continue
+                rows.append(function_vectors([params], x)[0])
                 run_ix.append(i)
                 cond.append(S.condition(run.config))
                 pos.append(position)
