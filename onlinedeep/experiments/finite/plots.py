@@ -110,8 +110,11 @@ def errorbars(groups: dict[str, dict[str, tuple[list, list[list[float]]]]], path
                 ax.set_xticks(np.arange(len(xs)), labels,
                               rotation=45 if max(map(len, labels)) > 4 else 0, ha="right"
                               if max(map(len, labels)) > 4 else "center")
-        if logx:
+        if logx:  # ticks at the measured sizes, plain numbers (no 3 x 10^1 minor labels)
             ax.set_xscale("log")
+            ticks = sorted({float(x) for _, (xs, _) in series.items() for x in xs})
+            ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+            ax.xaxis.set_minor_formatter(plt.NullFormatter())
         ax.set_title(panel)
         ax.set_xlabel(xlabel)
         ax.set_ylabel(f"test error (%), bars ±{sds:g} sd")
