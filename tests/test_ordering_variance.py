@@ -184,6 +184,13 @@ def test_results_of_another_sampling_version_are_refused(tmp_path):
     with pytest.raises(ConfigError, match=r"plan.json: made with sampling version None .* another --out"):
         save_or_check_plan(plan, tmp_path)
     assert json.loads((tmp_path / "plan.json").read_text()) == old  # refused, not rewritten
+    # another experiment's folder is named as such, not as an old sampling version
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "plan.json").write_text(json.dumps({"format": "onlinedeep.finite-plan",
+                                                 "experiment": "table1"}))
+    with pytest.raises(ConfigError, match=r"holds another experiment \('table1'\)"):
+        save_or_check_plan(plan, other)
     # an output of another version without a plan beside it
     fresh = tmp_path / "fresh"
     output = ov.output_path(plan, fresh, Job("none", 1, 0))

@@ -7,7 +7,8 @@ import json
 import os
 
 from onlinedeep.config import ConfigError
-from onlinedeep.experiments.ordering_variance.plan import SAMPLING_VERSION, OrderingPlan
+from onlinedeep.experiments.ordering_variance.plan import (PLAN_FORMAT, SAMPLING_VERSION,
+                                                           OrderingPlan)
 from onlinedeep.run_folder import JobFolder
 
 __all__ = ["load_plan", "check_plan", "output_sampling_version", "save_or_check_plan"]
@@ -31,6 +32,11 @@ def load_plan(out: str | os.PathLike) -> OrderingPlan:
         data = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{path}: not valid JSON ({exc})") from None
+    if isinstance(data, dict) and not str(data.get("format")).startswith(
+            PLAN_FORMAT.rsplit("/", 1)[0]):  # an older plan format is a sampling-version matter
+        other = data.get("experiment") or data.get("format")
+        raise ConfigError(f"{path}: this folder holds another experiment ({other!r}), not an "
+                          f"ordering-variance plan; use another --out")
     return OrderingPlan.from_dict(data, where=str(path))
 
 
