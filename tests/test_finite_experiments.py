@@ -235,3 +235,31 @@ def test_figure8_matched_nll_compares_test_nll_at_the_same_train_nll():
         assert row["pretrained_log_test"] < row["uniform_log_test"]
         assert row["uniform_points"] == 2 * row["pretrained_points"]
     assert figure8.matched_nll({"uniform": [(train, train)], "pretrained": []}) == []
+
+
+def test_a_search_per_depth_chooses_per_init_and_depth_and_is_applied_by_depth(tmp_path):
+    from types import SimpleNamespace
+
+    from onlinedeep.experiments.finite import search
+
+    grid = {"layers": [1, 2], "learning_rate": [0.1, 0.02]}
+    cells = catalog.experiment_cells("search", "smoke", "shapeset", hparams={"grid": grid})
+    plan = {"cells": {c.key: {"labels": c.labels} for c in cells}}
+    # made-up validation errors: 1 layer prefers 0.1, 2 layers 0.02, in both inits
+    def valid(labels):
+        good = 0.1 if labels["layers"] == 1 else 0.02
+        return 0.1 if labels["learning_rate"] == good else 0.3
+    results = [SimpleNamespace(cell=c.key, best={"valid_error": valid(c.labels)}) for c in cells]
+    chosen = search.choose(plan, results)
+    assert set(chosen) == {"uniform@1", "uniform@2", "pretrained@1", "pretrained@2"}
+    assert chosen["pretrained@2"]["fields"] == {"learning_rate": 0.02}
+    written = search.extra({**plan, "dataset": "shapeset", "preset": "smoke"}, results, tmp_path)
+    data = json.loads(written["chosen"].read_text())
+    assert "by_init" not in data and data["by_init_layers"]["uniform"]["2"] == {"learning_rate": 0.02}
+    by = {"uniform": {"1": {"learning_rate": 0.1}, "2": {"learning_rate": 0.02}}}
+    applied = catalog.experiment_cells("table1", "smoke", "mnist", None, {"by_init_layers": by})
+    lrs = {(c.config.init, c.config.layers): c.config.learning_rate for c in applied}
+    assert lrs[("uniform", 1)] == 0.1 and lrs[("uniform", 2)] == 0.02
+    assert lrs[("histogram", 2)] == 0.02  # the uniform choice of its depth
+    default = catalog.experiment_cells("table1", "smoke", "mnist")[0].config.learning_rate
+    assert lrs[("pretrained", 1)] == default  # no entry for this init: unchanged

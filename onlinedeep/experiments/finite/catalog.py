@@ -54,8 +54,9 @@ def parse_set(items: list[str] | None) -> dict[str, Any]:
 
 
 def read_hparams(path) -> dict[str, Any]:
-    """A ``--hparams`` file: ``{"by_init": {init: {field: value}}}`` (a search's ``chosen.json``),
-    ``{"grid": {field: [values]}}`` (the search's grid) and/or ``{"fields": {field: value}}``.
+    """A ``--hparams`` file: ``{"by_init": {init: {field: value}}}`` or ``{"by_init_layers": {init:
+    {layers: {field: value}}}}`` (a search's ``chosen.json``), ``{"grid": {field: [values]}}`` (the
+    search's grid) and/or ``{"fields": {field: value}}``.
 
     Raises
     ------
@@ -67,9 +68,10 @@ def read_hparams(path) -> dict[str, Any]:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise ConfigError(f"hparams: cannot read {path}: {exc}") from None
-    if not isinstance(data, dict) or not ({"by_init", "grid", "fields"} & set(data)):
-        raise ConfigError(f"hparams: {path}: expected a JSON object with 'by_init', 'grid' or "
-                          "'fields'")
+    if not isinstance(data, dict) or not ({"by_init", "by_init_layers", "grid", "fields"}
+                                          & set(data)):
+        raise ConfigError(f"hparams: {path}: expected a JSON object with 'by_init', "
+                          "'by_init_layers', 'grid' or 'fields'")
     return data
 
 
@@ -92,4 +94,4 @@ def experiment_cells(name: str, preset: str, dataset: str, overrides: dict | Non
     else:
         cells = mod.cells(preset, dataset)
     fields = {**hparams.get("fields", {}), **(overrides or {})}
-    return apply_overrides(cells, fields, hparams.get("by_init"))
+    return apply_overrides(cells, fields, hparams.get("by_init"), hparams.get("by_init_layers"))

@@ -94,11 +94,15 @@ def preset_config(preset: str, dataset: str, **fields: Any) -> FiniteConfig:
 
 
 def apply_overrides(cells: list[Cell], overrides: dict[str, Any] | None,
-                    by_init: dict[str, dict[str, Any]] | None = None) -> list[Cell]:
-    """The cells with ``overrides`` (``--set``) and, per cell's ``init``, ``by_init`` (a search's
-    choice, ``--hparams``) applied; ``overrides`` win. A ``histogram`` cell without its own entry
-    takes the ``uniform`` one: the search covers ``uniform`` and ``pretrained``, and a network
-    drawn from the histograms is, like a uniform one, fine-tuned from a random start.
+                    by_init: dict[str, dict[str, Any]] | None = None,
+                    by_init_layers: dict[str, dict[str, dict[str, Any]]] | None = None
+                    ) -> list[Cell]:
+    """The cells with ``overrides`` (``--set``) and, per cell's ``init``, a search's choice
+    (``--hparams``) applied; ``overrides`` win. The choice is ``by_init[init]``, or
+    ``by_init_layers[init][str(layers)]`` for a search made per depth (paper 5.3), which takes
+    precedence where it has the cell's depth. A ``histogram`` cell without its own entry takes the
+    ``uniform`` one: the search covers ``uniform`` and ``pretrained``, and a network drawn from the
+    histograms is, like a uniform one, fine-tuned from a random start.
 
     Raises
     ------
@@ -107,11 +111,12 @@ def apply_overrides(cells: list[Cell], overrides: dict[str, Any] | None,
     """
     out = []
     for cell in cells:
-        chosen = by_init or {}
         init = cell.config.init
-        if init == "histogram" and init not in chosen:
+        if init == "histogram" and init not in {*(by_init or {}), *(by_init_layers or {})}:
             init = "uniform"
-        changes = {**chosen.get(init, {}), **(overrides or {})}
+        chosen = (by_init or {}).get(init, {})
+        chosen = (by_init_layers or {}).get(init, {}).get(str(cell.config.layers), chosen)
+        changes = {**chosen, **(overrides or {})}
         try:
             config = cell.config.replace(**changes) if changes else cell.config
         except ConfigError as exc:

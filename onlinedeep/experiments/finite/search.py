@@ -59,32 +59,48 @@ def cells(preset: str, dataset: str, grid: dict | None = None) -> list[Cell]:
     return out
 
 
+def _group(labels: dict) -> str:
+    """The selection group of a grid point: its init, and its depth when the grid varies it
+    (paper 5.3: a choice per model and number of layers)."""
+    return labels["init"] if "layers" not in labels else f"{labels['init']}@{labels['layers']}"
+
+
 def choose(plan: dict, results: list) -> dict:
-    """Per initialisation, the grid point of lowest mean validation error (at each run's best
-    epoch) over its seeds; ties: the first in grid order."""
+    """Per initialisation (and per depth when the grid has ``layers``), the grid point of lowest
+    mean validation error (at each run's best epoch) over its seeds; ties: the first in grid
+    order. Keys: ``init`` or ``init@layers``."""
     best: dict[str, tuple[float, str]] = {}
     for key, cell in plan["cells"].items():
         values = [r.best["valid_error"] for r in results if r.cell == key]
         if not values:
             continue
         mean = sum(values) / len(values)
-        init = cell["labels"]["init"]
-        if init not in best or mean < best[init][0]:
-            best[init] = (mean, key)
+        group = _group(cell["labels"])
+        if group not in best or mean < best[group][0]:
+            best[group] = (mean, key)
     chosen = {}
-    for init, (mean, key) in best.items():
+    for group, (mean, key) in best.items():
         labels = plan["cells"][key]["labels"]
-        chosen[init] = {"fields": {k: v for k, v in labels.items() if k != "init"}, "cell": key,
-                        "valid_error_pct": 100 * mean,
-                        "n_seeds": sum(1 for r in results if r.cell == key)}
+        chosen[group] = {"fields": {k: v for k, v in labels.items() if k not in ("init", "layers")},
+                         "cell": key, "valid_error_pct": 100 * mean,
+                         "n_seeds": sum(1 for r in results if r.cell == key)}
     return chosen
 
 
 def extra(plan: dict, results: list, folder: Path) -> dict[str, Path]:
-    """``chosen.json``: ``{"format", "by_init": {init: {field: value}}, "details": ...}``."""
+    """``chosen.json``: ``{"format", "by_init": {init: {field: value}}, "details": ...}``, or with
+    ``layers`` in the grid ``"by_init_layers": {init: {layers: {field: value}}}``."""
     chosen = choose(plan, results)
     data = {"format": HPARAMS_FORMAT, "dataset": plan["dataset"], "preset": plan["preset"],
-            "by_init": {init: c["fields"] for init, c in chosen.items()}, "details": chosen}
+            "details": chosen}
+    if all("@" not in g for g in chosen):
+        data["by_init"] = {init: c["fields"] for init, c in chosen.items()}
+    else:  # a choice per depth: {init: {layers: fields}}
+        by: dict[str, dict[str, dict]] = {}
+        for group, c in chosen.items():
+            init, layers = group.split("@")
+            by.setdefault(init, {})[layers] = c["fields"]
+        data["by_init_layers"] = by
     path = folder / "chosen.json"
     with atomic_file(path) as tmp:
         Path(tmp).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
