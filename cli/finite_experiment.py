@@ -57,9 +57,9 @@ def _dry_run(cells, specs, seeds: int, dataset: str, jobs: Optional[int], thread
     where = (f"ETA {duration(wall)} with {jobs} parallel job(s) x {threads} thread(s)" if jobs
              else f"{duration(sum(each.values()))} of single-job time; divide by the cluster's "
                   f"task slots")
-    typer.echo(f"{len(pending)} unfinished job(s): {where} (kernel time measured here for "
-               f"~0.6 s per distinct network at {threads} thread(s), plus the evaluation after "
-               f"every epoch; other work on this machine slows it)")
+    typer.echo(f"{len(pending)} unfinished job(s): {where} (measured here: a short real run of "
+               f"each distinct network at {threads} thread(s), ~0.6 s of chunks, plus the "
+               f"evaluation after every epoch; other work on this machine slows it)")
 
 
 def run(name: str, out: Optional[Path], *, seeds: int, dataset: str, jobs: Optional[int],

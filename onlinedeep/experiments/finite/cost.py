@@ -1,5 +1,5 @@
 """What the jobs of a finite-data experiment cost (``experiment run NAME --dry-run``): each job's
-updates by phase times the seconds per update of its network's kernel, measured here and now, plus
+updates by phase times the seconds per update of its network, measured here and now, plus
 the evaluation after every epoch, and the wall time of the unfinished jobs on parallel workers."""
 from __future__ import annotations
 
@@ -24,8 +24,9 @@ class JobCost:
     Parameters
     ----------
     data : onlinedeep.finite.data.FiniteData
-        The experiment's data (the first 64 training examples are timed; the evaluation on up to
-        2,000 of them).
+        The experiment's data: a short real run of each network on its training examples
+        (``section8.measure_seconds_per_update``: kernel, draws, metrics, at least one chunk per
+        phase), and the evaluation timed on up to 2,000 of them.
     threads : int
         Kernel threads of one job.
     budget_s : float
