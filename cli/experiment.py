@@ -139,7 +139,8 @@ def print_eta(rows, jobs: int, threads: int) -> None:
                    f"{per} per update")
 
 
-def _run_figure(name: str, out: Path, preset_name: str, connect, job_threads, on_outcome):
+def _run_figure(name: str, out: Path, preset_name: str, connect, job_threads, on_outcome,
+                adaptive: bool = False):
     """Run a figure's jobs; returns the outcomes and the folder holding ``last_run.json``."""
     from onlinedeep.experiments import section8
 
@@ -151,7 +152,7 @@ def _run_figure(name: str, out: Path, preset_name: str, connect, job_threads, on
                                   connect, threads=job_threads, on_outcome=on_outcome)
         return outcomes, section8.figure13_folder(out)
     outcomes = section8.run_figure(name, out, connect, preset=preset_name, threads=job_threads,
-                                   on_outcome=on_outcome)
+                                   adaptive=adaptive, on_outcome=on_outcome)
     return outcomes, out
 
 
@@ -224,8 +225,11 @@ def run(
         def connect():
             return executors.local_client(jobs)
 
+    # without --threads a local job's kernel chooses 1..job_threads between chunks (issue 11)
+    adaptive = scheduler is None and threads is None
     typer.echo(f"{name}: {len(rows) - unfinished} of {len(rows)} jobs already finished"
-               + (f"; {jobs} local job(s) x {job_threads} thread(s)" if scheduler is None else ""))
+               + (f"; {jobs} local job(s) x {'up to ' if adaptive else ''}{job_threads} "
+                  f"thread(s)" if scheduler is None else ""))
     if unfinished:  # before any job starts: the data can be read, the disk has room
         from onlinedeep_cli.preflight import check_data, check_space_for_runs
 
@@ -238,7 +242,8 @@ def run(
 
     try:
         with StopOnCtrlC():
-            outcomes, where = _run_figure(name, out, preset_name, connect, job_threads, on_outcome)
+            outcomes, where = _run_figure(name, out, preset_name, connect, job_threads, on_outcome,
+                                          adaptive)
     except KeyboardInterrupt:
         bar.close()
         left = sum(1 for r in _jobs_of(name, out, preset_name) if not r[6])

@@ -341,3 +341,12 @@ def test_report_outcomes_prints_the_warnings_of_finished_jobs(capsys):
     report_outcomes(outcomes, "figure11", "runs/section8", None)
     err = capsys.readouterr().err
     assert "warning: a: test error 89.0% is near chance" in err and "b:" not in err
+
+
+def test_local_jobs_without_threads_choose_their_count_between_chunks(tmp_path):
+    """Issue 11: a job given no --threads runs the adaptive kernel count (RunConfig.threads 0) under
+    the job's cap; an explicit count is kept fixed."""
+    auto = section8.job_specs("figure11", tmp_path, "smoke", 2, adaptive=True)
+    fixed = section8.job_specs("figure11", tmp_path, "smoke", 2)
+    assert all(s.args[0]["threads"] == 0 and s.args[1] == 2 for s in auto)
+    assert all(s.args[0]["threads"] == 2 and s.args[1] == 2 for s in fixed)

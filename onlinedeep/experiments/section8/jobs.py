@@ -224,8 +224,12 @@ def figure13_folder(out: str | os.PathLike) -> Path:
 
 
 def job_specs(figure: str, out: str | os.PathLike, preset: str = "paper",
-              threads: int | None = None) -> list[runner.JobSpec]:
-    """The jobs of ``figure`` (one per network, no dependencies).
+              threads: int | None = None, *, adaptive: bool = False) -> list[runner.JobSpec]:
+    """The jobs of ``figure`` (one per network, no dependencies), each on ``threads`` threads; with
+    ``adaptive``, ``threads`` is the most a job may use and its kernel chooses 1..``threads``
+    between chunks from the measured speed and the machine's load (``RunConfig.threads`` 0, as
+    ``onlinedeep train`` by default: a fixed row split collapses when another process holds a
+    core; the weights do not depend on the count).
 
     Raises
     ------
@@ -236,7 +240,7 @@ def job_specs(figure: str, out: str | os.PathLike, preset: str = "paper",
         raise ConfigError(f"figure: expected one of {sorted(FIGURE_KEYS)}, found {figure!r}")
     specs = []
     for key in FIGURE_KEYS[figure]:
-        config = key_config(key, preset=preset, out=out, threads=threads or 0)
+        config = key_config(key, preset=preset, out=out, threads=0 if adaptive else threads or 0)
         data = config.to_dict()
         specs.append(runner.JobSpec(key, run_network, (data, threads), final_snapshot(config),
                                     check=functools.partial(network_finished, data)))
@@ -250,9 +254,11 @@ def run_figure(
     *,
     preset: str = "paper",
     threads: int | None = None,
+    adaptive: bool = False,
     on_outcome: Callable[[Outcome], None] | None = None,
 ) -> dict[str, Outcome]:
-    """Run the unfinished networks of ``figure`` (:func:`runner.run_jobs`).
+    """Run the unfinished networks of ``figure`` (:func:`runner.run_jobs`; ``threads`` and
+    ``adaptive`` as :func:`job_specs`).
 
     Raises
     ------
@@ -264,7 +270,7 @@ def run_figure(
     OSError
         If ``connect`` fails; then nothing is written.
     """
-    specs = job_specs(figure, out, preset, threads)
+    specs = job_specs(figure, out, preset, threads, adaptive=adaptive)
     check_preset(out, preset)
     for spec in specs:
         check_folder(RunConfig.from_dict(spec.args[0]))
