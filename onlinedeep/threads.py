@@ -400,6 +400,21 @@ class KernelThreads:
         self.current, self._probe, self._since, self._since_s = n, None, 0, 0.0
 
 
+@contextlib.contextmanager
+def chunk_threads(control: "KernelThreads | None", kernel, key: tuple, n: int):
+    """Run one chunk of ``n`` updates (the ``with`` body) at the thread count ``control`` chooses
+    for work ``key``, then report its speed; with ``control`` None the kernel's count is left as
+    it is. For callers of a kernel outside the training loop (the learner, the epoch trainer): a
+    busy core then does not slow them down. The weights do not depend on the count."""
+    if control is None:
+        yield
+        return
+    kernel.n_threads = control.choose(key)
+    t0 = time.perf_counter()
+    yield
+    control.record(n, time.perf_counter() - t0)
+
+
 def kernel_controller(requested: int, kernel) -> KernelThreads | None:
     """The adaptive controller of a kernel's thread count, or None when the count is fixed: the
     user asked for one (``requested`` > 0 or ``$ONLINEDEEP_NUMBA_THREADS``), the kernel does not run

@@ -263,3 +263,20 @@ def test_a_search_per_depth_chooses_per_init_and_depth_and_is_applied_by_depth(t
     assert lrs[("histogram", 2)] == 0.02  # the uniform choice of its depth
     default = catalog.experiment_cells("table1", "smoke", "mnist")[0].config.learning_rate
     assert lrs[("pretrained", 1)] == default  # no entry for this init: unchanged
+
+
+def test_local_jobs_without_threads_choose_their_count_between_chunks(tmp_path):
+    import torch
+
+    from onlinedeep.finite.train import train
+
+    cells = catalog.experiment_cells("table1", "smoke", "shapeset")
+    auto = common.job_specs(tmp_path, cells, range(1), 2, adaptive=True)
+    fixed = common.job_specs(tmp_path, cells, range(1), 2)
+    assert all(s.args[0]["threads"] == 0 and s.args[2] == 2 for s in auto)
+    assert all(s.args[0]["threads"] == 2 for s in fixed)
+    # the count chosen between chunks (threads 0) gives the weights of one thread, bit for bit
+    cfg = FiniteConfig.from_dict(auto[0].args[0]).replace(kernel="numba", chunk_size=20)
+    adaptive = train(cfg)
+    one = train(cfg.replace(threads=1))
+    assert all(torch.equal(adaptive.params[k], one.params[k]) for k in one.params)

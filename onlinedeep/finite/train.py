@@ -84,6 +84,8 @@ class _Run:
         except ValueError as exc:
             from onlinedeep.config import ConfigError
             raise ConfigError(f"kernel: {exc}") from None
+        # threads=0: the count is chosen between chunks, as in online training (issue 11)
+        self.kernel_threads = thread_policy.kernel_controller(config.threads, self.kernel)
         self.params = uniform_params(data.n_inputs, config.n_hidden, config.layers, config.seed,
                                      n_classes=data.n_classes, top_units=config.top_units,
                                      device=self.device)
@@ -104,11 +106,14 @@ class _Run:
         for a in range(0, len(order), cfg.chunk_size):
             idx = torch.from_numpy(order[a:a + cfg.chunk_size])
             start = self.position
-            cost = kernels.pretrain_chunk(self.kernel, self.params, layer, h[idx.to(h.device)],
-                                          layer_draws(e, layer, start, start + len(idx)),
-                                          pretrain=e.pretrain,
-                                          learning_rate=cfg.unsup_learning_rate, cd_k=cfg.cd_k,
-                                          device=self.device)
+            with thread_policy.chunk_threads(self.kernel_threads, self.kernel,
+                                             ("pretrain", layer), len(idx)):
+                cost = kernels.pretrain_chunk(self.kernel, self.params, layer,
+                                              h[idx.to(h.device)],
+                                              layer_draws(e, layer, start, start + len(idx)),
+                                              pretrain=e.pretrain,
+                                              learning_rate=cfg.unsup_learning_rate,
+                                              cd_k=cfg.cd_k, device=self.device)
             self._check(cost, start, f"reconstruction cost (pre-training layer {layer})",
                         "unsup_learning_rate")
             self.metrics.add_pretrain(start, layer, cost)
@@ -128,8 +133,11 @@ class _Run:
             start = self.position
             x = torch.from_numpy(train.x[idx]).to(self.device)
             y = torch.from_numpy(train.y[idx]).to(self.device)
-            err, nll = self.kernel.supervised(self.params, x, y, learning_rate=cfg.learning_rate,
-                                              l1=cfg.l1, l2=cfg.l2)
+            with thread_policy.chunk_threads(self.kernel_threads, self.kernel,
+                                             ("supervised", -1), len(idx)):
+                err, nll = self.kernel.supervised(self.params, x, y,
+                                                  learning_rate=cfg.learning_rate, l1=cfg.l1,
+                                                  l2=cfg.l2)
             err, nll = err.cpu().numpy(), nll.cpu().numpy()
             self._check(nll, start, "NLL", "learning_rate")
             self.metrics.add_supervised(start, err, nll)

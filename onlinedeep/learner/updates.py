@@ -6,7 +6,6 @@ one-torch-thread forward as the training loop, so one call per phase reproduces 
 """
 from __future__ import annotations
 
-import contextlib
 import time
 from typing import Iterable
 
@@ -29,21 +28,6 @@ def chunks(position: int, n: int, size: int) -> Iterable[tuple[int, int]]:
         b = min(n, a + (pos // size + 1) * size - pos)
         yield a, b
         a = b
-
-
-@contextlib.contextmanager
-def _threads_of(net, kernel, key: tuple, n: int):
-    """Run one chunk of ``n`` updates at the thread count the learner's controller chooses (with
-    ``threads=0``; a fixed count otherwise) and report its speed, as the training loop does, so a
-    busy core does not slow the learner down. The weights do not depend on the count."""
-    control = net._kernel_threads
-    if control is None:
-        yield
-        return
-    kernel.n_threads = control.choose(key)
-    t0 = time.perf_counter()
-    yield
-    control.record(n, time.perf_counter() - t0)
 
 
 def check_loss(net, values: np.ndarray, start: int, what: str, phase: str) -> None:
@@ -81,7 +65,8 @@ def pretrain(net, X: np.ndarray, layer: int) -> None:
             start = net.position_
             h = model.hidden_forward(net.params_, torch.from_numpy(X[a:b]).to(dev), layer)
             drawn = layer_draws(cfg, layer, start, start + b - a)
-            with _threads_of(net, kernel, ("pretrain", layer), b - a):
+            with thread_policy.chunk_threads(net._kernel_threads, kernel, ("pretrain", layer),
+                                             b - a):
                 cost = kernels.pretrain_chunk(kernel, net.params_, layer, h, drawn,
                                               pretrain=cfg.pretrain,
                                               learning_rate=cfg.unsup_learning_rate,
@@ -117,7 +102,8 @@ def supervised(net, X: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndar
             start = net.position_
             x = torch.from_numpy(X[a:b]).to(dev)
             t = torch.from_numpy(idx[a:b]).to(dev)
-            with _threads_of(net, kernel, ("supervised", -1), b - a):
+            with thread_policy.chunk_threads(net._kernel_threads, kernel, ("supervised", -1),
+                                             b - a):
                 errors, nll = kernel.supervised(net.params_, x, t, learning_rate=cfg.learning_rate,
                                                 l1=cfg.l1, l2=cfg.l2)
                 errors, nll = errors.cpu().numpy(), nll.cpu().numpy()

@@ -164,9 +164,11 @@ def run_job(config_data: dict, run_path: str, threads: int | None) -> dict[str, 
             "seconds": round(time.perf_counter() - t0, 1)}
 
 
-def job_specs(out, cells: list[Cell], seeds: range, threads: int | None = None
-              ) -> list[runner.JobSpec]:
-    """One job per cell and seed; a cell with ``after`` depends on that cell's job of its seed."""
+def job_specs(out, cells: list[Cell], seeds: range, threads: int | None = None, *,
+              adaptive: bool = False) -> list[runner.JobSpec]:
+    """One job per cell and seed; a cell with ``after`` depends on that cell's job of its seed.
+    Each job runs on ``threads`` threads; with ``adaptive`` that is the most its kernel may use,
+    choosing 1..``threads`` between chunks (``FiniteConfig.threads`` 0)."""
     from onlinedeep.finite.train import records_path
 
     by_key = {c.key: c for c in cells}
@@ -175,6 +177,8 @@ def job_specs(out, cells: list[Cell], seeds: range, threads: int | None = None
         for cell in cells:
             path = run_dir(out, cell.key, seed)
             config = job_config(out, by_key, cell, seed, threads)
+            if adaptive:
+                config = config.replace(threads=0)
             deps = (job_key(cell.after, seed),) if cell.after else ()
             specs.append(runner.JobSpec(job_key(cell.key, seed), run_job,
                                         (config.to_dict(), str(path), threads),
@@ -252,10 +256,11 @@ def check_plan(out, name: str, preset: str, dataset: str, cells: list[Cell]) -> 
 
 def run_experiment(name: str, out, cells: list[Cell], seeds: range, connect: Callable, *,
                    preset: str, dataset: str, threads: int | None = None,
-                   on_outcome: Callable | None = None, only: Sequence[str] | None = None
-                   ) -> dict:
+                   on_outcome: Callable | None = None, only: Sequence[str] | None = None,
+                   adaptive: bool = False) -> dict:
     """Run the unfinished jobs (:func:`runner.run_jobs`), writing ``plan.json`` first; with
     ``only``, those of the matching cells (:func:`select`). The plan always holds every cell.
+    ``threads`` and ``adaptive``: as :func:`job_specs`.
 
     Raises
     ------
@@ -269,8 +274,9 @@ def run_experiment(name: str, out, cells: list[Cell], seeds: range, connect: Cal
         if not folder.plan_path.is_file():
             folder.write_json(folder.plan_path, _plan(name, preset, dataset, cells))
 
-    return runner.run_jobs(folder, select(job_specs(out, cells, seeds, threads), only), connect,
-                           prepare=prepare, on_outcome=on_outcome)
+    specs = job_specs(out, cells, seeds, threads, adaptive=adaptive)
+    return runner.run_jobs(folder, select(specs, only), connect, prepare=prepare,
+                           on_outcome=on_outcome)
 
 
 # ---------------------------------------------------------------------------- results
