@@ -151,12 +151,18 @@ def job_config(out, cells: dict[str, Cell], cell: Cell, seed: int, threads: int 
 
 def run_job(config_data: dict, run_path: str, threads: int | None) -> dict[str, Any]:
     """One job on a worker: train (or find finished) the run; returns a small summary."""
+    import warnings
+
+    from infinite_mnist import MnistSourceWarning
+
     from onlinedeep import threads as thread_policy
     from onlinedeep.finite.train import train
 
     thread_policy.set_job_threads(threads)
     t0 = time.perf_counter()
-    result = train(FiniteConfig.from_dict(config_data), run_path)
+    with warnings.catch_warnings():  # the driver showed data warnings once, not once per worker
+        warnings.simplefilter("ignore", MnistSourceWarning)
+        result = train(FiniteConfig.from_dict(config_data), run_path)
     best = result.best
     return {"key": run_path, "status": "already finished" if result.params is None else "trained",
             "best_epoch": best["epoch"] if best else None,

@@ -111,6 +111,10 @@ def run_network(config_data: dict, threads: int | None = None) -> dict[str, Any]
         Whatever training raises (a damaged snapshot, a non-finite loss, missing MNIST, another
         process training in the folder): the executor reports it for this job.
     """
+    import warnings
+
+    from infinite_mnist import MnistSourceWarning
+
     from onlinedeep import evaluate as ev
     from onlinedeep import threads as thread_policy
     from onlinedeep.experiments import figure12
@@ -124,7 +128,9 @@ def run_network(config_data: dict, threads: int | None = None) -> dict[str, Any]
     thread_policy.set_job_threads(threads)
     t0 = time.perf_counter()
     run_dir = Path(config.out) / config.name
-    stream = shared_stream(config)
+    with warnings.catch_warnings():  # the driver showed data warnings once, not once per worker
+        warnings.simplefilter("ignore", MnistSourceWarning)
+        stream = shared_stream(config)
     if RunFolder(run_dir).has_snapshot():
         check_folder(config)
         mutable = {k: v for k, v in config.to_dict().items() if k in RESUME_MUTABLE}
