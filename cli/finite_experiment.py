@@ -112,7 +112,8 @@ def run(name: str, out: Optional[Path], *, seeds: int, dataset: str, jobs: Optio
         with StopOnCtrlC():
             outcomes = common.run_experiment(name, out, cells, range(seeds), connect,
                                              preset=preset, dataset=dataset, threads=job_threads,
-                                             on_outcome=on_outcome, only=only)
+                                             on_outcome=on_outcome, only=only,
+                                             adaptive=scheduler is None and threads is None)
     except KeyboardInterrupt:
         bar.close()
         left = len(runner.pending(specs))

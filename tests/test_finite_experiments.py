@@ -213,6 +213,13 @@ def test_cli_only_runs_the_matching_cells(tmp_path):
     r = CliRunner().invoke(app, args + ["--only", "layers2-*", "--dry-run"])
     assert r.exit_code == 0, r.output
     assert "layers2-uniform" in r.output and "layers1-uniform" not in r.output
+    # without --threads a local job's kernel count adapts (config threads 0), with it, it is fixed
+    no_threads = args[:-2] + ["--only", "layers2-uniform"]
+    r = CliRunner().invoke(app, no_threads)
+    assert r.exit_code == 0, r.output
+    threads = {cell: json.loads((out / cell / "s000" / "finite.json").read_text())["threads"]
+               for cell in ("layers1-uniform", "layers2-uniform")}
+    assert threads == {"layers1-uniform": 1, "layers2-uniform": 0}
     r = CliRunner().invoke(app, ["experiment", "run", "figure11", "--only", "x", "--dry-run"])
     assert r.exit_code == 2 and "finite-data experiments only" in r.output
     r = CliRunner().invoke(app, ["experiment", "report", "table1", "--out", str(out)])
