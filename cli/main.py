@@ -19,6 +19,7 @@ import typer
 from typer.core import TyperGroup
 
 from onlinedeep_cli import evaluate, experiment, generate, ordering_variance, train
+from onlinedeep_cli.options import OPTION_NAMES, option_name as _option_name
 from onlinedeep_cli import show  # onlinedeep show filters|trajectories|landscape (issue 15)
 
 # (module, class, exit status), most specific first. Looked up in sys.modules only: an exception
@@ -47,17 +48,7 @@ def _exit_status(exc: BaseException) -> int | None:
     return None
 
 
-# Configuration fields → the option a user types (one table for every command): an error about
-# a field the user set on the command line names the option ("--units", not "n_hidden").
-OPTION_NAMES: dict[str, str] = {
-    "n_hidden": "--units", "learning_rate": "--lr", "unsup_learning_rate": "--unsup-lr",
-    "corruption_level": "--corruption", "n_segments": "--segments", "n_draws": "--draws",
-}
 _FIELD_PREFIX = re.compile(r"^([a-z][a-z0-9_]*): ")
-
-
-def _option_name(field: str) -> str:
-    return OPTION_NAMES.get(field, "--" + field.replace("_", "-"))
 
 
 def _with_option_names(text: str) -> str:

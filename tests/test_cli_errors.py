@@ -149,7 +149,7 @@ def test_resume_refuses_options_that_cannot_change(tmp_path, mnist_dir):
     run_dir = tmp_path / "r"
     for extra, flags in ((["--out", tmp_path / "other"], "--out"), (["--name", "branch"], "--name"),
                          (["--out", tmp_path / "o", "--name", "b", "--lr", "0.1"],
-                          "--learning-rate, --name, --out")):
+                          "--lr, --name, --out")):
         line = _one_error_line(_run("train", "--resume", run_dir, *extra), 2,
                                f"{flags}: cannot change when resuming")
         allowed = re.search(r"allowed: (.*)$", line).group(1).split(", ")
