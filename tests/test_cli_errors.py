@@ -157,6 +157,21 @@ def test_resume_refuses_options_that_cannot_change(tmp_path, mnist_dir):
     assert not (tmp_path / "other").exists() and not (tmp_path / "o").exists()
 
 
+def test_usage_errors_are_one_error_line(tmp_path):
+    for args, message in ((["train", "--layers", "abc"], "Invalid value for '--layers'"),
+                          (["train", "--bogus"], "No such option: --bogus"),
+                          (["evaluate"], "Missing argument 'RUN_OR_SNAPSHOT'; see '"),
+                          (["show", "filters"], "Missing argument"),
+                          (["nosuch"], "No such command 'nosuch'"),
+                          (["--bogus"], "No such option: --bogus; see '")):
+        r = _run(*args)
+        assert _one_error_line(r, 2, message).endswith(" --help'")
+        assert len(r.output.splitlines()) == 1 and "Usage:" not in r.output, r.output
+    r = _run()  # no command: the help, as before
+    assert "[OPTIONS] COMMAND [ARGS]" in r.output and "error:" not in r.output
+    assert not list(tmp_path.iterdir())
+
+
 def test_readme_lists_exactly_the_options_allowed_with_resume():
     from onlinedeep.config import RESUME_MUTABLE
 
