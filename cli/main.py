@@ -4,7 +4,8 @@ Each module exposes ``register(app)``, which adds its commands; this file assemb
 how every command reports errors (:class:`_ReportingGroup`): the project's own error classes, whose
 messages already say what was expected, what was found and where, become one ``error: ...`` line
 and an exit status (2: a usage or input error the user can fix by changing the command or its
-files; 1: a failure while running); anything else is a bug and keeps its traceback.
+files; 1: a failure while running); anything else is a bug and keeps its traceback. Click's own
+usage errors (bad value, unknown option, missing argument) are one ``error: ...`` line too.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import typer
 from typer.core import TyperGroup
 
 from onlinedeep_cli import evaluate, experiment, generate, ordering_variance, train
+from onlinedeep_cli.options import OPTION_NAMES, option_name as _option_name
 from onlinedeep_cli import show  # onlinedeep show filters|trajectories|landscape (issue 15)
 
 # (module, class, exit status), most specific first. Looked up in sys.modules only: an exception
@@ -47,17 +49,7 @@ def _exit_status(exc: BaseException) -> int | None:
     return None
 
 
-# Configuration fields → the option a user types (one table for every command): an error about
-# a field the user set on the command line names the option ("--units", not "n_hidden").
-OPTION_NAMES: dict[str, str] = {
-    "n_hidden": "--units", "learning_rate": "--lr", "unsup_learning_rate": "--unsup-lr",
-    "corruption_level": "--corruption", "n_segments": "--segments", "n_draws": "--draws",
-}
 _FIELD_PREFIX = re.compile(r"^([a-z][a-z0-9_]*): ")
-
-
-def _option_name(field: str) -> str:
-    return OPTION_NAMES.get(field, "--" + field.replace("_", "-"))
 
 
 def _with_option_names(text: str) -> str:
@@ -88,14 +80,44 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
     print(f"warning: {message}", file=file or sys.stderr)
 
 
+def _usage_error(exc) -> typer.Exit:
+    """A click usage error (bad value, unknown option, missing argument) as one ``error:`` line,
+    instead of click's usage block; the exit status stays click's (2)."""
+    where = f"; see '{exc.ctx.command_path} --help'" if exc.ctx is not None else ""
+    typer.secho(f"error: {exc.format_message().rstrip('.')}{where}", err=True, fg=typer.colors.RED)
+    return typer.Exit(exc.exit_code)
+
+
+# click's usage error, and the copy of it in recent typer versions (which bundle their own click)
+_USAGE_ERRORS = tuple({click.UsageError, *(cls for cls in typer.BadParameter.__mro__
+                                           if cls.__name__ == "UsageError")})
+
+
+def _is_help(exc: BaseException) -> bool:
+    """A command group run without arguments shows its help through a usage error: left as is."""
+    return type(exc).__name__ == "NoArgsIsHelpError"
+
+
 class _ReportingGroup(TyperGroup):
     """The top-level command group: user-facing errors as one line, see the module docstring."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:  # the group's own options (`onlinedeep --bogus`)
+            return super().parse_args(ctx, args)
+        except _USAGE_ERRORS as exc:
+            if _is_help(exc):
+                raise
+            raise _usage_error(exc) from None
 
     def invoke(self, ctx: click.Context):
         shown = warnings.showwarning
         warnings.showwarning = _show_warning
         try:
             return super().invoke(ctx)
+        except _USAGE_ERRORS as exc:  # a sub-command's arguments, or no such command
+            if _is_help(exc):
+                raise
+            raise _usage_error(exc) from None
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise
         except BrokenPipeError:  # `onlinedeep ... | head`: the reader has all it wanted

@@ -11,6 +11,8 @@ from typing import List, Optional
 
 import typer
 
+from onlinedeep_cli.options import option_name
+
 COUNT_HELP = "Accepts suffixes: 2.5M, 100k."
 # An online error at or above this (chance is 0.9 for ten classes) means the run did not learn.
 CHANCE_WARNING = 0.85
@@ -31,10 +33,6 @@ def _count(text: str) -> int:
         return parse_count(text, name="count")
     except ConfigError as exc:
         raise typer.BadParameter(str(exc).replace("count: ", "")) from None
-
-
-def _flag(field: str) -> str:
-    return "--" + field.replace("_", "-")
 
 
 def _fail(message: str, code: int) -> None:
@@ -210,9 +208,9 @@ def register(app: typer.Typer) -> None:
                       "read from its snapshot)", 2)
             fixed = sorted(f for f in given if f not in RESUME_MUTABLE)
             if fixed:
-                _fail(f"{', '.join(_flag(f) for f in fixed)}: cannot change when resuming (the "
-                      f"snapshot's configuration is used and the run continues in {resume}); "
-                      f"allowed: {', '.join(_flag(f) for f in sorted(RESUME_MUTABLE))}", 2)
+                _fail(f"{', '.join(option_name(f) for f in fixed)}: cannot change when resuming "
+                      f"(the snapshot's configuration is used and the run continues in {resume}); "
+                      f"allowed: {', '.join(option_name(f) for f in sorted(RESUME_MUTABLE))}", 2)
             run_dir = Path(resume)
             trainer = resume_run(run_dir, **given)
             if _finished(trainer, run_dir):

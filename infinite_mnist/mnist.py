@@ -94,7 +94,11 @@ def _md5(path: Path) -> str:
 
 
 def _find_file(directory: Path, gz_name: str) -> Path | None:
-    """The file of one role in a directory: ``NAME.gz`` or the raw ``NAME``."""
+    """The file of one role in a directory: ``NAME.gz`` or the raw ``NAME``.
+
+    When both exist, ``NAME.gz`` is the one used: only it has an official MD5 to be checked against
+    (:func:`read_mnist_dir` warns and records the raw copy it ignores).
+    """
     for candidate in (directory / gz_name, directory / gz_name[:-3]):
         if candidate.is_file():
             return candidate
@@ -183,6 +187,8 @@ class MnistData:
 def read_mnist_dir(directory: str | os.PathLike, *, source: str = "directory") -> MnistData:
     """Read and validate the four MNIST files of a directory (``.gz`` or raw).
 
+    Where both ``NAME.gz`` and the raw ``NAME`` exist, ``NAME.gz`` is used, with a
+    :class:`MnistSourceWarning` naming the raw files ignored (also in the provenance ``note``).
     Files whose MD5 is not the official one are used, with a :class:`MnistSourceWarning`, and marked
     in :meth:`MnistData.provenance`.
 
@@ -200,6 +206,18 @@ def read_mnist_dir(directory: str | os.PathLike, *, source: str = "directory") -
             f"{directory}: MNIST files missing: {', '.join(missing)} (gzip-compressed or raw)"
         )
     paths = {role: _find_file(directory, name) for role, name in FILES.items()}
+    ignored = [path.name[:-3] for path in paths.values()
+               if path.name.endswith(".gz") and (directory / path.name[:-3]).is_file()]
+    note = ""
+    if ignored:
+        note = f"raw copies ignored in favour of their .gz: {', '.join(ignored)}"
+        pairs = "; ".join(f"{name}.gz and {name}" for name in ignored)
+        warnings.warn(
+            f"{directory}: both a gzip-compressed and a raw copy exist ({pairs}); using the .gz "
+            "file(s), whose MD5 can be checked against the official one, ignoring the raw one(s)",
+            MnistSourceWarning,
+            stacklevel=3,
+        )
     files = {}
     unofficial = []
     for path in paths.values():
@@ -231,7 +249,7 @@ def read_mnist_dir(directory: str | os.PathLike, *, source: str = "directory") -
                 f"{directory}: count mismatch: {paths[kind + '_images'].name} holds {ni} images, "
                 f"{paths[kind + '_labels'].name} holds {nl} labels"
             )
-    return MnistData(**arrays, source=source, path=str(directory), files=files)
+    return MnistData(**arrays, source=source, path=str(directory), files=files, note=note)
 
 
 # --------------------------------------------------------------------------------------------

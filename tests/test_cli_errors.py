@@ -149,12 +149,27 @@ def test_resume_refuses_options_that_cannot_change(tmp_path, mnist_dir):
     run_dir = tmp_path / "r"
     for extra, flags in ((["--out", tmp_path / "other"], "--out"), (["--name", "branch"], "--name"),
                          (["--out", tmp_path / "o", "--name", "b", "--lr", "0.1"],
-                          "--learning-rate, --name, --out")):
+                          "--lr, --name, --out")):
         line = _one_error_line(_run("train", "--resume", run_dir, *extra), 2,
                                f"{flags}: cannot change when resuming")
         allowed = re.search(r"allowed: (.*)$", line).group(1).split(", ")
         assert "--out" not in allowed and "--name" not in allowed and "--sup-updates" in allowed
     assert not (tmp_path / "other").exists() and not (tmp_path / "o").exists()
+
+
+def test_usage_errors_are_one_error_line(tmp_path):
+    for args, message in ((["train", "--layers", "abc"], "Invalid value for '--layers'"),
+                          (["train", "--bogus"], "No such option: --bogus"),
+                          (["evaluate"], "Missing argument 'RUN_OR_SNAPSHOT'; see '"),
+                          (["show", "filters"], "Missing argument"),
+                          (["nosuch"], "No such command 'nosuch'"),
+                          (["--bogus"], "No such option: --bogus; see '")):
+        r = _run(*args)
+        assert _one_error_line(r, 2, message).endswith(" --help'")
+        assert len(r.output.splitlines()) == 1 and "Usage:" not in r.output, r.output
+    r = _run()  # no command: the help, as before
+    assert "[OPTIONS] COMMAND [ARGS]" in r.output and "error:" not in r.output
+    assert not list(tmp_path.iterdir())
 
 
 def test_readme_lists_exactly_the_options_allowed_with_resume():

@@ -74,6 +74,19 @@ def test_gzip_and_raw_give_the_same_arrays(make_mnist_dir):
     assert b.provenance()["official:train-images-idx3-ubyte"] == "unknown"
 
 
+def test_gzip_is_preferred_over_a_raw_copy_with_a_warning_naming_both(make_mnist_dir):
+    d, arrays = make_mnist_dir(gz=True, name="both")
+    write_idx(d / "train-images-idx3-ubyte", np.zeros((100, 28, 28), np.uint8), 0x803)
+    both = r"train-images-idx3-ubyte\.gz and train-images-idx3-ubyte\); using the \.gz"
+    with pytest.warns(MnistSourceWarning, match=both) as record:
+        data = M.read_mnist_dir(d)
+    assert sum("raw copy" in str(w.message) for w in record) == 1
+    np.testing.assert_array_equal(data.train_images, arrays["train_images"])
+    prov = data.provenance()
+    assert "md5:train-images-idx3-ubyte.gz" in prov and "md5:train-images-idx3-ubyte" not in prov
+    assert "train-images-idx3-ubyte" in prov["note"]
+
+
 def _bad(path, data):
     path.write_bytes(gzip.compress(data))
     return path

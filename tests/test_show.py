@@ -77,6 +77,43 @@ def test_mosaic_scales_each_tile():
     assert (m[:, 3:] == 0.5).all()
 
 
+LONG = "dae-3x128-s0-20261203-025604: SDAE pre-training, seed 0"
+
+
+@pytest.mark.parametrize("rows", [
+    # a 3-layer run at two stages above a 1-layer run: the layout the titles once overlapped in
+    [(LONG, "after pre-training", 3, 100, 28), (LONG, "after fine-tuning", 3, 100, 28),
+     ("int1: no pre-training, seed 0", "after fine-tuning", 1, 64, 28)],
+    # one small network, one column: the figure title once ran off both sides
+    [("term1: DBN pre-training, seed 0", "at position 922,000 of 1,001,000", 1, 16, 10)],
+])
+def test_filter_figure_titles_overlap_nothing(rows, monkeypatch, tmp_path):
+    rng = np.random.default_rng(0)
+    panels = [filters.Panel(run, stage, 0, layer, np.arange(n),
+                            rng.random((n, side, side), dtype=np.float32))
+              for run, stage, depth, n, side in rows for layer in range(1, depth + 1)]
+    drawn = []
+    monkeypatch.setattr(sources, "save_figure", lambda fig, path: drawn.append(fig) or path)
+    filters._draw(panels, tmp_path / "filters.png")
+    fig = drawn[0]
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    axes = [ax for ax in fig.axes if ax.images]
+    titles = [ax.title.get_window_extent(renderer) for ax in axes]
+    (suptitle,) = [text.get_window_extent(renderer) for text in fig.texts]
+    assert fig.bbox.x0 <= suptitle.x0 and suptitle.x1 <= fig.bbox.x1
+    boxes = [(f"title {i}", t) for i, t in enumerate(titles)] + [("suptitle", suptitle)] + [
+        (f"axes {i}", ax.get_window_extent(renderer)) for i, ax in enumerate(axes)]
+    for i, title in enumerate(titles):
+        for name, box in boxes:
+            if name != f"title {i}" and name != f"axes {i}":
+                w = min(title.x1, box.x1) - max(title.x0, box.x0)
+                h = min(title.y1, box.y1) - max(title.y0, box.y0)
+                assert w <= 1 or h <= 1, f"title {i} overlaps {name} by {w:.0f} x {h:.0f} px"
+    plt = sources.pyplot()
+    plt.close(fig)
+
+
 # ------------------------------------------------------------------------------------ landscape
 def _examples(n=300, seed=0):
     rng = np.random.default_rng(seed)

@@ -81,7 +81,7 @@ def test_bad_options(tmp_path, smoke_runs):
          "multiple of chunk_size"),
         (["train", "--preset", "tiny", "--out", tmp_path], "preset: expected one of"),
         (["train", "--resume", tmp_path / "nothing"], "no snapshot to resume from"),
-        (["train", "--resume", run_dir, "--lr", "0.5"], "--learning-rate: cannot change when resuming"),
+        (["train", "--resume", run_dir, "--lr", "0.5"], "--lr: cannot change when resuming"),
         (["train", "--resume", run_dir, "--preset", "smoke"], "--preset cannot be combined"),
         (["train", "--preset", "smoke", "--out", run_dir.parent, "--name", "dae"], "already holds a run"),
         (["plot", tmp_path / "missing.h5", "--out", tmp_path / "x.png"],

@@ -194,6 +194,29 @@ def test_ctrl_c_snapshots_then_resume_is_bit_identical(tmp_path, fake_stream):
     _assert_same_run(whole, resumed)
 
 
+def test_ctrl_c_at_a_snapshot_position_logs_that_snapshot_once(tmp_path, fake_stream):
+    # a snapshot at every chunk boundary: the loop has just written the one the stop needs
+    cfg = _config("dae", snapshot_every=100, keep_snapshots=0)
+    trigger = Schedule.contiguous(cfg.total_updates).indices(550, 1)[0]
+    sent = []
+
+    def on_fetch(indices):
+        if trigger in indices and not sent:
+            sent.append(True)
+            os.kill(os.getpid(), signal.SIGINT)
+
+    run_dir = tmp_path / "run"
+    with pytest.raises(TrainingInterrupted) as err:
+        Trainer(cfg, stream=fake_stream(on_fetch=on_fetch), run_dir=run_dir).run(progress=False)
+    stop = err.value.position
+    assert err.value.snapshot.name == f"snapshot-{stop:012d}.h5"
+    lines = [line.split(" ", 1)[1] for line in (run_dir / "log.txt").read_text().splitlines()]
+    snapshot_lines = [line for line in lines if line.startswith("snapshot ")]
+    assert snapshot_lines.count(f"snapshot {err.value.snapshot.name}") == 1
+    assert len(snapshot_lines) == len(set(snapshot_lines)) == stop // 100 + 1  # 0 (pinned) .. stop
+    assert lines[-1] == f"interrupted by signal {signal.SIGINT.value} at position {stop}"
+
+
 def test_second_signal_stops_at_once_and_says_so_in_the_log(tmp_path, fake_stream):
     run_dir = tmp_path / "run"
     trainer = Trainer(_config("none"), stream=fake_stream(), run_dir=run_dir)

@@ -263,19 +263,21 @@ def _draw(panels: Sequence[Panel], path: Path) -> Path:
     plt = S.pyplot()
     rows = list(dict.fromkeys((p.run, p.stage) for p in panels))
     n_cols = max(p.layer for p in panels)
+    # constrained layout reserves room for each title; tight_layout did not with these
+    # fixed-aspect images, and a row's titles ran into the images above
     fig, axes = plt.subplots(len(rows), n_cols, figsize=(3.3 * n_cols, 3.6 * len(rows)),
-                             dpi=110, squeeze=False)
+                             dpi=110, squeeze=False, layout="constrained")
     for ax in axes.flat:
         ax.axis("off")
-    cmap = plt.get_cmap("gray").copy()
-    cmap.set_bad("#7f99b2")
+    cmap = plt.get_cmap("gray").with_extremes(bad="#7f99b2")
     for p in panels:
         ax = axes[rows.index((p.run, p.stage)), p.layer - 1]
         ax.imshow(mosaic(p.tiles), cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
         what = "weights" if p.layer == 1 else "activation maximization"
         ax.set_title(f"{p.run}\n{p.stage}\nlayer {p.layer}: {what}", fontsize=7)
-    fig.suptitle("What the units respond to (Erhan et al. 2010, Figures 3-4)", fontsize=10)
-    fig.tight_layout()
+    # on two lines when one column is too narrow for it
+    fig.suptitle("What the units respond to" + ("\n" if n_cols == 1 else " ")
+                 + "(Erhan et al. 2010, Figures 3-4)", fontsize=10)
     return S.save_figure(fig, path)
 
 

@@ -110,6 +110,7 @@ class RunState:
         self.folder = RunFolder(run_dir) if run_dir is not None else None
         self._failed: str | None = None
         self._last_snapshot: Path | None = None
+        self._last_snapshot_at = -1  # its position
         self._provenance: dict | None = None
         self._expected_data: dict | None = None  # a snapshot's data provenance, checked at run()
         if snapshot is None:
@@ -191,7 +192,7 @@ class RunState:
         there is rewritten) and prune old periodic ones."""
         path = self.folder.save_snapshot(self.position, self.save_snapshot, pinned=pinned,
                                          keep=self.config.keep_snapshots)
-        self._last_snapshot = path
+        self._last_snapshot, self._last_snapshot_at = path, self.position
         return path
 
     def _saved_at(self, stop: int, *, pinned: bool) -> Path | None:
@@ -230,10 +231,13 @@ class RunState:
 
     # ------------------------------------------------------------------ signals
     def _interrupted(self, signum: int) -> TrainingInterrupted:
-        """The first signal, at a chunk boundary: a snapshot, then the exception."""
+        """The first signal, at a chunk boundary: a snapshot (written and logged once: the loop's
+        own at this position, if it has just written one), then the exception."""
         snap = None
         if self.folder is not None:  # no off-grid record: the resumed run would keep it
-            snap = self.save_to_run_folder(pinned=False)
+            snap = self._last_snapshot
+            if self._last_snapshot_at != self.position:  # else the loop has just written it
+                snap = self.save_to_run_folder(pinned=False)
             self._log(f"interrupted by signal {signum} at position {self.position}")
         return TrainingInterrupted.at_boundary(signum, self.position, snap)
 
