@@ -138,6 +138,9 @@ def run(
                      sup_updates, lr, unsup_lr, corruption, seed, snapshot_every, device, kernel,
                      mnist_dir)
     typer.echo(_describe(plan))
+    from onlinedeep.experiments.ordering_variance import check_plan, pending_jobs
+
+    check_plan(plan, out)  # a changed plan is refused before anything runs (a dry run says so)
     if dry_run:
         if scheduler is None:  # the time of the jobs still to run, measured here (issue 11)
             from onlinedeep_cli.experiment import plan_rows, print_eta
@@ -150,10 +153,8 @@ def run(
 
     from tqdm import tqdm
 
-    from onlinedeep.experiments.ordering_variance import check_plan, pending_jobs
     from onlinedeep_cli.preflight import StopOnCtrlC
 
-    check_plan(plan, out)  # a changed plan is refused before anything runs
     total = len(plan.jobs())
     pending = pending_jobs(plan, out)
     typer.echo(f"{total - len(pending)} of {total} jobs already finished")

@@ -362,6 +362,11 @@ def test_dry_run_prints_a_measured_eta_and_writes_nothing(tmp_path, mnist_dir):
     assert "measured here, end to end" in result.stdout
     assert "supervised" in result.stdout and "pretrain0" in result.stdout
     assert not out.exists()
+    # a folder holding another plan: the dry run says what the run would refuse
+    save_or_check_plan(OrderingPlan.preset("smoke", n_draws=4), out)
+    result = _cli("run", "--out", str(out), "--preset", "smoke", "--dry-run")
+    assert result.returncode == 2 and "different experiment" in result.stderr, result.stderr
+    assert "n_draws: 4 vs 3" in result.stderr and "ETA" not in result.stdout
 
 
 def _state(plan: OrderingPlan, out: Path) -> tuple[dict[str, int], set[str]]:
