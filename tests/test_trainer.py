@@ -163,14 +163,10 @@ def test_interrupted_and_resumed_equals_uninterrupted(tmp_path, fake_stream, ker
     assert last.name == f"snapshot-{cfg.total_updates:012d}.pinned.h5"
 
 
-def test_ctrl_c_snapshots_then_resume_is_bit_identical(tmp_path, fake_stream):
-    cfg = _config("dae")
-    whole = Trainer(cfg, stream=fake_stream())
-    whole.run(progress=False)
-    # Whatever the process had (default_int_handler, or SIG_IGN when started in the background).
-    before = signal.getsignal(signal.SIGINT)
-
-    trigger = Schedule.contiguous(cfg.total_updates).indices(550, 1)[0]
+def _sigint_at(cfg, position: int):
+    """A stream fetch hook that sends this process one SIGINT when the chunk holding update
+    ``position`` is fetched (as a Ctrl-C during training would)."""
+    trigger = Schedule.contiguous(cfg.total_updates).indices(position, 1)[0]
     sent = []
 
     def on_fetch(indices):
@@ -178,8 +174,18 @@ def test_ctrl_c_snapshots_then_resume_is_bit_identical(tmp_path, fake_stream):
             sent.append(True)
             os.kill(os.getpid(), signal.SIGINT)
 
+    return on_fetch
+
+
+def test_ctrl_c_snapshots_then_resume_is_bit_identical(tmp_path, fake_stream):
+    cfg = _config("dae")
+    whole = Trainer(cfg, stream=fake_stream())
+    whole.run(progress=False)
+    # Whatever the process had (default_int_handler, or SIG_IGN when started in the background).
+    before = signal.getsignal(signal.SIGINT)
+
     run_dir = tmp_path / "run"
-    trainer = Trainer(cfg, stream=fake_stream(on_fetch=on_fetch), run_dir=run_dir)
+    trainer = Trainer(cfg, stream=fake_stream(on_fetch=_sigint_at(cfg, 550)), run_dir=run_dir)
     with pytest.raises(TrainingInterrupted) as err:
         trainer.run(progress=False)
     stop = err.value.position
@@ -197,17 +203,10 @@ def test_ctrl_c_snapshots_then_resume_is_bit_identical(tmp_path, fake_stream):
 def test_ctrl_c_at_a_snapshot_position_logs_that_snapshot_once(tmp_path, fake_stream):
     # a snapshot at every chunk boundary: the loop has just written the one the stop needs
     cfg = _config("dae", snapshot_every=100, keep_snapshots=0)
-    trigger = Schedule.contiguous(cfg.total_updates).indices(550, 1)[0]
-    sent = []
-
-    def on_fetch(indices):
-        if trigger in indices and not sent:
-            sent.append(True)
-            os.kill(os.getpid(), signal.SIGINT)
-
     run_dir = tmp_path / "run"
     with pytest.raises(TrainingInterrupted) as err:
-        Trainer(cfg, stream=fake_stream(on_fetch=on_fetch), run_dir=run_dir).run(progress=False)
+        Trainer(cfg, stream=fake_stream(on_fetch=_sigint_at(cfg, 550)),
+                run_dir=run_dir).run(progress=False)
     stop = err.value.position
     assert err.value.snapshot.name == f"snapshot-{stop:012d}.h5"
     lines = [line.split(" ", 1)[1] for line in (run_dir / "log.txt").read_text().splitlines()]
