@@ -282,6 +282,8 @@ def test_a_failed_nanny_start_is_retried_then_one_error(monkeypatch):
     with executors.local_client(1) as client:
         assert len(client.scheduler_info()["workers"]) == 1
         assert client.submit(sum, [1, 2], pure=False).result() == 3
+        # a runner stopped for a while (Ctrl-Z, SIGSTOP) must not have its worker dropped on waking
+        assert client.cluster.scheduler.worker_ttl is None
     assert len(calls) == 2
 
     def broken(n_workers):

@@ -100,9 +100,16 @@ def _start_cluster(n_workers: int):
     # One thread per worker: a training job is one long sequential loop; parallelism comes from
     # running several jobs. No dashboard, and the scheduler's small HTTP server on a free port
     # (its default 8787 is often taken: a warning per start).
-    return LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
-                        dashboard_address=None, scheduler_kwargs={"dashboard_address": ":0"},
-                        silence_logs=logging.CRITICAL)
+    # No worker time-to-live: a job runner stopped as a whole (Ctrl-Z, a suspended laptop, SIGSTOP)
+    # wakes up with its scheduler seeing no heartbeat for that long; with the default 5 minutes it
+    # dropped the worker and lost the job in progress (seen here after a 41-minute SIGSTOP). The
+    # nanny already restarts a worker process that dies.
+    import dask
+
+    with dask.config.set({"distributed.scheduler.worker-ttl": None}):
+        return LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
+                            dashboard_address=None, scheduler_kwargs={"dashboard_address": ":0"},
+                            silence_logs=logging.CRITICAL)
 
 
 @contextlib.contextmanager
