@@ -270,6 +270,39 @@ def test_failed_task_is_reported_and_others_finish(dask_cluster):
     assert out["after-a"].value["start"] >= out["a"].value["stop"]
 
 
+def test_ready_tasks_start_in_the_order_listed_even_when_ready_later():
+    # A chain listed first must not wait behind independent tasks listed after it that were ready
+    # earlier (plain Dask submission order would run all of them before the chain's second link).
+    from distributed import LocalCluster
+
+    chain = [executors.Task("c1", _ok, (1,)), executors.Task("c2", _ok, (2,), depends_on=("c1",)),
+             executors.Task("c3", _ok, (3,), depends_on=("c2",))]
+    free = [executors.Task(f"f{i}", _ok, (10 + i,)) for i in range(16)]
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                      dashboard_address=None) as cluster:
+        with executors.remote_client(cluster.scheduler_address) as client:
+            out = executors.run_tasks(client, chain + free)
+    assert all(o.status == "done" for o in out.values())
+    start = {key: o.value["start"] for key, o in out.items()}
+    assert start["c1"] < start["c2"] < start["c3"]
+    later = [key for key in start if key.startswith("f") and start[key] > start["c3"]]
+    assert len(later) >= 4, sorted(start, key=start.get)  # ~12: two slip in per link (queueing)
+
+
+def test_draw_jobs_run_segment_by_segment_from_the_cheapest():
+    dae = small_config(pretrain="dae", unsup_updates=300, sup_updates=900)
+    plan = OrderingPlan({"none": small_config(), "dae": dae}, n_segments=4, n_draws=2)
+    jobs = plan.jobs()
+    assert len(jobs) == plan.costs()["jobs_shared"] == 2 * (4 + 4 * 2)
+    n_base = 2 * 4
+    assert all(j.is_base for j in jobs[:n_base])
+    assert [j.segment for j in jobs[:6]] == [1, 1, 2, 2, 3, 3]
+    draws = jobs[n_base:]
+    assert [j.segment for j in draws] == [3] * 4 + [2] * 4 + [1] * 4 + [0] * 4
+    # each segment: both conditions, every draw, before the next (more expensive) segment
+    assert {(j.condition, j.draw) for j in draws[:4]} == {(c, d) for c in ("none", "dae") for d in (0, 1)}
+
+
 def test_run_tasks_rejects_malformed_graphs(dask_cluster):
     with executors.remote_client(dask_cluster.scheduler_address) as client:
         with pytest.raises(ValueError, match="duplicate task key 'a'"):

@@ -249,7 +249,10 @@ def run_tasks(
     client : distributed.Client
         From :func:`local_client`, :func:`remote_client` or your own.
     tasks : iterable of Task
-        Keys unique, dependencies inside the graph, no cycles.
+        Keys unique, dependencies inside the graph, no cycles. Among the tasks ready to run, the
+        one listed first starts first (a Dask ``priority`` from the list position), also when it
+        became ready later than the others: a chain of dependent jobs listed first is not starved
+        by independent ones listed after it.
     on_outcome : callable, optional
         Called in the calling thread with each :class:`Outcome` as it becomes known (progress bars,
         logs).
@@ -269,6 +272,7 @@ def run_tasks(
 
     tasks = list(tasks)
     by_key = _check_graph(tasks)
+    priority = {task.key: len(tasks) - i for i, task in enumerate(tasks)}
     dependents = _dependents(by_key)
     waiting = {key: set(task.depends_on) for key, task in by_key.items()}
     outcomes: dict[str, Outcome] = {}
@@ -294,7 +298,7 @@ def run_tasks(
         for key, deps in waiting.items():
             if not deps and key not in outcomes and key not in submitted:
                 task = by_key[key]
-                future = client.submit(task.fn, *task.args, pure=False)
+                future = client.submit(task.fn, *task.args, pure=False, priority=priority[key])
                 key_of[future] = key
                 submitted.add(key)
                 queue.add(future)

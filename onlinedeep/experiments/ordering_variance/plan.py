@@ -185,13 +185,17 @@ class OrderingPlan(PlanDraws):
         return dataclasses.replace(self.configs[job.condition])
 
     def jobs(self) -> list[Job]:
-        """All jobs: per condition the base stages s = 1..S-1, the base job, then the draw jobs
-        (s, d) for s = 0..S-1, d = 0..D-1."""
-        out = []
-        for condition in self.configs:
-            out.extend(Job(condition, s) for s in range(1, self.n_segments))
-            out.append(Job(condition))
-            out.extend(Job(condition, s, d) for s in range(self.n_segments) for d in range(self.n_draws))
+        """All jobs, in the order they should start: the base stages s = 1..S-1 and the base job
+        of every condition (the chains every later segment's draws wait for), then the draw jobs
+        (s, d), d = 0..D-1, of both conditions segment by segment from the last segment (the
+        cheapest: L·1 updates a draw) to the first (L·S). So a run stopped part way has whole
+        segments, each with every condition and draw, for ``report``; the total time is the same
+        (the executor starts ready jobs in this order, :func:`onlinedeep.experiments.executors.run_tasks`)."""
+        conditions = list(self.configs)
+        out = [Job(c, s) for s in range(1, self.n_segments) for c in conditions]
+        out.extend(Job(c) for c in conditions)
+        out.extend(Job(c, s, d) for s in reversed(range(self.n_segments)) for c in conditions
+                   for d in range(self.n_draws))
         return out
 
     def depends_on(self, job: Job) -> tuple[Job, ...]:
