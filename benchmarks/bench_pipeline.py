@@ -93,13 +93,13 @@ class PregeneratedStream:
         return {**self._provenance, "note": "pre-generated for bench_pipeline"}
 
 
-def _config(case: str, updates: int, threads: int, chunk: int) -> RunConfig:
+def _config(case: str, updates: int, threads: int, chunk: int, dae_units: int = 1000) -> RunConfig:
     common = dict(kernel="numba", device="cpu", threads=threads, chunk_size=chunk,
                   window=10_000, log_every=10_000, snapshot_every=10 * updates, seed=0)
     if case == "supervised":
         return RunConfig(layers=1, n_hidden=2000, pretrain="none", unsup_updates=0,
                          sup_updates=updates, learning_rate=0.01, **common)
-    return RunConfig(layers=1, n_hidden=1000, pretrain="dae", unsup_updates=updates,
+    return RunConfig(layers=1, n_hidden=dae_units, pretrain="dae", unsup_updates=updates,
                      sup_updates=chunk, unsup_learning_rate=0.005, noise="masking",
                      corruption_level=0.25, **common)
 
@@ -133,6 +133,7 @@ def main(
     repeats: int = typer.Option(3, help="rounds (medians reported)"),
     mnist_dir: str = typer.Option(None, help="folder of the MNIST IDX .gz files"),
     cases: str = typer.Option("supervised,dae", help="cases to run: supervised, dae"),
+    dae_units: int = typer.Option(1000, help="units of the DAE layer (2000: Figure 13's pre-training)"),
 ) -> None:
     if updates % chunk:
         raise typer.BadParameter(f"--updates must be a multiple of --chunk={chunk}, found {updates}")
@@ -158,17 +159,17 @@ def main(
               f"{'live/pregen':>11s} {'pregen/kernel':>13s}")
     print(header)
     print("-" * len(header))
-    labels = {"supervised": "784-2000-10 supervised", "dae": "784-1000 DAE layer (masking)"}
+    labels = {"supervised": "784-2000-10 supervised", "dae": f"784-{dae_units} DAE layer (masking)"}
     for case in cases.split(","):
         for t in thread_counts:
-            cfg = _config(case, updates, t, chunk)
+            cfg = _config(case, updates, t, chunk, dae_units)
             paths = {
                 "live": lambda: _trainer_rate(cfg, live, updates),
                 "pregen": lambda: _trainer_rate(cfg, pre, updates),
                 "kernel": lambda: _kernel_rate(cfg, data, updates),
             }
             # warm-up: compilation and caches, a short run of each
-            short = _config(case, 2 * chunk, t, chunk)
+            short = _config(case, 2 * chunk, t, chunk, dae_units)
             _trainer_rate(short, live, 2 * chunk)
             _trainer_rate(short, pre, 2 * chunk)
             _kernel_rate(short, data, 2 * chunk)
