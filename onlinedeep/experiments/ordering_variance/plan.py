@@ -189,8 +189,9 @@ class OrderingPlan(PlanDraws):
         of every condition (the chains every later segment's draws wait for), then the draw jobs
         (s, d), d = 0..D-1, of both conditions segment by segment from the last segment (the
         cheapest: L·1 updates a draw) to the first (L·S). So a run stopped part way has whole
-        segments, each with every condition and draw, for ``report``; the total time is the same
-        (the executor starts ready jobs in this order, :func:`onlinedeep.experiments.executors.run_tasks`)."""
+        segments, each with every condition and draw, for ``report``; the total time is the same.
+        The executor starts ready jobs in this order
+        (:func:`onlinedeep.experiments.executors.run_tasks`)."""
         conditions = list(self.configs)
         out = [Job(c, s) for s in range(1, self.n_segments) for c in conditions]
         out.extend(Job(c) for c in conditions)
