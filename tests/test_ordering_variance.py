@@ -289,6 +289,22 @@ def test_ready_tasks_start_in_the_order_listed_even_when_ready_later():
     assert len(later) >= 4, sorted(start, key=start.get)  # ~12: two slip in per link (queueing)
 
 
+def test_local_workers_take_the_highest_priority_job_when_free():
+    # The local cluster hands a worker its next queued job only when it is free, and a job whose
+    # dependencies are done goes to a worker at once: a chain listed first runs link after link,
+    # none of the independent jobs listed after it in between (one may start before c2: it was
+    # sent to the worker with c1, before the scheduler knew the group holds enough jobs to queue).
+    chain = [executors.Task("c1", _ok, (1,)), executors.Task("c2", _ok, (2,), depends_on=("c1",)),
+             executors.Task("c3", _ok, (3,), depends_on=("c2",))]
+    free = [executors.Task(f"f{i}", _ok, (10 + i,)) for i in range(6)]
+    with executors.local_client(1) as client:
+        out = executors.run_tasks(client, chain + free)
+    start = {key: o.value["start"] for key, o in out.items()}
+    order = sorted(start, key=start.get)
+    assert order[0] == "c1" and order.index("c2") <= 2, order
+    assert order.index("c3") == order.index("c2") + 1, order
+
+
 def test_draw_jobs_run_segment_by_segment_from_the_cheapest():
     dae = small_config(pretrain="dae", unsup_updates=300, sup_updates=900)
     plan = OrderingPlan({"none": small_config(), "dae": dae}, n_segments=4, n_draws=2)

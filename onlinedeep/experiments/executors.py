@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import uuid
 import traceback
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -104,9 +105,14 @@ def _start_cluster(n_workers: int):
     # wakes up with its scheduler seeing no heartbeat for that long; with the default 5 minutes it
     # dropped the worker and lost the job in progress (seen here after a 41-minute SIGSTOP). The
     # nanny already restarts a worker process that dies.
+    # Worker saturation 1.0: a worker gets its next job only when it is free, so the job that
+    # starts is the highest-priority one ready at that moment (run_tasks). With the default 1.1 each
+    # one-thread worker held a second job in reserve, chosen before the current one ended: a
+    # 10M-update draw then went ahead of the base-run stage that the current job was unlocking.
     import dask
 
-    with dask.config.set({"distributed.scheduler.worker-ttl": None}):
+    with dask.config.set({"distributed.scheduler.worker-ttl": None,
+                          "distributed.scheduler.worker-saturation": 1.0}):
         return LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
                             dashboard_address=None, scheduler_kwargs={"dashboard_address": ":0"},
                             silence_logs=logging.CRITICAL)
@@ -236,6 +242,12 @@ def _format_error(exc: BaseException, tb: Any) -> tuple[str, str]:
     return short, "".join(traceback.format_exception(type(exc), exc, tb))
 
 
+def _after(fn: Callable[..., Any], args: tuple, *_dependencies: Any) -> Any:
+    """``fn(*args)``, run by Dask once the futures passed as ``_dependencies`` (a task's
+    dependencies, whose results it ignores) have finished."""
+    return fn(*args)
+
+
 def run_tasks(
     client: Any,
     tasks: Iterable[Task],
@@ -244,18 +256,20 @@ def run_tasks(
 ) -> dict[str, Outcome]:
     """Run a task graph on a Dask client, each task as soon as its dependencies are done.
 
+    The whole graph is submitted at once, dependencies included, so the scheduler starts a task the
+    moment its dependencies end. Among the tasks ready to run, the one listed first starts first (a
+    Dask ``priority`` from the list position), also when it became ready later than the others: a
+    chain of dependent jobs listed first is not held up by independent ones listed after it.
+
     Parameters
     ----------
     client : distributed.Client
         From :func:`local_client`, :func:`remote_client` or your own.
     tasks : iterable of Task
-        Keys unique, dependencies inside the graph, no cycles. Among the tasks ready to run, the
-        one listed first starts first (a Dask ``priority`` from the list position), also when it
-        became ready later than the others: a chain of dependent jobs listed first is not starved
-        by independent ones listed after it.
+        Keys unique, dependencies inside the graph, no cycles.
     on_outcome : callable, optional
         Called in the calling thread with each :class:`Outcome` as it becomes known (progress bars,
-        logs).
+        logs); a task's outcome is reported after those of its dependencies.
 
     Returns
     -------
@@ -266,57 +280,66 @@ def run_tasks(
     ------
     ValueError
         If the graph is malformed (duplicate key, unknown dependency, cycle). A task's own exception
-        is never raised here: it becomes a ``"failed"`` outcome.
+        is never raised here: it becomes a ``"failed"`` outcome, and the tasks that depend on it
+        (directly or not) become ``"skipped"``.
     """
-    from distributed import as_completed
+    from distributed import as_completed, wait
 
     tasks = list(tasks)
     by_key = _check_graph(tasks)
     priority = {task.key: len(tasks) - i for i, task in enumerate(tasks)}
-    dependents = _dependents(by_key)
-    waiting = {key: set(task.depends_on) for key, task in by_key.items()}
     outcomes: dict[str, Outcome] = {}
 
-    def record(outcome: Outcome) -> None:
-        outcomes[outcome.key] = outcome
+    # Submit in list order, each task once its dependencies are submitted (their futures are its
+    # arguments). A fresh random key per submission: every submission is a new computation, even if
+    # a long-lived scheduler has seen the same function and arguments before (a rerun must really
+    # run the job again).
+    futures: dict[str, Any] = {}
+    while len(futures) < len(tasks):
+        for task in tasks:
+            if task.key not in futures and all(d in futures for d in task.depends_on):
+                deps = [futures[d] for d in dict.fromkeys(task.depends_on)]
+                # Two key prefixes, so two Dask task groups: the scheduler holds the tasks without
+                # dependencies back in its queue (root tasks, worker-saturation) and sends a worker
+                # the next one only when it has a free thread, while a task whose dependencies
+                # are done goes to a worker at once. So a job unlocked by the one that just ended
+                # starts next, before queued independent ones of lower priority.
+                prefix = "after" if deps else "job"
+                futures[task.key] = client.submit(_after, task.fn, task.args, *deps,
+                                                  key=f"{prefix}-{uuid.uuid4().hex}",
+                                                  priority=priority[task.key])
+    key_of = {future: key for key, future in futures.items()}
+
+    def settle(key: str) -> None:
+        """Record the outcome of ``key``, after those of its dependencies."""
+        if key in outcomes:
+            return
+        future = futures[key]
+        wait(future)
+        for dep in by_key[key].depends_on:
+            settle(dep)
+        bad = next((d for d in by_key[key].depends_on if outcomes[d].status != "done"), None)
+        if future.status == "finished":
+            outcome = Outcome(key, "done", value=future.result())
+        elif bad is not None:  # Dask passed the dependency's error on: this task never ran
+            reason = outcomes[bad].error
+            if outcomes[bad].status == "failed":
+                reason = f"dependency {bad!r} failed: {reason}"
+            outcome = Outcome(key, "skipped", error=reason)
+        elif future.status == "cancelled":  # e.g. the scheduler went away
+            short = "cancelled: the Dask scheduler dropped the task"
+            outcome = Outcome(key, "failed", error=short, traceback=short)
+        else:
+            short, full = _format_error(future.exception(), future.traceback())
+            outcome = Outcome(key, "failed", error=short, traceback=full)
+        outcomes[key] = outcome
         if on_outcome is not None:
             on_outcome(outcome)
 
-    def skip_dependents(key: str, reason: str) -> None:
-        for child in dependents[key]:
-            if child not in outcomes:
-                record(Outcome(child, "skipped", error=reason))
-                skip_dependents(child, reason)
-
-    # pure=False: every submission is a new computation, even if a long-lived scheduler has seen the
-    # same function and arguments before (a rerun must really run the job again).
-    key_of: dict[Any, str] = {}
-    submitted: set[str] = set()
-    queue = as_completed()
-
-    def submit_ready() -> None:
-        for key, deps in waiting.items():
-            if not deps and key not in outcomes and key not in submitted:
-                task = by_key[key]
-                future = client.submit(task.fn, *task.args, pure=False, priority=priority[key])
-                key_of[future] = key
-                submitted.add(key)
-                queue.add(future)
-
-    submit_ready()
-    for future in queue:
-        key = key_of[future]
-        if future.status == "finished":
-            record(Outcome(key, "done", value=future.result()))
-            for child in dependents[key]:
-                waiting[child].discard(key)
-        else:
-            if future.status == "cancelled":  # e.g. the scheduler went away
-                short = full = "cancelled: the Dask scheduler dropped the task"
-            else:
-                short, full = _format_error(future.exception(), future.traceback())
-            record(Outcome(key, "failed", error=short, traceback=full))
-            skip_dependents(key, f"dependency {key!r} failed: {short}")
+    for future in as_completed(list(futures.values())):
+        settle(key_of[future])
+    for key in futures:
+        settle(key)
+    for future in futures.values():
         future.release()
-        submit_ready()
     return {task.key: outcomes[task.key] for task in tasks}
