@@ -223,6 +223,32 @@ def test_output_variance():
         output_variance(p)
 
 
+def test_figure13_draws_segments_with_fewer_draws_apart(tmp_path, monkeypatch):
+    # A run still going: its partial segments are open markers off the curves, named in the legend.
+    import matplotlib.figure
+
+    seen = {}
+    save = matplotlib.figure.Figure.savefig
+
+    def spy(fig, *args, **kwargs):
+        ax = fig.axes[0]
+        seen["legend"] = [t.get_text() for t in ax.get_legend().get_texts()]
+        seen["lines"] = [(list(np.round(line.get_xdata(), 2)), line.get_linestyle())
+                         for line in ax.get_lines() if len(line.get_xdata()) and line.get_marker() == "o"]
+        return save(fig, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", spy)
+    table = {"condition": np.array(["dae"] * 3 + ["none"] * 3, dtype=object),
+             "segment": np.array([0, 1, 2] * 2), "fraction": np.array([0.0, 1 / 3, 2 / 3] * 2),
+             "n_draws": np.array([10, 3, 1, 10, 10, 10]),
+             "variance": np.array([1e-4, 2e-4, np.nan, 3e-4, 2e-4, 4e-4])}
+    ov.plot_figure13(table, tmp_path / "f.png", n_draws=10)
+    assert (tmp_path / "f.png").stat().st_size > 0
+    assert seen["lines"] == [([0.0], "-"), ([0.33], "None"), ([0.0, 0.33, 0.67], "-")]
+    assert "with pre-training (SDAE): segments with 2-9 of 10 draws so far" in seen["legend"]
+    assert not any("none:" in text for text in seen["legend"])
+
+
 # ----------------------------------------------------------------------------------- executors
 def _ok(x):
     t0 = time.monotonic()

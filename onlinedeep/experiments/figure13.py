@@ -62,7 +62,7 @@ def report(out: str | os.PathLike = section8.DEFAULT_OUT, *,
     png = folder / "figure13.png"
     ov.plot_figure13(table, png, unsup_fraction=fractions,
                      title=f"Figure 13 (N={the_plan.n_examples:,}, S={the_plan.n_segments}, "
-                           f"D={the_plan.n_draws})")
+                           f"D={the_plan.n_draws})", n_draws=the_plan.n_draws)
     preset = next((name for name in ("paper", "smoke")
                    if not the_plan.differences(plan(name, pretrain=the_plan.conditions[0]))), None)
     opt = {"paper": "", "smoke": " --preset smoke"}.get(preset, " (options: see plan.json)")

@@ -167,8 +167,13 @@ _LABELS = {"dae": "with pre-training (SDAE)", "rbm": "with pre-training (DBN)",
 
 
 def plot_figure13(table: dict[str, np.ndarray], path: str | os.PathLike, *,
-                  unsup_fraction: dict[str, float] | None = None, title: str | None = None) -> None:
+                  unsup_fraction: dict[str, float] | None = None, title: str | None = None,
+                  n_draws: int | None = None) -> None:
     """Draw Figure 13: output variance against the position of the replaced segment.
+
+    With ``n_draws`` (the plan's D), a segment with fewer finished draws (a run still going) is
+    drawn as an open marker off the line, its legend entry saying so; without it every point is
+    on the line.
 
     Parameters
     ----------
@@ -180,6 +185,8 @@ def plot_figure13(table: dict[str, np.ndarray], path: str | os.PathLike, *,
         Per condition, the fraction of training spent pre-training (drawn as a dotted line; the
         paper's 0.25 mark).
     title : str, optional
+    n_draws : int, optional
+        Draws per segment in the plan.
     """
     import matplotlib
 
@@ -189,8 +196,14 @@ def plot_figure13(table: dict[str, np.ndarray], path: str | os.PathLike, *,
     fig, ax = plt.subplots(figsize=(6.0, 4.0), dpi=120)
     for condition in dict.fromkeys(table["condition"]):
         rows = table["condition"] == condition
-        line, = ax.plot(table["fraction"][rows], table["variance"][rows], marker="o",
-                        label=_LABELS.get(condition, condition))
+        full = rows if n_draws is None else rows & (table["n_draws"] >= n_draws)
+        label = _LABELS.get(condition, condition)
+        line, = ax.plot(table["fraction"][full], table["variance"][full], marker="o", label=label)
+        part = rows & ~full & (table["n_draws"] >= 2)
+        if part.any():
+            ax.plot(table["fraction"][part], table["variance"][part], marker="o", linestyle="none",
+                    markerfacecolor="none", color=line.get_color(),
+                    label=f"{label}: segments with 2-{n_draws - 1} of {n_draws} draws so far")
         frac = (unsup_fraction or {}).get(condition, 0.0)
         if frac > 0:
             ax.axvline(frac, color=line.get_color(), linestyle=":", linewidth=1,
@@ -221,5 +234,6 @@ def report(out: str | os.PathLike) -> tuple[dict[str, np.ndarray], Path, Path]:
     plan = load_plan(out)
     fractions = {name: cfg.unsup_updates / plan.n_examples for name, cfg in plan.configs.items()}
     plot_figure13(table, JobFolder(out).file(FIGURE_FILE), unsup_fraction=fractions,
-                  title=f"Figure 13 (N={plan.n_examples:,}, S={plan.n_segments}, D={plan.n_draws})")
+                  title=f"Figure 13 (N={plan.n_examples:,}, S={plan.n_segments}, D={plan.n_draws})",
+                  n_draws=plan.n_draws)
     return table, JobFolder(out).file(TABLE_FILE), JobFolder(out).file(FIGURE_FILE)
