@@ -234,7 +234,8 @@ def test_figure13_draws_segments_with_fewer_draws_apart(tmp_path, monkeypatch):
         ax = fig.axes[0]
         seen["legend"] = [t.get_text() for t in ax.get_legend().get_texts()]
         seen["lines"] = [(list(np.round(line.get_xdata(), 2)), line.get_linestyle())
-                         for line in ax.get_lines() if len(line.get_xdata()) and line.get_marker() == "o"]
+                         for line in ax.get_lines()
+                         if len(line.get_xdata()) and line.get_marker() == "o"]
         return save(fig, *args, **kwargs)
 
     monkeypatch.setattr(matplotlib.figure.Figure, "savefig", spy)
