@@ -242,9 +242,13 @@ def _format_error(exc: BaseException, tb: Any) -> tuple[str, str]:
     return short, "".join(traceback.format_exception(type(exc), exc, tb))
 
 
-def _after(fn: Callable[..., Any], args: tuple, *_dependencies: Any) -> Any:
-    """``fn(*args)``, run by Dask once the futures passed as ``_dependencies`` (a task's
-    dependencies, whose results it ignores) have finished."""
+def _after(payload: bytes, *_dependencies: Any) -> Any:
+    """Run a task: ``fn(*args)`` from ``payload`` (``cloudpickle.dumps((fn, args))``), once the
+    results passed as ``_dependencies`` (its dependencies', ignored) exist. The pickled payload keeps
+    Dask from reading the arguments as a graph of its own."""
+    import cloudpickle
+
+    fn, args = cloudpickle.loads(payload)
     return fn(*args)
 
 
@@ -256,8 +260,8 @@ def run_tasks(
 ) -> dict[str, Outcome]:
     """Run a task graph on a Dask client, each task as soon as its dependencies are done.
 
-    The whole graph is submitted at once, dependencies included, so the scheduler starts a task the
-    moment its dependencies end. Among the tasks ready to run, the one listed first starts first (a
+    The whole graph is submitted in one call, dependencies included, so the scheduler starts a task
+    the moment its dependencies end. Among the tasks ready to run, the one listed first starts first (a
     Dask ``priority`` from the list position), also when it became ready later than the others: a
     chain of dependent jobs listed first is not held up by independent ones listed after it.
 
@@ -290,24 +294,29 @@ def run_tasks(
     priority = {task.key: len(tasks) - i for i, task in enumerate(tasks)}
     outcomes: dict[str, Outcome] = {}
 
-    # Submit in list order, each task once its dependencies are submitted (their futures are its
-    # arguments). A fresh random key per submission: every submission is a new computation, even if
-    # a long-lived scheduler has seen the same function and arguments before (a rerun must really
-    # run the job again).
-    futures: dict[str, Any] = {}
-    while len(futures) < len(tasks):
+    # One graph, submitted in one call: Dask sees every task and dependency at once, so the
+    # scheduler starts a task as soon as its dependencies end, and it holds the tasks without
+    # dependencies (one task group, "job") back in its queue and gives a worker the next one only
+    # when it has a free thread (worker-saturation, local_client), the highest priority first. So a
+    # job unlocked by the one that just ended starts next, before queued independent ones listed
+    # after it. (Submitted one by one, the first few landed in a worker's own queue before Dask knew
+    # the group was large enough to queue, and went ahead of the next link of a chain.)
+    # A fresh random key per task: every call is a new computation, even if a long-lived scheduler
+    # has seen the same function and arguments before (a rerun must really run the job again).
+    import cloudpickle
+    import dask
+
+    nodes: dict[str, Any] = {}
+    while len(nodes) < len(tasks):
         for task in tasks:
-            if task.key not in futures and all(d in futures for d in task.depends_on):
-                deps = [futures[d] for d in dict.fromkeys(task.depends_on)]
-                # Two key prefixes, so two Dask task groups: the scheduler holds the tasks without
-                # dependencies back in its queue (root tasks, worker-saturation) and sends a worker
-                # the next one only when it has a free thread, while a task whose dependencies
-                # are done goes to a worker at once. So a job unlocked by the one that just ended
-                # starts next, before queued independent ones of lower priority.
-                prefix = "after" if deps else "job"
-                futures[task.key] = client.submit(_after, task.fn, task.args, *deps,
-                                                  key=f"{prefix}-{uuid.uuid4().hex}",
-                                                  priority=priority[task.key])
+            if task.key not in nodes and all(d in nodes for d in task.depends_on):
+                deps = [nodes[d] for d in dict.fromkeys(task.depends_on)]
+                with dask.annotate(priority=priority[task.key]):
+                    nodes[task.key] = dask.delayed(_after, pure=False)(
+                        cloudpickle.dumps((task.fn, task.args)), *deps,
+                        dask_key_name=f"{'after' if deps else 'job'}-{uuid.uuid4().hex}")
+    computed = client.compute(list(nodes.values()), optimize_graph=False)
+    futures = dict(zip(nodes, computed))
     key_of = {future: key for key, future in futures.items()}
 
     def settle(key: str) -> None:
