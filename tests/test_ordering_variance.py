@@ -316,10 +316,25 @@ def test_ready_tasks_start_in_the_order_listed_even_when_ready_later():
     assert len(later) >= 4, sorted(start, key=start.get)  # ~12: two slip in per link (queueing)
 
 
+def test_two_chains_listed_first_run_before_the_jobs_after_them(dask_cluster):
+    # The paper Figure 13 case: two workers, the base runs of two conditions (chains) listed first,
+    # then independent draws. Each worker runs one chain link after link, the draws after both.
+    chains = []
+    for c in ("a", "b"):
+        chains += [executors.Task(f"{c}1", _ok, (1,)),
+                   executors.Task(f"{c}2", _ok, (2,), depends_on=(f"{c}1",)),
+                   executors.Task(f"{c}3", _ok, (3,), depends_on=(f"{c}2",))]
+    free = [executors.Task(f"f{i}", _ok, (10 + i,)) for i in range(8)]
+    with executors.remote_client(dask_cluster.scheduler_address) as client:
+        out = executors.run_tasks(client, chains + free)
+    start = {key: o.value["start"] for key, o in out.items()}
+    last_link = max(start["a3"], start["b3"])
+    assert all(start[f.key] > last_link for f in free), sorted(start, key=start.get)
+
+
 def test_local_workers_take_the_highest_priority_job_when_free():
-    # The local cluster hands a worker its next queued job only when it is free, and a job whose
-    # dependencies are done goes to a worker at once: a chain listed first runs link after link,
-    # none of the independent jobs listed after it in between.
+    # One local worker: a chain listed first runs link after link, none of the independent jobs
+    # listed after it in between.
     chain = [executors.Task("c1", _ok, (1,)), executors.Task("c2", _ok, (2,), depends_on=("c1",)),
              executors.Task("c3", _ok, (3,), depends_on=("c2",))]
     free = [executors.Task(f"f{i}", _ok, (10 + i,)) for i in range(6)]

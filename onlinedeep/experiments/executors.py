@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import uuid
 import traceback
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -105,14 +104,9 @@ def _start_cluster(n_workers: int):
     # wakes up with its scheduler seeing no heartbeat for that long; with the default 5 minutes it
     # dropped the worker and lost the job in progress (seen here after a 41-minute SIGSTOP). The
     # nanny already restarts a worker process that dies.
-    # Worker saturation 1.0: a worker gets its next job only when it is free, so the job that
-    # starts is the highest-priority one ready at that moment (run_tasks). With the default 1.1 each
-    # one-thread worker held a second job in reserve, chosen before the current one ended: a
-    # 10M-update draw then went ahead of the base-run stage that the current job was unlocking.
     import dask
 
-    with dask.config.set({"distributed.scheduler.worker-ttl": None,
-                          "distributed.scheduler.worker-saturation": 1.0}):
+    with dask.config.set({"distributed.scheduler.worker-ttl": None}):
         return LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
                             dashboard_address=None, scheduler_kwargs={"dashboard_address": ":0"},
                             silence_logs=logging.CRITICAL)
@@ -242,28 +236,23 @@ def _format_error(exc: BaseException, tb: Any) -> tuple[str, str]:
     return short, "".join(traceback.format_exception(type(exc), exc, tb))
 
 
-def _after(payload: bytes, *_dependencies: Any) -> Any:
-    """Run a task: ``fn(*args)`` from ``payload`` (``cloudpickle.dumps((fn, args))``), once the
-    results passed as ``_dependencies`` (its dependencies', ignored) exist. The pickled payload keeps
-    Dask from reading the arguments as a graph of its own."""
-    import cloudpickle
-
-    fn, args = cloudpickle.loads(payload)
-    return fn(*args)
-
-
 def run_tasks(
     client: Any,
     tasks: Iterable[Task],
     *,
     on_outcome: Callable[[Outcome], None] | None = None,
 ) -> dict[str, Outcome]:
-    """Run a task graph on a Dask client, each task as soon as its dependencies are done.
+    """Run a task graph on a Dask client, each task once its dependencies are done, in the order
+    listed.
 
-    The whole graph is submitted in one call, dependencies included, so the scheduler starts a task
-    the moment its dependencies end. Among the tasks ready to run, the one listed first starts first (a
-    Dask ``priority`` from the list position), also when it became ready later than the others: a
-    chain of dependent jobs listed first is not held up by independent ones listed after it.
+    The tasks are handed to the cluster as it can take them: at most as many at a time as its
+    worker threads (asked again after each task ends; at least one), and each time a slot frees,
+    the first task in the list whose dependencies are done. So the list order is the start order
+    among the tasks that can run, whatever the cluster's own heuristics: a chain of dependent jobs
+    listed first runs link after link, not held up by independent jobs listed after it. (Handing
+    Dask everything at once, its scheduler started independent jobs ahead of a chain's next link
+    when that link became ready on a busy worker.) An adaptive cluster therefore sees at most as
+    many tasks as it has threads: scale it to the size you want, as ``cluster.scale(jobs=N)`` does.
 
     Parameters
     ----------
@@ -273,7 +262,7 @@ def run_tasks(
         Keys unique, dependencies inside the graph, no cycles.
     on_outcome : callable, optional
         Called in the calling thread with each :class:`Outcome` as it becomes known (progress bars,
-        logs); a task's outcome is reported after those of its dependencies.
+        logs).
 
     Returns
     -------
@@ -287,68 +276,58 @@ def run_tasks(
         is never raised here: it becomes a ``"failed"`` outcome, and the tasks that depend on it
         (directly or not) become ``"skipped"``.
     """
-    from distributed import as_completed, wait
+    from distributed import as_completed
 
     tasks = list(tasks)
     by_key = _check_graph(tasks)
-    priority = {task.key: len(tasks) - i for i, task in enumerate(tasks)}
+    dependents = _dependents(by_key)
+    waiting = {key: set(task.depends_on) for key, task in by_key.items()}
     outcomes: dict[str, Outcome] = {}
 
-    # One graph, submitted in one call: Dask sees every task and dependency at once, so the
-    # scheduler starts a task as soon as its dependencies end, and it holds the tasks without
-    # dependencies (one task group, "job") back in its queue and gives a worker the next one only
-    # when it has a free thread (worker-saturation, local_client), the highest priority first. So a
-    # job unlocked by the one that just ended starts next, before queued independent ones listed
-    # after it. (Submitted one by one, the first few landed in a worker's own queue before Dask knew
-    # the group was large enough to queue, and went ahead of the next link of a chain.)
-    # A fresh random key per task: every call is a new computation, even if a long-lived scheduler
-    # has seen the same function and arguments before (a rerun must really run the job again).
-    import cloudpickle
-    import dask
-
-    nodes: dict[str, Any] = {}
-    while len(nodes) < len(tasks):
-        for task in tasks:
-            if task.key not in nodes and all(d in nodes for d in task.depends_on):
-                deps = [nodes[d] for d in dict.fromkeys(task.depends_on)]
-                with dask.annotate(priority=priority[task.key]):
-                    nodes[task.key] = dask.delayed(_after, pure=False)(
-                        cloudpickle.dumps((task.fn, task.args)), *deps,
-                        dask_key_name=f"{'after' if deps else 'job'}-{uuid.uuid4().hex}")
-    computed = client.compute(list(nodes.values()), optimize_graph=False)
-    futures = dict(zip(nodes, computed))
-    key_of = {future: key for key, future in futures.items()}
-
-    def settle(key: str) -> None:
-        """Record the outcome of ``key``, after those of its dependencies."""
-        if key in outcomes:
-            return
-        future = futures[key]
-        wait(future)
-        for dep in by_key[key].depends_on:
-            settle(dep)
-        bad = next((d for d in by_key[key].depends_on if outcomes[d].status != "done"), None)
-        if future.status == "finished":
-            outcome = Outcome(key, "done", value=future.result())
-        elif bad is not None:  # Dask passed the dependency's error on: this task never ran
-            reason = outcomes[bad].error
-            if outcomes[bad].status == "failed":
-                reason = f"dependency {bad!r} failed: {reason}"
-            outcome = Outcome(key, "skipped", error=reason)
-        elif future.status == "cancelled":  # e.g. the scheduler went away
-            short = "cancelled: the Dask scheduler dropped the task"
-            outcome = Outcome(key, "failed", error=short, traceback=short)
-        else:
-            short, full = _format_error(future.exception(), future.traceback())
-            outcome = Outcome(key, "failed", error=short, traceback=full)
-        outcomes[key] = outcome
+    def record(outcome: Outcome) -> None:
+        outcomes[outcome.key] = outcome
         if on_outcome is not None:
             on_outcome(outcome)
 
-    for future in as_completed(list(futures.values())):
-        settle(key_of[future])
-    for key in futures:
-        settle(key)
-    for future in futures.values():
+    def skip_dependents(key: str, reason: str) -> None:
+        for child in dependents[key]:
+            if child not in outcomes:
+                record(Outcome(child, "skipped", error=reason))
+                skip_dependents(child, reason)
+
+    # pure=False: every submission is a new computation, even if a long-lived scheduler has seen the
+    # same function and arguments before (a rerun must really run the job again).
+    key_of: dict[Any, str] = {}
+    submitted: set[str] = set()
+    queue = as_completed()
+
+    def fill() -> None:
+        slots = max(1, sum(client.nthreads().values())) - queue.count()
+        for task in tasks:
+            if slots <= 0:
+                return
+            key = task.key
+            if not waiting[key] and key not in outcomes and key not in submitted:
+                future = client.submit(task.fn, *task.args, pure=False)
+                key_of[future] = key
+                submitted.add(key)
+                queue.add(future)
+                slots -= 1
+
+    fill()
+    for future in queue:
+        key = key_of[future]
+        if future.status == "finished":
+            record(Outcome(key, "done", value=future.result()))
+            for child in dependents[key]:
+                waiting[child].discard(key)
+        else:
+            if future.status == "cancelled":  # e.g. the scheduler went away
+                short = full = "cancelled: the Dask scheduler dropped the task"
+            else:
+                short, full = _format_error(future.exception(), future.traceback())
+            record(Outcome(key, "failed", error=short, traceback=full))
+            skip_dependents(key, f"dependency {key!r} failed: {short}")
         future.release()
+        fill()
     return {task.key: outcomes[task.key] for task in tasks}
