@@ -211,12 +211,12 @@ def plot_figure13(table: dict[str, np.ndarray], path: str | os.PathLike, *,
     ax.set_xlabel("position of the replaced segment (fraction of training)")
     ax.set_ylabel("variance of the output on the test set")
     ax.set_title(title or "Figure 13: influence of example ordering")
-    ax.legend()
+    # Below the axes: inside, the legend (up to six entries) covered points of the curves.
+    ax.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=1)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
     try:
         with atomic_file(path) as tmp:
-            fig.savefig(tmp, format="png")
+            fig.savefig(tmp, format="png", bbox_inches="tight")
     finally:
         plt.close(fig)
 
