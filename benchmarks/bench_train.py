@@ -12,7 +12,9 @@ Prints, in one run (issue 5):
   and the ratio of each to the baseline, all measured in the same run (medians over repeats);
 * a roofline: the weight bytes each update must move (:func:`weight_traffic`: first layer, the
   rows of the non-zero pixels of this example (read + written) and of the next one (read), in one
-  sweep; other hidden layers read twice and written once, the softmax layer likewise) divided by the
+  sweep; other hidden layers read twice and written once, the softmax layer likewise; a DAE or RBM
+  layer read and written once, plus one more read of the rows the next example's encoder reads)
+  divided by the
   bandwidth of an in-place rank-1 update over an array of the same size, measured in the same run;
   and the fraction of that ceiling the numba kernel achieves. Next to it, the reads alone divided by
   the bandwidth of a read-only pass (row dot products) over the same array: on one core a pass that
@@ -227,7 +229,7 @@ def read_bandwidth(n_floats: int, threads: int, seconds: float) -> float:
 
 
 def weight_traffic(sizes: list[int], rows_read: float, rows_written: float,
-                   kind: str) -> tuple[float, float]:
+                   kind: str, encoder_rows: float = 0.0) -> tuple[float, float]:
     """(bytes read, bytes written) per update that no exact batch-1 implementation avoids (float32
     weights only).
 
@@ -236,11 +238,14 @@ def weight_traffic(sizes: list[int], rows_read: float, rows_written: float,
     ``rows_read`` = mean |nz(x_t) ∪ nz(x_t+1)|, ``rows_written`` = mean |nz(x_t)|; every other weight
     matrix is read twice (forward; backward with the update) and written once — the next forward
     through layer k needs layer k-1's update, which needs layer k's backward, so only the first
-    layer's sweep can be merged with the next forward. dae/rbm (one layer): read twice (decode or
-    Gibbs sweep; update) and written once, every row.
+    layer's sweep can be merged with the next forward. dae/rbm (one layer): every row read and
+    written once (the update, merged with the next example's encoder on the rows it reads and
+    with its decoder or first Gibbs sweep on the others), and the ``encoder_rows`` rows the next
+    example's encoder reads (mean |nz(x̃_t+1)|) read once more, by its decoder/Gibbs sweep: that
+    sweep needs the encoder's whole output, so it cannot share their update's pass.
     """
     if kind in ("dae", "rbm"):
-        return 2 * 4 * sizes[0] * sizes[1], 4 * sizes[0] * sizes[1]
+        return 4 * (sizes[0] + encoder_rows) * sizes[1], 4 * sizes[0] * sizes[1]
     read = 4 * rows_read * sizes[1]
     written = 4 * rows_written * sizes[1]
     for a, b in zip(sizes[1:-1], sizes[2:]):
@@ -337,6 +342,7 @@ def main(
     union_rows = float((nz[:-1] | nz[1:]).sum(dim=1).float().mean())  # |nz(x_t) ∪ nz(x_t+1)|
     rng = np.random.default_rng(0)
     keep = torch.from_numpy(rng.random((N_DIGITS, 784)) >= 0.25)
+    corrupted_rows = float((nz & keep).sum(dim=1).float().mean())  # |nz(x̃_t)|, the DAE encoder's
     uh = torch.from_numpy(rng.random((N_DIGITS, 1, 1000), dtype=np.float32))
     print(f"onlinedeep bench_train: {N_DIGITS} MNIST digits ({nz_rows:.0f} of 784 pixels non-zero "
           f"on average, {union_rows:.0f} in two consecutive ones), {seconds:g} s x {repeats} repeats "
@@ -402,7 +408,8 @@ def main(
         naive_names = [name for name in paths if name.startswith("naive")] or ["reference 1t"]
         # baseline of a round: the faster of the naive loop with 1 or N torch threads
         base = [max(rounds[name][i] for name in naive_names) for i in range(repeats)]
-        read, written = weight_traffic(sizes, union_rows, nz_rows, kind)
+        encoder_rows = {"dae": corrupted_rows, "rbm": nz_rows}.get(kind, 0.0)
+        read, written = weight_traffic(sizes, union_rows, nz_rows, kind, encoder_rows)
         per_update = read + written
         for name in paths:
             r = statistics.median(rounds[name])

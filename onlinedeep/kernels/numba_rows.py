@@ -206,3 +206,40 @@ def _scale(out, scale):
     """out *= scale (a backward sum of ``V`` brought to ``W = scale·V``)."""
     for c in range(out.shape[0]):
         out[c] *= scale
+
+
+@njit(cache=True, nogil=True, fastmath={"reassoc"})
+def _rank2_dot(row, lr, s, d, t, e, h):
+    """row -= lr·(s·d + t·e), then return Σ row·h at the updated row, in one pass."""
+    acc = _F32(0.0)
+    for c in range(row.shape[0]):
+        w = row[c] - lr * (s * d[c] + t * e[c])
+        row[c] = w
+        acc += w * h[c]
+    return acc
+
+
+@njit(cache=True, nogil=True, fastmath={"reassoc"})
+def _rank2x4_dot(r0, r1, r2, r3, lr, s0, s1, s2, s3, d, t0, t1, t2, t3, e, h):
+    """_rank2_dot of four rows in one pass (d, e and h read once); returns the four sums."""
+    a0 = _F32(0.0)
+    a1 = _F32(0.0)
+    a2 = _F32(0.0)
+    a3 = _F32(0.0)
+    for c in range(h.shape[0]):
+        dc = d[c]
+        ec = e[c]
+        hc = h[c]
+        w0 = r0[c] - lr * (s0 * dc + t0 * ec)
+        w1 = r1[c] - lr * (s1 * dc + t1 * ec)
+        w2 = r2[c] - lr * (s2 * dc + t2 * ec)
+        w3 = r3[c] - lr * (s3 * dc + t3 * ec)
+        r0[c] = w0
+        r1[c] = w1
+        r2[c] = w2
+        r3[c] = w3
+        a0 += w0 * hc
+        a1 += w1 * hc
+        a2 += w2 * hc
+        a3 += w3 * hc
+    return a0, a1, a2, a3

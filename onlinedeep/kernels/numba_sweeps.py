@@ -7,8 +7,8 @@ import numpy as np
 from numba import njit
 
 from onlinedeep.kernels.numba_rows import (_axpy, _axpy4, _dot, _dot4, _dot_sgd, _flush, _push,
-                                           _rank2_row, _rank2x4_axpy, _sgd4_axpy, _sgd_row,
-                                           _sigmoid, _softplus)
+                                           _rank2_dot, _rank2_row, _rank2x4_axpy, _rank2x4_dot,
+                                           _sgd4_axpy, _sgd_row, _sigmoid, _softplus)
 
 _F32 = np.float32
 
@@ -198,8 +198,11 @@ def _dae_decode_block(W, h, c, x, terms, dx, P, t, T):
 
 
 @njit(cache=True, nogil=True)
-def _rank2_block(W, lr, s, d, u, e, x_next, has_next, P, t, T):
-    """W_j -= lr·(s_j d + u_j e) on every row, then the next example's forward over the rows."""
+def _rank2_block(W, lr, s, d, u, e, x_next, has_next, P, t, T, only_next=False):
+    """W_j -= lr·(s_j d + u_j e) on every row, then the next example's forward over the rows.
+
+    With ``only_next``, only the rows the next example's forward reads (x_next_j != 0) are updated
+    and forwarded; the others are left to _dae_update_decode_block."""
     idx = np.empty(4, dtype=np.int64)
     coef = np.empty(4, dtype=_F32)
     both = np.empty(4, dtype=np.int64)     # rows also forwarded: update and forward fused, by four
@@ -220,13 +223,79 @@ def _rank2_block(W, lr, s, d, u, e, x_next, has_next, P, t, T):
                                   s[k3], d, u[k0], u[k1], u[k2], u[k3], e, x_next[k0],
                                   x_next[k1], x_next[k2], x_next[k3])
                     nb = 0
-            else:
+            elif not only_next:
                 _rank2_row(W[j], lr, s[j], d, u[j], e)
         for q in range(nb):
             j = both[q]
             _rank2_row(W[j], lr, s[j], d, u[j], e)
             cnt = _push(part, W, j, x_next[j], idx, coef, cnt)
         _flush(part, W, idx, coef, cnt)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _visible_unit(z, x, uv, q, mode):
+    """What the decoder (DAE) or Gibbs (RBM) sweep feeds back for visible unit q with
+    pre-activation z: σ(z) - x_q (mode 0, the DAE's δ_x̂), σ(z) (1, an RBM's mean-field
+    reconstruction), or the sample [uv_q < σ(z)] (2)."""
+    p = _sigmoid(z)
+    if mode == 0:
+        return p - x[q]
+    if mode == 1:
+        return p
+    return _F32(1.0) if uv[q] < p else _F32(0.0)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _update_sweep_block(W, lr, s, d, u, e, x_next, h, c, g, x, uv, mode, terms, out, P, t, T):
+    """The rest of example i's update fused with example i+1's decoder (DAE) or first Gibbs (RBM)
+    sweep, for the blocks of thread t.
+
+    On every row j with x_next_j = 0, W_j -= lr·(s_j d + u_j e) (the rows with x_next_j != 0 were
+    updated by _rank2_block with ``only_next``, fused with example i+1's encoder); then on every
+    row c_j -= lr·g_j, z_j = W_j·h + c_j (into ``terms``), out_j = _visible_unit(z_j) and
+    P[b] += out_j W_j, four rows at a time. ``out`` may be ``s``, ``u`` or ``g``: each of their
+    j-th values is read before out_j is written. Example i+1's sweep so costs no read of the
+    updated rows beyond the update's own, except on the rows its encoder read."""
+    b0, b1 = _blocks_of(t, T)
+    for b in range(b0, b1):
+        part = P[b]
+        part[:] = 0
+        j0, j1 = _block(W.shape[0], b, N_BLOCKS)
+        j = j0
+        while j + 4 <= j1:
+            if x_next[j] == 0 and x_next[j + 1] == 0 and x_next[j + 2] == 0 and x_next[j + 3] == 0:
+                a0, a1, a2, a3 = _rank2x4_dot(W[j], W[j + 1], W[j + 2], W[j + 3], lr, s[j],
+                                              s[j + 1], s[j + 2], s[j + 3], d, u[j], u[j + 1],
+                                              u[j + 2], u[j + 3], e, h)
+                terms[j] = a0
+                terms[j + 1] = a1
+                terms[j + 2] = a2
+                terms[j + 3] = a3
+            else:
+                for q in range(j, j + 4):
+                    if x_next[q] == 0:
+                        terms[q] = _rank2_dot(W[q], lr, s[q], d, u[q], e, h)
+                    else:
+                        terms[q] = _dot(W[q], h)
+            for q in range(j, j + 4):
+                cq = c[q] - lr * g[q]
+                c[q] = cq
+                terms[q] += cq
+                out[q] = _visible_unit(terms[q], x, uv, q, mode)
+            _axpy4(part, out[j], W[j], out[j + 1], W[j + 1], out[j + 2], W[j + 2], out[j + 3],
+                   W[j + 3])
+            j += 4
+        while j < j1:
+            if x_next[j] == 0:
+                terms[j] = _rank2_dot(W[j], lr, s[j], d, u[j], e, h)
+            else:
+                terms[j] = _dot(W[j], h)
+            cj = c[j] - lr * g[j]
+            c[j] = cj
+            terms[j] += cj
+            out[j] = _visible_unit(terms[j], x, uv, j, mode)
+            _axpy(part, out[j], W[j])
+            j += 1
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
