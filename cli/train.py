@@ -2,6 +2,7 @@
 ``onlinedeep plot`` (Figure 11-style curves from run folders)."""
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import math
 import os
@@ -190,90 +191,96 @@ def register(app: typer.Typer) -> None:
         from onlinedeep.config import RESUME_MUTABLE, RunConfig
         from onlinedeep.experiments import figure12
         from onlinedeep.plots import plot_online_error
+        from onlinedeep.run_folder import reserved_folder
         from onlinedeep.training import Trainer, TrainingInterrupted, resume as resume_run
 
         # Errors of the project's own classes (ConfigError, SnapshotError, RunDirError, MNIST
         # errors, ...) are reported by cli.main as one line; the run folder is written only once
         # the configuration, kernel, device and data source have been checked (Trainer.run).
         values = dict(locals())
-        given = {f: values[f] for f in _FIELDS if values[f] is not None}
-        sink = None
-        if tensorboard is not None:  # before anything is written: a missing extra is one line
-            from onlinedeep.live import TensorBoardSink
+        with contextlib.ExitStack() as stack:
+            given = {f: values[f] for f in _FIELDS if values[f] is not None}
+            sink = None
+            if tensorboard is not None:  # before anything is written: a missing extra is one line
+                from onlinedeep.live import TensorBoardSink
 
-            sink = TensorBoardSink(tensorboard)
-        if resume is not None:
-            if preset is not None:
-                _fail("--preset cannot be combined with --resume (the run's configuration is "
-                      "read from its snapshot)", 2)
-            fixed = sorted(f for f in given if f not in RESUME_MUTABLE)
-            if fixed:
-                _fail(f"{', '.join(option_name(f) for f in fixed)}: cannot change when resuming "
-                      f"(the snapshot's configuration is used and the run continues in {resume}); "
-                      f"allowed: {', '.join(option_name(f) for f in sorted(RESUME_MUTABLE))}", 2)
-            run_dir = Path(resume)
-            trainer = resume_run(run_dir, **given)
-            if _finished(trainer, run_dir):
-                typer.echo(f"{run_dir}: the run is complete ({trainer.position:,} of "
-                           f"{trainer.config.total_updates:,} updates); nothing to do, no file "
-                           f"changed (to train longer: --resume {run_dir} --sup-updates COUNT)")
-                return
-            typer.echo(f"resuming {run_dir} at position {trainer.position:,} of "
-                       f"{trainer.config.total_updates:,}")
-        else:
-            config = RunConfig.preset(preset or "paper", **given)
-            if config.name is None:
-                stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-                config.name = f"{config.default_name()}-{stamp}"
-                config.validate()
-            run_dir = Path(config.out) / config.name
-            trainer = Trainer(config, run_dir=run_dir)
-            typer.echo(f"run folder {run_dir}: {config.total_updates:,} updates "
-                       f"({config.unsup_updates:,} unsupervised + {config.sup_updates:,} "
-                       f"supervised), {_shape(config)}, "
-                       f"{_pretrain_text(config)}, kernel {trainer.kernel.name} on {trainer.device}")
+                sink = TensorBoardSink(tensorboard)
+            if resume is not None:
+                if preset is not None:
+                    _fail("--preset cannot be combined with --resume (the run's configuration is "
+                          "read from its snapshot)", 2)
+                fixed = sorted(f for f in given if f not in RESUME_MUTABLE)
+                if fixed:
+                    _fail(f"{', '.join(option_name(f) for f in fixed)}: cannot change when "
+                          f"resuming (the snapshot's configuration is used and the run continues "
+                          f"in {resume}); allowed: "
+                          f"{', '.join(option_name(f) for f in sorted(RESUME_MUTABLE))}", 2)
+                run_dir = Path(resume)
+                trainer = resume_run(run_dir, **given)
+                if _finished(trainer, run_dir):
+                    typer.echo(f"{run_dir}: the run is complete ({trainer.position:,} of "
+                               f"{trainer.config.total_updates:,} updates); nothing to do, no file "
+                               f"changed (to train longer: --resume {run_dir} --sup-updates COUNT)")
+                    return
+                typer.echo(f"resuming {run_dir} at position {trainer.position:,} of "
+                           f"{trainer.config.total_updates:,}")
+            else:
+                config = RunConfig.preset(preset or "paper", **given)
+                if config.name is None:
+                    # a folder of its own, even for runs started at the same second (a sweep)
+                    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+                    config.name = stack.enter_context(
+                        reserved_folder(config.out, f"{config.default_name()}-{stamp}")).name
+                    config.validate()
+                run_dir = Path(config.out) / config.name
+                trainer = Trainer(config, run_dir=run_dir)
+                typer.echo(f"run folder {run_dir}: {config.total_updates:,} updates "
+                           f"({config.unsup_updates:,} unsupervised + {config.sup_updates:,} "
+                           f"supervised), {_shape(config)}, "
+                           f"{_pretrain_text(config)}, kernel {trainer.kernel.name} on "
+                           f"{trainer.device}")
 
-        if sink is not None:
-            trainer.metrics.sinks.append(sink)
-        from onlinedeep.atomic import DiskFullError
-        from onlinedeep_cli.preflight import check_space_for_runs
+            if sink is not None:
+                trainer.metrics.sinks.append(sink)
+            from onlinedeep.atomic import DiskFullError
+            from onlinedeep_cli.preflight import check_space_for_runs
 
-        check_space_for_runs(run_dir, [trainer.config], f"the run in {run_dir}")
-        try:
-            result = trainer.run(progress=progress)
-        except DiskFullError as exc:
-            if not trainer.folder.has_snapshot():
-                raise
-            _fail(f"{exc.filename}: {exc.strerror}, then resume with: onlinedeep train --resume "
-                  f"{run_dir}", 1)
-        except TrainingInterrupted as exc:
-            typer.secho(f"\n{exc}\nresume with: onlinedeep train --resume {run_dir}", err=True,
-                        fg=typer.colors.YELLOW)
-            if exc.at_once:  # do not wait for the chunk still running (files are consistent)
+            check_space_for_runs(run_dir, [trainer.config], f"the run in {run_dir}")
+            try:
+                result = trainer.run(progress=progress)
+            except DiskFullError as exc:
+                if not trainer.folder.has_snapshot():
+                    raise
+                _fail(f"{exc.filename}: {exc.strerror}, then resume with: onlinedeep train "
+                      f"--resume {run_dir}", 1)
+            except TrainingInterrupted as exc:
+                typer.secho(f"\n{exc}\nresume with: onlinedeep train --resume {run_dir}", err=True,
+                            fg=typer.colors.YELLOW)
+                if exc.at_once:  # do not wait for the chunk still running (files are consistent)
+                    if sink is not None:
+                        sink.close()
+                    sys.stdout.flush()
+                    sys.stderr.flush()
+                    os._exit(128 + int(exc.signum))
+                raise typer.Exit(128 + int(exc.signum)) from None
+            finally:
                 if sink is not None:
                     sink.close()
-                sys.stdout.flush()
-                sys.stderr.flush()
-                os._exit(128 + int(exc.signum))
-            raise typer.Exit(128 + int(exc.signum)) from None
-        finally:
-            if sink is not None:
-                sink.close()
-        # Figure 12 blocks: after a complete run, stored in its final snapshot
-        result.snapshot = figure12.record(trainer, progress=progress) or result.snapshot
+            # Figure 12 blocks: after a complete run, stored in its final snapshot
+            result.snapshot = figure12.record(trainer, progress=progress) or result.snapshot
 
-        test = None
-        if result.position == trainer.config.total_updates and (
-                trainer.config.n_inputs, trainer.config.n_classes) == (784, 10):
-            from onlinedeep import evaluate as ev
+            test = None
+            if result.position == trainer.config.total_updates and (
+                    trainer.config.n_inputs, trainer.config.n_classes) == (784, 10):
+                from onlinedeep import evaluate as ev
 
-            test = ev.evaluate_stream(trainer.params, trainer.stream, "test")
-            test.position, test.snapshot = result.position, str(result.snapshot)
-            ev.record(run_dir, test)
-        png = None
-        if len(result.series.supervised()):
-            png = plot_online_error([run_dir], trainer.folder.plot_path)
-        _summary(trainer, result, run_dir, png, test)
+                test = ev.evaluate_stream(trainer.params, trainer.stream, "test")
+                test.position, test.snapshot = result.position, str(result.snapshot)
+                ev.record(run_dir, test)
+            png = None
+            if len(result.series.supervised()):
+                png = plot_online_error([run_dir], trainer.folder.plot_path)
+            _summary(trainer, result, run_dir, png, test)
 
     @app.command()
     def plot(

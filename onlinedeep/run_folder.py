@@ -36,8 +36,8 @@ from typing import Any, Callable, Iterator
 from onlinedeep.atomic import TMP_MARKER, atomic_file, make_folder
 from onlinedeep.config import BRANCH_MUTABLE, RunConfig
 
-__all__ = ["RunDirError", "RunFolder", "JobFolder", "snapshot_name", "position_in_name",
-           "list_snapshots", "latest"]
+__all__ = ["RunDirError", "RunFolder", "JobFolder", "reserved_folder", "snapshot_name",
+           "position_in_name", "list_snapshots", "latest"]
 
 SNAPSHOT_DIR = "snapshots"
 CONFIG_FILE = "config.json"
@@ -290,6 +290,42 @@ class RunFolder:
                             with contextlib.suppress(OSError):
                                 shutil.rmtree(path) if path.is_dir() else path.unlink()
                 raise
+
+
+@contextlib.contextmanager
+def reserved_folder(parent: str | os.PathLike, name: str) -> Iterator[Path]:
+    """Create a new, empty folder ``parent/name`` (``name-2``, ``name-3``, ... if taken) and yield
+    its path; if the block raises and the folder is still empty, remove it again, and the parents
+    this call created.
+
+    ``mkdir`` either creates the folder or fails, so two runs that chose the same default name at
+    the same moment (a sweep started in a loop) get two folders instead of one lock error.
+
+    Raises
+    ------
+    OSError
+        If ``parent`` or the folder cannot be created (``filename`` says which).
+    """
+    parent = Path(parent)
+    made = [f for f in [parent, *parent.parents] if not f.exists()]
+    make_folder(parent, "the folder of the run folders")
+    for k in range(1, 10_000):
+        path = parent / (name if k == 1 else f"{name}-{k}")
+        try:
+            path.mkdir()
+            break
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            exc.filename = str(path)
+            raise
+    try:
+        yield path
+    except BaseException:
+        for folder in [path, *made]:
+            with contextlib.suppress(OSError):
+                folder.rmdir()          # only if still empty
+        raise
 
 
 # ---------------------------------------------------------------------------- a job folder

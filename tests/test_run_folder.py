@@ -7,7 +7,7 @@ import pytest
 
 from onlinedeep import threads
 from onlinedeep.config import RunConfig
-from onlinedeep.run_folder import JobFolder, RunDirError, RunFolder
+from onlinedeep.run_folder import JobFolder, RunDirError, RunFolder, reserved_folder
 
 
 def _config(**kw):
@@ -74,3 +74,23 @@ def test_thread_decisions():
         threads.decide("gpu")
     with pytest.raises(ValueError, match="threads must be an integer >= 0"):
         threads.decide("kernel", -1)
+
+
+def test_a_default_name_taken_at_the_same_moment_gets_a_folder_of_its_own(tmp_path):
+    parent = tmp_path / "a" / "runs"
+    with reserved_folder(parent, "none-1x8-s0-20261203-120000") as first:
+        with reserved_folder(parent, "none-1x8-s0-20261203-120000") as second:
+            assert (first.name, second.name) == ("none-1x8-s0-20261203-120000",
+                                                 "none-1x8-s0-20261203-120000-2")
+            assert first.is_dir() and second.is_dir()
+            (second / "config.json").write_text("{}")
+    # a failed start removes its empty folder and the parents it made, not a folder in use
+    with pytest.raises(KeyboardInterrupt):
+        with reserved_folder(tmp_path / "b" / "runs", "run") as path:
+            raise KeyboardInterrupt
+    assert not path.exists() and not (tmp_path / "b").exists()
+    with pytest.raises(ValueError):
+        with reserved_folder(parent, "run") as path:
+            (path / "snapshots").mkdir()
+            raise ValueError
+    assert path.is_dir()
