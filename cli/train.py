@@ -87,7 +87,10 @@ def _summary(trainer, result, run_dir: Optional[Path], png: Optional[Path], test
         typer.secho(
             f"warning: the final online_error {result.online_error:.4f} is at chance level (0.9) "
             f"or worse: the network did not learn (online NLL {result.online_nll:.4g} nats); "
-            f"try a smaller --lr (now {cfg.learning_rate:g})", err=True, fg=typer.colors.YELLOW)
+            f"try a smaller --lr (now {cfg.learning_rate:g})"
+            + (f" or --unsup-lr (now {cfg.unsup_learning_rate:g}; the pre-training may have "
+               f"saturated the hidden units)" if cfg.unsup_updates and cfg.pretrain != "none"
+               else ""), err=True, fg=typer.colors.YELLOW)
 
 
 def _finished(trainer, run_dir: Path) -> bool:

@@ -14,6 +14,7 @@ The IDX files (the format of LeCun, Cortes & Burges' MNIST distribution) are rea
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import os
 import socket
@@ -160,20 +161,32 @@ class MnistData:
         """True when every file matched its official MD5."""
         return bool(self.files) and all(ok == "true" for _, ok in self.files.values())
 
+    @functools.cached_property
+    def digits_md5(self) -> str:
+        """MD5 (hex) of the digits themselves: train images, train labels, test images, test
+        labels, in that order, as uint8 bytes. The same digits give the same value whether they
+        were read from gzip-compressed or raw files."""
+        digest = hashlib.md5()
+        for array in (self.train_images, self.train_labels, self.test_images, self.test_labels):
+            digest.update(np.ascontiguousarray(array).data)
+        return digest.hexdigest()
+
     def provenance(self) -> dict[str, str]:
         """JSON-able description of the source, for run records.
 
         Returns
         -------
         dict[str, str]
-            ``source``, ``path``, ``n_train``, ``n_test``, ``official`` ("true"/"false"), ``note``, and per
-            file ``md5:<name>`` and ``official:<name>``.
+            ``source``, ``path``, ``n_train``, ``n_test``, ``digits_md5`` (:attr:`digits_md5`),
+            ``official`` ("true"/"false"), ``note``, and per file ``md5:<name>`` and
+            ``official:<name>``.
         """
         out = {
             "source": self.source,
             "path": self.path,
             "n_train": str(self.train_images.shape[0]),
             "n_test": str(self.test_images.shape[0]),
+            "digits_md5": self.digits_md5,
             "official": "true" if self.official else "false",
         }
         if self.note:

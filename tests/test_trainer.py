@@ -452,3 +452,32 @@ def test_other_widths_flow_from_the_configuration(tmp_path, kernel):
     snap = snapshot.load(result.snapshot)
     assert snap.params["b_out"].shape == (3,) and snap.config.n_inputs == 100
     assert resume(tmp_path / "run", stream=Stream()).position == cfg.total_updates
+
+
+def test_the_same_digits_from_gzip_or_raw_files_are_the_same_data(make_mnist_dir):
+    """A run trained on the .gz files resumes on raw copies of them (the digits' own checksum
+    decides); other digits, or files of an older snapshot without that checksum, still differ."""
+    import warnings
+
+    from infinite_mnist.mnist import read_mnist_dir
+    from onlinedeep.training.data import check_same_data
+
+    def prov(directory):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # not the official checksums, by construction
+            data = read_mnist_dir(directory)
+        return {f"mnist.{k}": v for k, v in data.provenance().items()}
+
+    gz, _ = make_mnist_dir(gz=True, name="gz")
+    raw, _ = make_mnist_dir(gz=False, name="raw")
+    other, _ = make_mnist_dir(seed=1, name="other")
+    trained, now = prov(gz), prov(raw)
+    assert trained["mnist.md5:train-images-idx3-ubyte.gz"] != now.get(
+        "mnist.md5:train-images-idx3-ubyte")
+    check_same_data(trained, now)
+    with pytest.raises(ConfigError, match=r"digits_md5.* and \d+ more\); point --mnist-dir"):
+        check_same_data(trained, prov(other))
+    older = {k: v for k, v in trained.items() if not k.endswith("digits_md5")}
+    check_same_data(older, prov(gz))
+    with pytest.raises(ConfigError, match="md5:"):
+        check_same_data(older, now)

@@ -16,6 +16,10 @@ __all__ = ["make_stream", "shared_stream", "default_schedule",
 
 # Data provenance keys that may differ between machines without changing a single example.
 _PROVENANCE_FREE = ("path", "source", "note")
+# The digits' own checksum (infinite_mnist.MnistData.digits_md5), and the keys that describe the
+# files that held them, which may differ for the same digits (gzip-compressed or raw).
+_CONTENT_KEY = "digits_md5"
+_FILE_KEYS = ("md5:", "official")
 _SHARED: dict[tuple, Any] = {}
 
 
@@ -91,13 +95,21 @@ def check_same_data(old: dict, new: dict) -> None:
     ConfigError
         Naming each key that differs, with both values.
     """
+    keys = set(old) | set(new)
+    content = {k for k in keys if k.endswith(_CONTENT_KEY)}
+    # A snapshot written before the digits' own checksum was recorded lacks it: the files decide.
+    free = {k for k in content if k not in old or k not in new}
+    if content and not free and all(old[k] == new[k] for k in content):
+        # the same digits, whatever files held them (gzip or raw): the files' checksums may differ
+        free |= {k for k in keys if any(part in k for part in _FILE_KEYS)}
     diff = sorted(
-        k for k in set(old) | set(new)
+        k for k in keys - free
         if not any(k.endswith(s) for s in _PROVENANCE_FREE) and old.get(k) != new.get(k)
     )
     if diff:
-        detail = ", ".join(f"{k}: snapshot {old.get(k)!r} vs now {new.get(k)!r}" for k in diff)
+        shown = [f"{k}: snapshot {old.get(k)!r} vs now {new.get(k)!r}" for k in diff[:3]]
+        more = f" and {len(diff) - 3} more" if len(diff) > 3 else ""
         raise ConfigError(
-            f"data: the stream differs from the one the snapshot was trained on ({detail}); "
-            f"point --mnist-dir at the same MNIST files"
+            f"data: the stream differs from the one the snapshot was trained on "
+            f"({', '.join(shown)}{more}); point --mnist-dir at the same MNIST files"
         )
