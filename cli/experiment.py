@@ -196,6 +196,10 @@ def run(
     from onlinedeep.experiments import executors, section8
 
     name, preset_name = figure.value, preset.value
+    if jobs is not None and scheduler is not None:
+        raise typer.BadParameter("starts local worker processes; with --scheduler the cluster's "
+                                 "workers run the jobs (scale the cluster instead)",
+                                 param_hint="--jobs")
     from onlinedeep_cli import finite_experiment
 
     if name in finite_experiment.FINITE:

@@ -49,17 +49,26 @@ def _exit_status(exc: BaseException) -> int | None:
     return None
 
 
-_FIELD_PREFIX = re.compile(r"^([a-z][a-z0-9_]*): ")
+# A configuration field that begins the message or one of its ": "-separated parts (after the
+# file or configuration at fault).
+_FIELD_PREFIX = re.compile(r"(^|: )([a-z][a-z0-9_]*)(?=: )")
+# Options that are not configuration fields but are checked by the configuration's code.
+_OPTION_FIELDS = ("preset",)
 
 
 def _with_option_names(text: str) -> str:
-    """``"n_hidden: expected ..."`` → ``"--units: expected ..."`` for a configuration field."""
+    """``"n_hidden: expected ..."`` → ``"--units: expected ..."`` for a configuration field, also
+    after a location (``"snap.h5: configuration ...: snapshot_every: ..."``)."""
     from onlinedeep.config import RunConfig
 
-    m = _FIELD_PREFIX.match(text)
-    if m and (m.group(1) in RunConfig.__dataclass_fields__ or m.group(1) in OPTION_NAMES):
-        return _option_name(m.group(1)) + text[len(m.group(1)):]
-    return text
+    def option(m: re.Match) -> str:
+        name = m.group(2)
+        if (name in RunConfig.__dataclass_fields__ or name in OPTION_NAMES
+                or name in _OPTION_FIELDS):
+            return m.group(1) + _option_name(name)
+        return m.group(0)
+
+    return _FIELD_PREFIX.sub(option, text)
 
 
 def _message(exc: BaseException) -> str:

@@ -106,9 +106,16 @@ def test_ordering_variance_refusals(tmp_path):
     r = _run("ordering-variance", "run", "--out", tmp_path / "ov", "--preset", "smoke",
              "--draws", "4")
     _one_error_line(r, 2, "this folder holds a different experiment (stored vs requested): "
-                          "n_draws: 3 vs 4")
+                          "--draws: 3 vs 4")
     assert "already finished" not in r.output  # refused before anything ran
     assert sorted(p.name for p in (tmp_path / "ov").iterdir()) == ["plan.json"]
+
+
+def test_local_jobs_and_a_scheduler_are_refused_together(tmp_path):
+    r = _run("experiment", "run", "figure11", "--out", tmp_path / "s8", "--jobs", "2",
+             "--scheduler", "tcp://127.0.0.1:1", "--dry-run")
+    _one_error_line(r, 2, "--jobs: starts local worker processes; with --scheduler")
+    assert not list(tmp_path.iterdir())
 
 
 def test_unreachable_scheduler_writes_nothing(tmp_path):
@@ -155,6 +162,12 @@ def test_resume_refuses_options_that_cannot_change(tmp_path, mnist_dir):
         allowed = re.search(r"allowed: (.*)$", line).group(1).split(", ")
         assert "--out" not in allowed and "--name" not in allowed and "--sup-updates" in allowed
     assert not (tmp_path / "other").exists() and not (tmp_path / "o").exists()
+    # a value checked by the configuration is named by its option, also after the snapshot's path
+    line = _one_error_line(_run("train", "--resume", run_dir, "--snapshot-every", "777"), 2,
+                           ": --snapshot-every: expected a multiple of")
+    assert "snapshot.h5" in line or ".h5: configuration" in line
+    _one_error_line(_run("train", "--preset", "paper2", "--out", tmp_path), 2,
+                    "error: --preset: expected one of ['paper', 'smoke']")
 
 
 def test_usage_errors_are_one_error_line(tmp_path):
