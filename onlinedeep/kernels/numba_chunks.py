@@ -52,10 +52,10 @@ from numba import njit, prange
 
 from onlinedeep.kernels.numba_rows import _active_rows, _scale, _scale_add, _sum_partials
 from onlinedeep.kernels.numba_sweeps import (N_BLOCKS, _backward_sgd_block, _ce_sum, _corrupt_c,
-                                             _dae_decode_block, _first_layer_block,
+                                             _first_layer_block,
                                              _forward_dense_block, _forward_sparse_block,
                                              _out_backward_t, _out_forward_t, _rank2_block,
-                                             _rbm_gibbs_block, _rescale_block, _sigmoid_,
+                                             _rescale_block, _sigmoid_,
                                              _update_sweep_block)
 from onlinedeep.kernels.weight_decay import RESCALE_MAX, RESCALE_MIN
 
@@ -220,6 +220,8 @@ def _dae_impl(W, b, c, X, keep, values, has_values, lr, n_threads, cost):
     dx = np.empty(n_in, dtype=_F32)
     terms = np.empty(n_in, dtype=_F32)
     zero = np.zeros(n_hid, dtype=_F32)
+    zero_in = np.zeros(n_in, dtype=_F32)
+    ones = np.ones(n_in, dtype=_F32)        # every row "read by the encoder": no update in a sweep
 
     # Example 0: encoder, then decoder sweep (later decoder sweeps are fused with the update).
     _corrupt_c(X[0], keep[0], values[0], has_values, xt)
@@ -229,7 +231,8 @@ def _dae_impl(W, b, c, X, keep, values, has_values, lr, n_threads, cost):
     _sum_partials(h, b, P, N_BLOCKS, n_hid)
     _sigmoid_(h)
     for t in prange(T):
-        _dae_decode_block(W, h, c, X[0], terms, dx, P, t, T)
+        _update_sweep_block(W, lr, xt, h, dx, h, ones, h, c, zero_in, X[0], zero_in, 0, zero_in,
+                            terms, dx, P, t, T)
 
     for i in range(n):
         x = X[i]
@@ -250,7 +253,7 @@ def _dae_impl(W, b, c, X, keep, values, has_values, lr, n_threads, cost):
             _sigmoid_(h_next)
             for t in prange(T):
                 _update_sweep_block(W, lr, xt, dh, dx, h, xt_next, h_next, c, dx, X[i + 1],
-                                    dx, 0, terms, dx, P, t, T)
+                                    dx, 0, zero_in, terms, dx, P, t, T)
             h[:] = h_next
             xt[:] = xt_next
         else:
@@ -278,6 +281,8 @@ def _rbm_impl(W, b, c, X, u_hidden, u_visible, has_uv, lr, cd_k, n_threads, cost
     neg_v0 = np.empty(n_in, dtype=_F32)
     g = np.empty(n_in, dtype=_F32)
     terms = np.empty(n_in, dtype=_F32)
+    zero_in = np.zeros(n_in, dtype=_F32)
+    ones = np.ones(n_in, dtype=_F32)        # every row "read by the encoder": no update in a sweep
     mode = 2 if has_uv else 1
 
     # Example 0: positive phase, then its first Gibbs sweep (later first sweeps are fused with
@@ -291,7 +296,8 @@ def _rbm_impl(W, b, c, X, u_hidden, u_visible, has_uv, lr, cd_k, n_threads, cost
     for k in range(n_hid):
         hs[k] = _F32(1.0) if u_hidden[0, 0, k] < ph0[k] else _F32(0.0)
     for t in prange(T):
-        _rbm_gibbs_block(W, hs, c, terms, u_visible[0, 0], has_uv, v, P, t, T)
+        _update_sweep_block(W, lr, v, ph, neg_v0, ph0, ones, hs, c, zero_in, X[0], u_visible[0, 0],
+                            mode, zero_in, terms, v, P, t, T)
 
     for i in range(n):
         v0 = X[i]
@@ -304,7 +310,8 @@ def _rbm_impl(W, b, c, X, u_hidden, u_visible, has_uv, lr, cd_k, n_threads, cost
                 hs[k] = _F32(1.0) if u_hidden[i, step, k] < ph[k] else _F32(0.0)
             uv = u_visible[i, step] if has_uv else u_visible[0, 0]
             for t in prange(T):
-                _rbm_gibbs_block(W, hs, c, terms, uv, has_uv, v, P, t, T)
+                _update_sweep_block(W, lr, v, ph, neg_v0, ph0, ones, hs, c, zero_in, v0, uv, mode,
+                                    zero_in, terms, v, P, t, T)
             _sum_partials(ph, b, P, N_BLOCKS, n_hid)
             _sigmoid_(ph)
         # W += lr·(v0ᵀ ph0 - vᵀ ph), written W -= lr·(vᵀ ph + (-v0)ᵀ ph0)
@@ -325,8 +332,8 @@ def _rbm_impl(W, b, c, X, u_hidden, u_visible, has_uv, lr, cd_k, n_threads, cost
                 g[j] = v[j] - v0[j]
             for t in prange(T):
                 _update_sweep_block(W, lr, v, ph, neg_v0, ph0, x_next, hs, c, g, x_next,
-                                    u_visible[i + 1 if has_uv else 0, 0], mode, terms, v, P, t,
-                                    T)
+                                    u_visible[i + 1 if has_uv else 0, 0], mode, zero_in, terms, v,
+                                    P, t, T)
             ph0[:] = ph0_next
         else:
             for t in prange(T):

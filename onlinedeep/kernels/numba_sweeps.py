@@ -173,30 +173,6 @@ def _first_layer_block(W, rows, m, x, delta, lr, l1, l2, dense, x_next, has_next
         _flush(part, W, idx, coef, cnt)
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
-def _dae_decode_block(W, h, c, x, terms, dx, P, t, T):
-    """z_j = W_j·h + c_j (into ``terms``; the driver turns them into cost terms), δ_x̂_j =
-    σ(z_j) - x_j, and P[b] += δ_x̂_j W_j, four rows at a time (the second read of a row is from L1)."""
-    b0, b1 = _blocks_of(t, T)
-    for b in range(b0, b1):
-        part = P[b]
-        part[:] = 0
-        j0, j1 = _block(W.shape[0], b, N_BLOCKS)
-        j = j0
-        while j + 4 <= j1:
-            _dot4(W[j], W[j + 1], W[j + 2], W[j + 3], h, c, terms, j)
-            for q in range(j, j + 4):
-                dx[q] = _sigmoid(terms[q]) - x[q]
-            _axpy4(part, dx[j], W[j], dx[j + 1], W[j + 1], dx[j + 2], W[j + 2], dx[j + 3],
-                   W[j + 3])
-            j += 4
-        while j < j1:
-            terms[j] = _dot(W[j], h) + c[j]
-            dx[j] = _sigmoid(terms[j]) - x[j]
-            _axpy(part, dx[j], W[j])
-            j += 1
-
-
 @njit(cache=True, nogil=True)
 def _rank2_block(W, lr, s, d, u, e, x_next, has_next, P, t, T, only_next=False):
     """W_j -= lr·(s_j d + u_j e) on every row, then the next example's forward over the rows.
@@ -246,16 +222,20 @@ def _visible_unit(z, x, uv, q, mode):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _update_sweep_block(W, lr, s, d, u, e, x_next, h, c, g, x, uv, mode, terms, out, P, t, T):
-    """The rest of example i's update fused with example i+1's decoder (DAE) or first Gibbs (RBM)
+def _update_sweep_block(W, lr, s, d, u, e, x_next, h, c, g, x, uv, mode, zero, terms, out, P,
+                        t, T):
+    """The rest of example i's update fused with example i+1's decoder (DAE) or Gibbs (RBM)
     sweep, for the blocks of thread t.
 
     On every row j with x_next_j = 0, W_j -= lr·(s_j d + u_j e) (the rows with x_next_j != 0 were
     updated by _rank2_block with ``only_next``, fused with example i+1's encoder); then on every
     row c_j -= lr·g_j, z_j = W_j·h + c_j (into ``terms``), out_j = _visible_unit(z_j) and
-    P[b] += out_j W_j, four rows at a time. ``out`` may be ``s``, ``u`` or ``g``: each of their
-    j-th values is read before out_j is written. Example i+1's sweep so costs no read of the
-    updated rows beyond the update's own, except on the rows its encoder read."""
+    P[b] += out_j W_j, four rows at a time (the second read of a row is from L1 or L2). ``out``
+    may be ``s``, ``u`` or ``g``: each of their j-th values is read before out_j is written.
+    Example i+1's sweep so costs no read of the updated rows beyond the update's own, except on
+    the rows its encoder read. With x_next non-zero and g zero everywhere it is a plain sweep (no
+    update; the first example of a chunk, the later Gibbs steps of CD-k). ``zero``: zeros, one
+    per row."""
     b0, b1 = _blocks_of(t, T)
     for b in range(b0, b1):
         part = P[b]
@@ -271,6 +251,9 @@ def _update_sweep_block(W, lr, s, d, u, e, x_next, h, c, g, x, uv, mode, terms, 
                 terms[j + 1] = a1
                 terms[j + 2] = a2
                 terms[j + 3] = a3
+            elif (x_next[j] != 0 and x_next[j + 1] != 0 and x_next[j + 2] != 0
+                  and x_next[j + 3] != 0):
+                _dot4(W[j], W[j + 1], W[j + 2], W[j + 3], h, zero, terms, j)
             else:
                 for q in range(j, j + 4):
                     if x_next[q] == 0:
@@ -295,37 +278,6 @@ def _update_sweep_block(W, lr, s, d, u, e, x_next, h, c, g, x, uv, mode, terms, 
             terms[j] += cj
             out[j] = _visible_unit(terms[j], x, uv, j, mode)
             _axpy(part, out[j], W[j])
-            j += 1
-
-
-@njit(cache=True, nogil=True, error_model="numpy")
-def _rbm_gibbs_block(W, hs, c, z, uv, has_uv, v, P, t, T):
-    """z_j = W_j·h + c_j (into ``z``), pv_j = σ(z_j), v_j = pv_j or [u_j < pv_j], and
-    P[b] += v_j W_j, four rows at a time (the second read of a row is from L1)."""
-    b0, b1 = _blocks_of(t, T)
-    for b in range(b0, b1):
-        part = P[b]
-        part[:] = 0
-        j0, j1 = _block(W.shape[0], b, N_BLOCKS)
-        j = j0
-        while j + 4 <= j1:
-            _dot4(W[j], W[j + 1], W[j + 2], W[j + 3], hs, c, z, j)
-            for q in range(j, j + 4):
-                pv = _sigmoid(z[q])
-                if has_uv:
-                    v[q] = _F32(1.0) if uv[q] < pv else _F32(0.0)
-                else:
-                    v[q] = pv
-            _axpy4(part, v[j], W[j], v[j + 1], W[j + 1], v[j + 2], W[j + 2], v[j + 3], W[j + 3])
-            j += 4
-        while j < j1:
-            z[j] = _dot(W[j], hs) + c[j]
-            pv = _sigmoid(z[j])
-            if has_uv:
-                v[j] = _F32(1.0) if uv[j] < pv else _F32(0.0)
-            else:
-                v[j] = pv
-            _axpy(part, v[j], W[j])
             j += 1
 
 
