@@ -455,7 +455,7 @@ def test_dry_run_prints_a_measured_eta_and_writes_nothing(tmp_path, mnist_dir):
     save_or_check_plan(OrderingPlan.preset("smoke", n_draws=4), out)
     result = _cli("run", "--out", str(out), "--preset", "smoke", "--dry-run")
     assert result.returncode == 2 and "different experiment" in result.stderr, result.stderr
-    assert "n_draws: 4 vs 3" in result.stderr and "ETA" not in result.stdout
+    assert "--draws: 4 vs 3" in result.stderr and "ETA" not in result.stdout
 
 
 def _state(plan: OrderingPlan, out: Path) -> tuple[dict[str, int], set[str]]:

@@ -221,7 +221,8 @@ def test_smoke_partial_runs_are_reported_then_adopted_and_resumed(tmp_path, mnis
             run_dir=other / "layers1-rbm").run(stop=1000, progress=False)
     result = _cli("experiment", "run", "figure12", "--out", str(other), "--preset", "smoke")
     assert result.returncode == 2
-    assert "holds a run of another configuration" in result.stderr and "learning_rate" in result.stderr
+    assert "holds a run of another configuration" in result.stderr
+    assert "--lr: 0.2 vs 0.05" in result.stderr   # the option, not the field learning_rate
     assert not (other / "plan.json").exists()
 
 
