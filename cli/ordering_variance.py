@@ -32,7 +32,17 @@ def _count(value: Optional[str], flag: str) -> Optional[int]:
     try:
         return parse_count(value, name=flag)
     except ConfigError as exc:
-        raise typer.BadParameter(str(exc), param_hint=flag) from None
+        raise _bad_parameter(str(exc)) from None
+
+
+def _bad_parameter(message: str) -> typer.BadParameter:
+    """A usage error naming the option at fault: ``"segment: expected ..."`` → ``Invalid value for
+    --segment: expected ...``."""
+    name, sep, rest = message.partition(": ")
+    flag = name if name.startswith("--") else "--" + name.replace("_", "-")
+    if sep and flag in ("--segment", "--draw", "--start", "--count"):
+        return typer.BadParameter(rest, param_hint=flag)
+    return typer.BadParameter(message)
 
 
 def _describe(plan) -> str:
@@ -271,7 +281,11 @@ def indices(
     from onlinedeep.experiments.ordering_variance import Job, load_plan
 
     if out is not None:
-        plan = load_plan(out)
+        try:
+            plan = load_plan(out)
+        except (FileNotFoundError, ValueError) as exc:  # as `report` does
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
     else:
         plan = make_plan(preset, pretrain, segments, draws, test_count, layers, units,
                          unsup_updates, sup_updates, lr, unsup_lr, corruption, seed,
@@ -280,7 +294,7 @@ def indices(
         job = Job(plan.conditions[0], segment, draw)
         values = plan.indices(job, _count(start, "--start"), _count(count, "--count"))
     except ValueError as exc:  # a segment, draw or position outside the plan
-        raise typer.BadParameter(str(exc)) from None
+        raise _bad_parameter(str(exc)) from None
     np.savetxt(sys.stdout, values, fmt="%d")
 
 

@@ -288,7 +288,13 @@ def test_ordering_variance_indices_command_prints_the_job_sequence(tmp_path):
     assert np.array_equal(np.array(result.stdout.split(), dtype=np.int64),
                           plan.indices(Job("dae", 2, 1)))
     result = _cli("ordering-variance", "indices", "--preset", "smoke", "--segment", "4", "--draw", "0")
-    assert result.returncode == 2 and "segment: expected 0..3, found 4" in result.stderr
+    assert result.returncode == 2 and "--segment: expected 0..3, found 4" in result.stderr
+    result = _cli("ordering-variance", "indices", "--preset", "smoke", "--segment", "0", "--draw",
+                  "0", "--count", "-3")
+    assert result.returncode == 2 and "for --count: expected a count" in result.stderr
+    result = _cli("ordering-variance", "indices", "--out", tmp_path / "nope", "--segment", "0",
+                  "--draw", "0")   # as `report`: a usage error
+    assert result.returncode == 2 and "no experiment plan here" in result.stderr
 
 
 @pytest.mark.slow
