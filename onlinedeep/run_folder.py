@@ -308,21 +308,28 @@ def reserved_folder(parent: str | os.PathLike, name: str) -> Iterator[Path]:
     """
     parent = Path(parent)
     made = [f for f in [parent, *parent.parents] if not f.exists()]
-    make_folder(parent, "the folder of the run folders")
-    for k in range(1, 10_000):
-        path = parent / (name if k == 1 else f"{name}-{k}")
-        try:
-            path.mkdir()
-            break
-        except FileExistsError:
-            continue
-        except OSError as exc:
-            exc.filename = str(path)
-            raise
+    path = None
     try:
+        k = 1
+        while path is None:
+            if k > 10_000:
+                raise RunDirError(f"{parent}: {name} and its 10,000 numbered variants are taken; "
+                                  "choose a --name")
+            candidate = parent / (name if k == 1 else f"{name}-{k}")
+            make_folder(parent, "the folder of the run folders")
+            try:
+                candidate.mkdir()
+                path = candidate
+            except FileExistsError:
+                k += 1
+            except FileNotFoundError:   # a parent another failed start just removed: again
+                continue
+            except OSError as exc:
+                exc.filename = str(candidate)
+                raise
         yield path
     except BaseException:
-        for folder in [path, *made]:
+        for folder in ([path] if path is not None else []) + made:
             with contextlib.suppress(OSError):
                 folder.rmdir()          # only if still empty
         raise

@@ -82,11 +82,13 @@ def test_dae_matches_reference(salt_pepper, n_threads):
 
 
 def test_dae_upper_layer_matches_reference():
-    """Layer 1 of a stack: dense inputs (outputs of layer 0), fan_in = n_hidden."""
+    """Layer 1 of a stack: dense inputs (outputs of layer 0), fan_in = n_hidden (37: row blocks of
+    9, 9, 9 and 10 rows, so the sweeps' one-row tails run too)."""
     x, _ = mnist_inputs(120)
-    start = init_params(784, 32, 2, seed=11)
+    start = init_params(784, 37, 2, seed=11)
     h = torch.sigmoid(x @ start["W0"] + start["b0"])
-    keep = torch.from_numpy(noise.masking_keep(1, np.arange(120), 1, 32, noise.corruption_count(0.3, 32)))
+    keep = torch.from_numpy(noise.masking_keep(1, np.arange(120), 1, 37,
+                                               noise.corruption_count(0.3, 37)))
     ref, fast = clone_params(start), clone_params(start)
     cost_r = ReferenceKernel().dae(ref, 1, h, keep, None, learning_rate=0.1)
     cost_f = NumbaKernel(n_threads=1).dae(fast, 1, h, keep, None, learning_rate=0.1)

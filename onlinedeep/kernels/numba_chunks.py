@@ -28,8 +28,9 @@ only changes how the weights are swept, never what is computed:
   The arithmetic and its order do not depend on the thread count, so weights are **bit-identical**
   for 1, 2 or 4 threads (tested) and a run can resume with another count.
 
-All arithmetic is float32. Dot products (row · delta) are compiled with the ``reassoc`` fast-math
-flag alone, which lets LLVM vectorise the reduction by summing in a different order — the same
+All arithmetic is float32. Dot products (row · delta), and the row updates fused with one
+(``_dot_sgd``, ``_rank2_dot``, ``_rank2x4_dot``), are compiled with the ``reassoc`` fast-math flag
+alone, which lets LLVM vectorise the reduction by summing in a different order — the same
 freedom BLAS takes in the reference's matrix products (10× faster here). No FMA contraction is
 used. Sigmoids and soft-plus terms are the vectorisable polynomial forms of
 :mod:`onlinedeep.kernels.numba_math` (relative error < 5e-7, soft-plus absolute < 3e-7), not libm's

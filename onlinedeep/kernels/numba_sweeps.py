@@ -178,7 +178,7 @@ def _rank2_block(W, lr, s, d, u, e, x_next, has_next, P, t, T, only_next=False):
     """W_j -= lr·(s_j d + u_j e) on every row, then the next example's forward over the rows.
 
     With ``only_next``, only the rows the next example's forward reads (x_next_j != 0) are updated
-    and forwarded; the others are left to _dae_update_decode_block."""
+    and forwarded; the others are left to _update_sweep_block."""
     idx = np.empty(4, dtype=np.int64)
     coef = np.empty(4, dtype=_F32)
     both = np.empty(4, dtype=np.int64)     # rows also forwarded: update and forward fused, by four
