@@ -174,10 +174,11 @@ def run(
                                   "few thousand updates)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the jobs, their updates and an "
                                  "ETA from a quick measurement here; run nothing."),
-    seeds: int = typer.Option(10, "--seeds", min=1, help="Finite data: seeds 0..N-1 per cell "
-                              "(the paper: 400 after its search's 10)."),
-    dataset: Dataset = typer.Option(Dataset.mnist, "--dataset", help="Finite data: mnist or "
-                                    "shapeset (generated)."),
+    seeds: Optional[int] = typer.Option(None, "--seeds", min=1, help="Finite data: seeds "
+                                        "0..N-1 per cell [10] (the paper: 400 after its "
+                                        "search's 10)."),
+    dataset: Optional[Dataset] = typer.Option(None, "--dataset", help="Finite data: mnist "
+                                              "[default] or shapeset (generated)."),
     set_items: Optional[list[str]] = typer.Option(None, "--set", help="Finite data: FIELD=VALUE "
                                                   "for every run (a FiniteConfig field, e.g. "
                                                   "epochs=5, n_train=10000); repeatable."),
@@ -203,13 +204,20 @@ def run(
     from onlinedeep_cli import finite_experiment
 
     if name in finite_experiment.FINITE:
-        finite_experiment.run(name, out, seeds=seeds, dataset=dataset.value, jobs=jobs,
+        finite_experiment.run(name, out, seeds=10 if seeds is None else seeds,
+                              dataset=(dataset or Dataset.mnist).value, jobs=jobs,
                               scheduler=scheduler, threads=threads, preset=preset_name,
                               dry_run=dry_run, set_items=set_items, hparams=hparams,
                               only=only)
         return
-    if only:
-        raise typer.BadParameter("applies to the finite-data experiments only", param_hint="--only")
+    # Section-8 figures train one network per cell from the paper's protocol: refuse the
+    # finite-data options rather than ignore them.
+    for given, option in ((only, "--only"), (seeds is not None, "--seeds"),
+                          (dataset is not None, "--dataset"), (set_items, "--set"),
+                          (hparams is not None, "--hparams")):
+        if given:
+            raise typer.BadParameter(f"applies to the finite-data experiments only, not to {name}",
+                                     param_hint=option)
     out = out or _SECTION8_OUT
     if name != "figure13":
         section8.check_preset(out, preset_name)  # before a dry run too
@@ -283,10 +291,15 @@ def report(
         finite_experiment.report(name, out, results)
         return
     out = out or _SECTION8_OUT
-    from onlinedeep.experiments import figure11, figure12, figure13, figure14
+    from onlinedeep.experiments import figure11, figure12, figure13, figure14, section8
 
     preset_name = preset.value if preset is not None else None
     if name == "figure13":
+        if not (section8.figure13_folder(out) / "plan.json").is_file():
+            typer.echo(f"error: {out}: holds no figure13 run (no {section8.figure13_folder(out)}"
+                       f"/plan.json); run it first: onlinedeep experiment run figure13 --out "
+                       f"{out}", err=True)
+            raise typer.Exit(2)
         rep = figure13.report(out, results=results)
         typer.echo(f"{'condition':>10} {'segment':>7} {'fraction':>8} {'draws':>5} {'variance':>12}")
         for i in range(len(rep.table["segment"])):

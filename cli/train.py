@@ -51,6 +51,17 @@ def _shape(cfg) -> str:
     return "-".join(str(n) for n in [cfg.n_inputs, *[cfg.n_hidden] * cfg.layers, cfg.n_classes])
 
 
+def _time_line(seconds: float, compile_s: float, updates: int) -> str:
+    """The summary's time line; the rate leaves out this session's one-time Numba compilation,
+    which a first run on an empty cache spends before its first update."""
+    line = f"time         {seconds:,.1f} s of training in total"
+    training = seconds - compile_s
+    if compile_s >= 0.05 and training > 0:
+        return (f"{line} ({compile_s:,.1f} s of it compiling the kernels, once per machine), "
+                f"{updates / training:,.0f} updates/s")
+    return line + (f", {updates / seconds:,.0f} updates/s" if seconds > 0 else "")
+
+
 def _summary(trainer, result, run_dir: Optional[Path], png: Optional[Path], test=None) -> None:
     cfg = trainer.config
     seconds = trainer.elapsed_s
@@ -66,8 +77,7 @@ def _summary(trainer, result, run_dir: Optional[Path], png: Optional[Path], test
         f"NLL {test.nll:.4f} nats (evaluation-test.json)" if test is not None else None,
         f"cumulative   {trainer.metrics.prequential.cumulative_error:.4f} error over every "
         f"supervised example" if trainer.metrics.prequential.n_examples else None,
-        f"time         {seconds:,.1f} s of training in total"
-        + (f", {result.position / seconds:,.0f} updates/s" if seconds > 0 else ""),
+        _time_line(seconds, trainer.compile_time.seconds, result.position),
         f"snapshot     {result.snapshot}" if result.snapshot else None,
         f"plot         {png}" if png else None,
     ]
@@ -225,8 +235,8 @@ def register(app: typer.Typer) -> None:
                                f"{trainer.config.total_updates:,} updates); nothing to do, no file "
                                f"changed (to train longer: --resume {run_dir} --sup-updates COUNT)")
                     return
-                typer.echo(f"resuming {run_dir} at position {trainer.position:,} of "
-                           f"{trainer.config.total_updates:,}")
+                announce = (f"resuming {run_dir} at position {trainer.position:,} of "
+                            f"{trainer.config.total_updates:,}")
             else:
                 config = RunConfig.preset(preset or "paper", **given)
                 if config.name is None:
@@ -237,11 +247,11 @@ def register(app: typer.Typer) -> None:
                     config.validate()
                 run_dir = Path(config.out) / config.name
                 trainer = Trainer(config, run_dir=run_dir)
-                typer.echo(f"run folder {run_dir}: {config.total_updates:,} updates "
-                           f"({config.unsup_updates:,} unsupervised + {config.sup_updates:,} "
-                           f"supervised), {_shape(config)}, "
-                           f"{_pretrain_text(config)}, kernel {trainer.kernel.name} on "
-                           f"{trainer.device}")
+                announce = (f"run folder {run_dir}: {config.total_updates:,} updates "
+                            f"({config.unsup_updates:,} unsupervised + {config.sup_updates:,} "
+                            f"supervised), {_shape(config)}, "
+                            f"{_pretrain_text(config)}, kernel {trainer.kernel.name} on "
+                            f"{trainer.device}")
 
             if sink is not None:
                 trainer.metrics.sinks.append(sink)
@@ -250,7 +260,9 @@ def register(app: typer.Typer) -> None:
 
             check_space_for_runs(run_dir, [trainer.config], f"the run in {run_dir}")
             try:
-                result = trainer.run(progress=progress)
+                # announced once the folder is locked and the data checked, so that a refusal
+                # is not preceded by "resuming ..."
+                result = trainer.run(progress=progress, on_start=lambda: typer.echo(announce))
             except DiskFullError as exc:
                 if not trainer.folder.has_snapshot():
                     raise

@@ -118,6 +118,18 @@ def test_local_jobs_and_a_scheduler_are_refused_together(tmp_path):
     assert not list(tmp_path.iterdir())
 
 
+def test_reports_of_an_empty_folder_say_what_to_run(tmp_path):
+    for figure in ("figure11", "figure13", "table1"):
+        r = _run("experiment", "report", figure, "--out", tmp_path / "none")
+        _one_error_line(r, 2, str(tmp_path / "none"))
+    r = _run("experiment", "report", "figure13", "--out", tmp_path / "none")
+    assert f"run it first: onlinedeep experiment run figure13 --out {tmp_path / 'none'}" in r.output
+    r = _run("ordering-variance", "indices", "--segment", "1", "--draw", "0", "--out",
+             tmp_path / "none")
+    _one_error_line(r, 2, "no experiment plan here")
+    assert not (tmp_path / "none").exists()
+
+
 def test_unreachable_scheduler_writes_nothing(tmp_path):
     from onlinedeep.experiments import executors
     from onlinedeep.experiments.ordering_variance import OrderingPlan, run_experiment

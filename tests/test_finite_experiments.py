@@ -220,8 +220,11 @@ def test_cli_only_runs_the_matching_cells(tmp_path):
     threads = {cell: json.loads((out / cell / "s000" / "finite.json").read_text())["threads"]
                for cell in ("layers1-uniform", "layers2-uniform")}
     assert threads == {"layers1-uniform": 1, "layers2-uniform": 0}
-    r = CliRunner().invoke(app, ["experiment", "run", "figure11", "--only", "x", "--dry-run"])
-    assert r.exit_code == 2 and "finite-data experiments only" in r.output
+    for option in (["--only", "x"], ["--seeds", "3"], ["--dataset", "shapeset"],
+                   ["--set", "epochs=2"], ["--hparams", "chosen.json"]):
+        r = CliRunner().invoke(app, ["experiment", "run", "figure11", *option, "--dry-run"])
+        assert r.exit_code == 2 and "finite-data experiments only" in r.output, (option, r.output)
+        assert option[0] in r.output
     r = CliRunner().invoke(app, ["experiment", "report", "table1", "--out", str(out)])
     assert r.exit_code == 2 and "holds experiment 'figure8', not 'table1'" in r.output
     assert not (out / "reports").exists()

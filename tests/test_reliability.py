@@ -421,6 +421,26 @@ def test_a_locked_folder_names_its_holder_and_a_dead_holder_leaves_no_lock(tmp_p
         pass
 
 
+def test_a_refused_resume_is_not_announced(tmp_path, sample_mnist_dir):
+    """The "resuming ..." line comes only once the folder is locked: a refusal is the only line."""
+    r = _invoke("train", *TINY, "--mnist-dir", sample_mnist_dir, "--out", tmp_path, "--name", "r")
+    assert r.exit_code == 0, r.output
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import time; from onlinedeep.run_folder import RunFolder\n"
+        f"with RunFolder({str(tmp_path / 'r')!r}).session():\n"
+        "    print('held', flush=True); time.sleep(60)")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        r = _invoke("train", "--resume", tmp_path / "r", "--sup-updates", "3000", "--no-progress")
+    finally:
+        holder.kill()
+        holder.wait()
+    line = _one_error_line(_Result(r), "in use by another process", status=2)
+    assert "resuming" not in r.output.replace(line, ""), r.output
+    r = _invoke("train", "--resume", tmp_path / "r", "--sup-updates", "3000", "--no-progress")
+    assert r.exit_code == 0 and "resuming" in r.output, r.output
+
+
 # ------------------------------------------------------------------------------------ 7. complete
 def test_resuming_a_finished_run_changes_nothing(tmp_path, sample_mnist_dir):
     r = _invoke("train", *TINY, "--mnist-dir", sample_mnist_dir, "--out", tmp_path, "--name", "r")

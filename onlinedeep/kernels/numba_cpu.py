@@ -16,7 +16,6 @@ from __future__ import annotations
 import numba
 import numpy as np
 import torch
-from numba.typed import List
 
 from onlinedeep import threads as thread_policy
 from onlinedeep.kernels.numba_chunks import DAE as _DAE
@@ -154,8 +153,10 @@ class NumbaKernel:
             n_layers += 1
         if n_layers == 0:
             raise KeyError(f"params has no hidden layer W0 (keys: {', '.join(params)})")
-        Ws = List([_param(params, f"W{k}") for k in range(n_layers)])
-        bs = List([_param(params, f"b{k}") for k in range(n_layers)])
+        # Tuples, not numba.typed.List: a typed List built from Python compiles Numba's own
+        # list functions in every process (uncached: ~3-15 s per process here).
+        Ws = tuple(_param(params, f"W{k}") for k in range(n_layers))
+        bs = tuple(_param(params, f"b{k}") for k in range(n_layers))
         W_out, b_out = _param(params, "W_out"), _param(params, "b_out")
         n = _rows_of(x, Ws[0].shape[0])
         X = _input("x", x, (n, Ws[0].shape[0]), np.float32)

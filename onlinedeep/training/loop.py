@@ -22,7 +22,7 @@ from __future__ import annotations
 import contextlib
 import sys
 import time
-from typing import Iterable
+from typing import Callable, Iterable
 
 import numpy as np
 import torch
@@ -32,7 +32,7 @@ from onlinedeep import threads as thread_policy
 from onlinedeep.config import ConfigError, RunConfig
 from onlinedeep.metrics import RunMetrics
 from onlinedeep.phases import Phase, chunk_ranges, is_chunk_boundary, phase_at
-from onlinedeep.training import data, draws
+from onlinedeep.training import compile_time, data, draws
 from onlinedeep.training.interrupt import ChunkWorker, StopSignals, TrainingInterrupted
 from onlinedeep.training.producer import Chunk, Producer
 from onlinedeep.training.state import RunResult, RunState, resolve_device
@@ -133,6 +133,11 @@ class Trainer(RunState):
         Examples seen so far (updates done).
     train_error : dict or None
         Figure 12 blocks, stored in the snapshots (``onlinedeep.experiments.figure12``).
+    elapsed_s : float
+        Seconds of training (the loop's wall time), summed over every session of the run.
+    compile_time : onlinedeep.training.compile_time.CompileTime
+        ``compile_time.seconds``: the part of this object's runs' ``elapsed_s`` spent compiling
+        Numba functions (non-zero only where the Numba cache lacked them).
     kernel_threads : onlinedeep.threads.KernelThreads or None
         With auto threads (``threads=0``) and a kernel that runs its own, the controller that sets
         ``kernel.n_threads`` before each chunk from the measured speed and the machine's load
@@ -140,8 +145,8 @@ class Trainer(RunState):
     """
 
     # ------------------------------------------------------------------ the loop
-    def run(self, stop: int | None = None, snapshot_at: Iterable[int] = (), progress: bool = True
-            ) -> RunResult:
+    def run(self, stop: int | None = None, snapshot_at: Iterable[int] = (), progress: bool = True,
+            on_start: Callable[[], None] | None = None) -> RunResult:
         """Train from the current position up to ``stop``.
 
         Parameters
@@ -154,6 +159,10 @@ class Trainer(RunState):
             the end of pre-training (position ``unsup_updates``) is always pinned.
         progress : bool
             Show a tqdm bar (phase, updates/s, ETA, online error).
+        on_start : callable, optional
+            Called with no argument once every check has passed and the run folder is locked,
+            right before the first chunk (e.g. to announce the run: a message printed earlier
+            could be followed by a refusal). Not called when there is nothing to do.
 
         A resumed trainer already at ``stop`` whose run folder holds that snapshot (pinned at the
         end or at a pinned position) returns at once and writes nothing: resuming a finished run
@@ -202,6 +211,8 @@ class Trainer(RunState):
             torch_threads = thread_policy.decide("torch", cfg.threads)
             if torch_threads is not None:
                 torch.set_num_threads(torch_threads)
+            if on_start is not None:
+                on_start()
             return self._loop(stop, pins, progress)
 
     def _loop(self, stop: int, pins: set[int], progress: bool) -> RunResult:
@@ -216,6 +227,7 @@ class Trainer(RunState):
             # On the CPU each chunk runs in a worker thread, so a second signal stops at once
             # (CUDA kernel calls return at once anyway).
             with ChunkWorker(direct=self.device.type != "cpu") as run_chunk, \
+                    compile_time.counting(self.compile_time), \
                     StopSignals(self._interrupted_at_once, announce=True) as signals, \
                     thread_policy.torch_threads(loop_threads), \
                     Producer(fetch, ranges, maxsize=cfg.queue_size) as producer:

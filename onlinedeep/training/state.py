@@ -19,6 +19,7 @@ from onlinedeep.metrics import RunMetrics, Series
 from onlinedeep.phases import Phase, phase_at
 from onlinedeep.run_folder import RunFolder
 from onlinedeep.training import data
+from onlinedeep.training.compile_time import CompileTime
 from onlinedeep.training.interrupt import TrainingInterrupted
 
 __all__ = ["RunState", "RunResult", "resolve_device"]
@@ -113,6 +114,9 @@ class RunState:
         self._last_snapshot_at = -1  # its position
         self._provenance: dict | None = None
         self._expected_data: dict | None = None  # a snapshot's data provenance, checked at run()
+        # Numba compilation inside this object's runs (part of elapsed_s; a first run on an
+        # empty cache only)
+        self.compile_time = CompileTime()
         if snapshot is None:
             self.params = model.init_params(config.n_inputs, config.n_hidden, config.layers,
                                             config.seed, self.device, n_outputs=config.n_classes)
