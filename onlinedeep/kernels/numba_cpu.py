@@ -154,7 +154,8 @@ class NumbaKernel:
         if n_layers == 0:
             raise KeyError(f"params has no hidden layer W0 (keys: {', '.join(params)})")
         # Tuples, not numba.typed.List: a typed List built from Python compiles Numba's own
-        # list functions in every process (uncached: ~3-15 s per process here).
+        # list functions in every process (uncached: ~0.5 s of CPU per process here, 4-15 s of
+        # wall time with the cores busy).
         Ws = tuple(_param(params, f"W{k}") for k in range(n_layers))
         bs = tuple(_param(params, f"b{k}") for k in range(n_layers))
         W_out, b_out = _param(params, "W_out"), _param(params, "b_out")

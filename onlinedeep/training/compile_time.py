@@ -26,12 +26,14 @@ class CompileTime(event.Listener):
         self._since = 0.0
 
     def on_start(self, ev) -> None:
+        """A compilation starts (any thread; ``ev`` is Numba's event, unused)."""
         with self._lock:
             if self._active == 0:
                 self._since = time.perf_counter()
             self._active += 1
 
     def on_end(self, ev) -> None:
+        """A compilation ends; the time counts once no other one is still running."""
         with self._lock:
             self._active -= 1
             if self._active == 0:

@@ -15,6 +15,10 @@ PANELS = {"uniform": "without pre-training", "pretrained": "with pre-training"}
 
 
 def cells(preset: str, dataset: str) -> list[Cell]:
+    """The cells of Figures 1-2: one per depth, without and with pre-training.
+
+    ``preset``: "paper" or "smoke"; ``dataset``: "mnist" or "shapeset" (see the module
+    docstring for the protocol)."""
     return [Cell(f"layers{layers}-{init}",
                  preset_config(preset, dataset, layers=layers, init=init, snapshots="none"),
                  {"layers": layers, "init": init})
@@ -22,6 +26,8 @@ def cells(preset: str, dataset: str) -> list[Cell]:
 
 
 def draw(plan, results, path):
+    """Draw Figures 1-2 as a PNG at ``path`` from ``results`` (list of
+    ``common.JobResult``, the finished jobs) and ``plan`` (the folder's ``plan.json`` dict)."""
     groups = plots.by_labels(results, lambda r: PANELS[r.labels["init"]],
                              lambda r: str(r.labels["layers"]), lambda r: 100 * r.best["test_error"])
     plots.boxplots(groups, path, xlabel="hidden layers",

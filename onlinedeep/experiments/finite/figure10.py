@@ -15,6 +15,10 @@ TOP_UNITS = {"paper": 20, "smoke": 4}
 
 
 def cells(preset: str, dataset: str) -> list[Cell]:
+    """The cells of Figure 10: uniform and pre-trained initialisation, top hidden layer limited.
+
+    ``preset``: "paper" or "smoke"; ``dataset``: "mnist" or "shapeset" (see the module
+    docstring for the protocol)."""
     return [Cell(f"top{TOP_UNITS[preset]}-{init}",
                  preset_config(preset, dataset, layers=LAYERS, top_units=TOP_UNITS[preset],
                                init=init, snapshots="none"),
@@ -23,6 +27,8 @@ def cells(preset: str, dataset: str) -> list[Cell]:
 
 
 def draw(plan, results, path):
+    """Draw Figure 10 as a PNG at ``path`` from ``results`` (list of
+    ``common.JobResult``, the finished jobs) and ``plan`` (the folder's ``plan.json`` dict)."""
     groups = plots.by_labels(results, lambda r: "top layer limited", lambda r: r.labels["init"],
                              nll_path)
     plots.trajectories(groups, path,

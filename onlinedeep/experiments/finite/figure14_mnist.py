@@ -12,6 +12,10 @@ LAYERS = 3
 
 
 def cells(preset: str, dataset: str) -> list[Cell]:
+    """The cells of Figure 14 left: one per k = 0..3 pre-trained bottom layers of 3.
+
+    ``preset``: "paper" or "smoke"; ``dataset``: "mnist" or "shapeset" (see the module
+    docstring for the protocol)."""
     return [Cell(f"rbm-k{k}", preset_config(preset, dataset, layers=LAYERS, pretrain="rbm",
                                             pretrain_layers=k,
                                             init="pretrained" if k else "uniform"),
@@ -20,6 +24,8 @@ def cells(preset: str, dataset: str) -> list[Cell]:
 
 
 def draw(plan, results, path):
+    """Draw Figure 14 left as a PNG at ``path`` from ``results`` (list of
+    ``common.JobResult``, the finished jobs) and ``plan`` (the folder's ``plan.json`` dict)."""
     groups = plots.by_labels(results, lambda r: "3 hidden layers", lambda r: r.labels["init"],
                              nll_path)
     plots.trajectories(groups, path, title=f"Figure 14 left ({plan['dataset']}): RBM pre-training "

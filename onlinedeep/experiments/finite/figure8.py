@@ -13,6 +13,10 @@ DEPTHS = (1, 2, 3)
 
 
 def cells(preset: str, dataset: str) -> list[Cell]:
+    """The cells of Figure 8: uniform and pre-trained initialisation for each depth.
+
+    ``preset``: "paper" or "smoke"; ``dataset``: "mnist" or "shapeset" (see the module
+    docstring for the protocol)."""
     return [Cell(f"layers{layers}-{init}", preset_config(preset, dataset, layers=layers, init=init),
                  {"layers": layers, "init": init})
             for layers in DEPTHS for init in ("uniform", "pretrained")]
@@ -27,6 +31,8 @@ def nll_path(result):
 
 
 def draw(plan, results, path):
+    """Draw Figure 8 as a PNG at ``path`` from ``results`` (list of
+    ``common.JobResult``, the finished jobs) and ``plan`` (the folder's ``plan.json`` dict)."""
     groups = plots.by_labels(results, lambda r: f"{r.labels['layers']} hidden layer(s)",
                              lambda r: r.labels["init"], nll_path)
     plots.trajectories(groups, path, title=f"Figure 8 ({plan['dataset']}): NLL trajectories by epoch")

@@ -13,6 +13,10 @@ MODES = ("uniform", "dae", "rbm")
 
 
 def cells(preset: str, dataset: str) -> list[Cell]:
+    """The cells of Figure 9: one per layer size, depth and pre-training (none, DAE, RBM).
+
+    ``preset``: "paper" or "smoke"; ``dataset``: "mnist" or "shapeset" (see the module
+    docstring for the protocol)."""
     out = []
     for layers in DEPTHS[preset]:
         for units in SIZES[preset]:
@@ -27,6 +31,8 @@ def cells(preset: str, dataset: str) -> list[Cell]:
 
 
 def draw(plan, results, path):
+    """Draw Figure 9 as a PNG at ``path`` from ``results`` (list of
+    ``common.JobResult``, the finished jobs) and ``plan`` (the folder's ``plan.json`` dict)."""
     groups = plots.by_labels(results, lambda r: f"{r.labels['layers']} hidden layer(s)",
                              lambda r: r.labels["init"],
                              lambda r: (r.labels["units"], 100 * r.best["test_error"]))

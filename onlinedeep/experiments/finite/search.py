@@ -108,6 +108,8 @@ def extra(plan: dict, results: list, folder: Path) -> dict[str, Path]:
 
 
 def draw(plan, results, path):
+    """Draw the search as a PNG at ``path`` from ``results`` (list of
+    ``common.JobResult``, the finished jobs) and ``plan`` (the folder's ``plan.json`` dict)."""
     series = {}
     for init in ("uniform", "pretrained"):
         keys = [k for k, c in plan["cells"].items() if c["labels"]["init"] == init]

@@ -17,6 +17,11 @@ INITS = ("uniform", "histogram", "pretrained")
 
 
 def cells(preset: str, dataset: str) -> list[Cell]:
+    """The cells of Table 1: uniform, histogram and pre-trained initialisation for 1 and 2
+    hidden layers; a histogram cell runs after the pre-trained cell of its seed.
+
+    ``preset``: "paper" or "smoke"; ``dataset``: "mnist" or "shapeset" (see the module
+    docstring for the protocol)."""
     out = []
     for layers in LAYERS:
         pre = f"layers{layers}-pretrained"
@@ -32,6 +37,8 @@ def cells(preset: str, dataset: str) -> list[Cell]:
 
 
 def draw(plan, results, path):
+    """Draw Table 1 as a PNG at ``path`` from ``results`` (list of
+    ``common.JobResult``, the finished jobs) and ``plan`` (the folder's ``plan.json`` dict)."""
     groups = plots.by_labels(results, lambda r: "Table 1", lambda r: r.labels["init"],
                              lambda r: (r.labels["layers"], 100 * r.best["test_error"]))
     series = {}
