@@ -57,8 +57,8 @@ def _time_line(seconds: float, compile_s: float, updates: int) -> str:
     line = f"time         {seconds:,.1f} s of training in total"
     training = seconds - compile_s
     if compile_s >= 0.05 and training > 0:
-        return (f"{line} ({compile_s:,.1f} s of it compiling the kernels, once per machine), "
-                f"{updates / training:,.0f} updates/s")
+        return (f"{line} ({compile_s:,.1f} s of it compiling the kernels, cached for later "
+                f"runs), {updates / training:,.0f} updates/s")
     return line + (f", {updates / seconds:,.0f} updates/s" if seconds > 0 else "")
 
 
@@ -262,7 +262,16 @@ def register(app: typer.Typer) -> None:
             try:
                 # announced once the folder is locked and the data checked, so that a refusal
                 # is not preceded by "resuming ..."
-                result = trainer.run(progress=progress, on_start=lambda: typer.echo(announce))
+                announced = False
+
+                def announce_once() -> None:
+                    nonlocal announced
+                    if not announced:
+                        typer.echo(announce)
+                        announced = True
+
+                result = trainer.run(progress=progress, on_start=announce_once)
+                announce_once()  # nothing was left to train: the post-steps below still run
             except DiskFullError as exc:
                 if not trainer.folder.has_snapshot():
                     raise

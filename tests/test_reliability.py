@@ -439,6 +439,11 @@ def test_a_refused_resume_is_not_announced(tmp_path, sample_mnist_dir):
     assert "resuming" not in r.output.replace(line, ""), r.output
     r = _invoke("train", "--resume", tmp_path / "r", "--sup-updates", "3000", "--no-progress")
     assert r.exit_code == 0 and "resuming" in r.output, r.output
+    # nothing left to train but a post-step (the plot): announced too
+    (tmp_path / "r" / "online_error.png").unlink()
+    r = _invoke("train", "--resume", tmp_path / "r", "--no-progress")
+    assert r.exit_code == 0 and "resuming" in r.output, r.output
+    assert (tmp_path / "r" / "online_error.png").is_file()
 
 
 # ------------------------------------------------------------------------------------ 7. complete

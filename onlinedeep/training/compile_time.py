@@ -35,6 +35,8 @@ class CompileTime(event.Listener):
     def on_end(self, ev) -> None:
         """A compilation ends; the time counts once no other one is still running."""
         with self._lock:
+            if self._active == 0:  # installed while a compilation was under way: not ours
+                return
             self._active -= 1
             if self._active == 0:
                 self.seconds += time.perf_counter() - self._since
