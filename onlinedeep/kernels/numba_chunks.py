@@ -46,7 +46,9 @@ auto-encoder) and 5.3 (supervised fine-tuning, L1/L2 penalties).
 
 from __future__ import annotations
 
+import hashlib
 import types
+from pathlib import Path
 
 import numpy as np
 from numba import njit, prange
@@ -345,9 +347,30 @@ def _rbm_impl(W, b, c, X, u_hidden, u_visible, has_uv, lr, cd_k, n_threads, cost
                 c[j] += lr * (v0[j] - v[j])
 
 
+def sources_digest() -> str:
+    """A digest (12 hex digits) of every ``.py`` file of ``onlinedeep.kernels``.
+
+    The drivers compile in functions and constants of several files (numba_sweeps, numba_rows,
+    numba_math, weight_decay), but Numba's on-disk cache checks only the file of the function it
+    caches: after a change to a callee's file alone it would load the old machine code (measured:
+    a cached caller kept the old callee). The digest in each driver's name gives every version of
+    the sources its own cache entry; the callees are not cached on their own (a cached callee
+    would embed its own callees' old code the same way).
+    """
+    h = hashlib.sha1()
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        h.update(path.name.encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()[:12]
+
+
+_SOURCES = sources_digest()
+
+
 def _compile(fn, parallel: bool):
-    """Compile ``fn`` serial or parallel under its own name (own on-disk cache entry)."""
-    name = f"{fn.__name__}_{'parallel' if parallel else 'serial'}"
+    """Compile ``fn`` serial or parallel under its own name (own on-disk cache entry, one per
+    version of the kernel sources)."""
+    name = f"{fn.__name__}_{'parallel' if parallel else 'serial'}_{_SOURCES}"
     copy = types.FunctionType(fn.__code__, fn.__globals__, name, fn.__defaults__, fn.__closure__)
     copy.__qualname__ = name
     copy.__module__ = fn.__module__

@@ -19,7 +19,11 @@ Accuracy (float32, tested in ``tests/test_numba_math.py`` against float64 NumPy)
 Source of the method: the range reduction and ``2**n`` construction of Cephes' ``expf``
 (S. L. Moshier, *Methods and Programs for Mathematical Functions*, 1989), with Taylor coefficients
 instead of a minimax fit.
-"""
+
+Not cached on disk on their own: they are compiled into the drivers of
+:mod:`onlinedeep.kernels.numba_chunks`, whose cache entries carry a digest of all the kernel
+sources. (Numba's cache checks only a function's own file, so a cached caller here would keep
+the machine code of an older version of a callee in another file.)"""
 
 from __future__ import annotations
 
@@ -49,7 +53,7 @@ def _bits_as_f32(typingctx, bits):
     return sig, codegen
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(nogil=True, error_model="numpy")
 def exp32(x):
     """e**x for a float32 x, clamped to [-87, 88]; relative error < 3e-7 (module docstring)."""
     x = min(max(x, _X_MIN), _X_MAX)
@@ -67,7 +71,7 @@ def exp32(x):
     return p * scale
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(nogil=True, error_model="numpy")
 def sigmoid32(z):
     """1/(1 + e**-z) for a float32 z; relative error < 5e-7, exact limits 0 < σ <= 1."""
     e = exp32(-abs(z))
@@ -75,7 +79,7 @@ def sigmoid32(z):
     return q if z >= 0 else e * q
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(nogil=True, error_model="numpy")
 def softplus32(z):
     """log(1 + e**z) for a float32 z, stable for large |z|; absolute error < 3e-7."""
     e = exp32(-abs(z))

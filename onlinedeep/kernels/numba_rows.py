@@ -1,6 +1,11 @@
 """Row primitives of the Numba kernel (:mod:`onlinedeep.kernels.numba_cpu`): dot products, row
 updates, the vectorisable sigmoid and soft-plus, partial-sum helpers. Each loops over a whole row
-view from 0 so LLVM vectorises it."""
+view from 0 so LLVM vectorises it.
+
+Not cached on disk on their own: they are compiled into the drivers of
+:mod:`onlinedeep.kernels.numba_chunks`, whose cache entries carry a digest of all the kernel
+sources. (Numba's cache checks only a function's own file, so a cached caller here would keep
+the machine code of an older version of a callee in another file.)"""
 from __future__ import annotations
 
 import numpy as np
@@ -14,7 +19,7 @@ _F32 = np.float32
 # Row primitives. Each loops over a whole row view from 0 so LLVM vectorises it (a loop over
 # range(j0, j1) of a 2-D array did not vectorise in our measurements).
 
-@njit(cache=True, nogil=True, fastmath={"reassoc"})
+@njit(nogil=True, fastmath={"reassoc"})
 def _dot(a, b):
     """Σ a·b in float32; ``reassoc`` lets the reduction vectorise (order of the sum only)."""
     s = _F32(0.0)
@@ -23,14 +28,14 @@ def _dot(a, b):
     return s
 
 
-@njit(cache=True, nogil=True)
+@njit(nogil=True)
 def _axpy(y, a, x):
     """y += a·x (in place)."""
     for c in range(y.shape[0]):
         y[c] += a * x[c]
 
 
-@njit(cache=True, nogil=True)
+@njit(nogil=True)
 def _axpy4(y, a0, x0, a1, x1, a2, x2, a3, x3):
     """y += a0·x0 + a1·x1 + a2·x2 + a3·x3: one load/store of y per four rows (the store of the
     accumulator, not the weight stream, limited a one-row axpy sweep here)."""
@@ -38,7 +43,7 @@ def _axpy4(y, a0, x0, a1, x1, a2, x2, a3, x3):
         y[c] += a0 * x0[c] + a1 * x1[c] + a2 * x2[c] + a3 * x3[c]
 
 
-@njit(cache=True, nogil=True)
+@njit(nogil=True)
 def _push(part, W, j, a, idx, coef, cnt):
     """Queue part += a·W[j]; every fourth queued row flushes the group with _axpy4. Returns cnt."""
     idx[cnt] = j
@@ -51,13 +56,13 @@ def _push(part, W, j, a, idx, coef, cnt):
     return cnt
 
 
-@njit(cache=True, nogil=True)
+@njit(nogil=True)
 def _flush(part, W, idx, coef, cnt):
     for q in range(cnt):
         _axpy(part, coef[q], W[idx[q]])
 
 
-@njit(cache=True, nogil=True, fastmath={"reassoc"})
+@njit(nogil=True, fastmath={"reassoc"})
 def _dot_sgd(row, d, lr, s):
     """Σ row·d at the pre-update row, and row -= lr·s·d, in one pass (plain SGD, no penalty).
 
@@ -72,7 +77,7 @@ def _dot_sgd(row, d, lr, s):
     return acc
 
 
-@njit(cache=True, nogil=True, fastmath={"reassoc"})
+@njit(nogil=True, fastmath={"reassoc"})
 def _dot4(r0, r1, r2, r3, h, c, out, j):
     """out[j+q] = r_q·h + c[j+q] for q = 0..3: four dot products in one pass (h read once)."""
     a0 = _F32(0.0)
@@ -91,7 +96,7 @@ def _dot4(r0, r1, r2, r3, h, c, out, j):
     out[j + 3] = a3 + c[j + 3]
 
 
-@njit(cache=True, nogil=True)
+@njit(nogil=True)
 def _sgd4_axpy(part, r0, r1, r2, r3, lr, s0, s1, s2, s3, d, a0, a1, a2, a3):
     """SGD step of four rows (r_q -= lr·s_q·d) and part += Σ a_q·r_q at the updated rows, in one
     pass: each row is read and written once, the forward sum reads the new values from registers."""
@@ -108,7 +113,7 @@ def _sgd4_axpy(part, r0, r1, r2, r3, lr, s0, s1, s2, s3, d, a0, a1, a2, a3):
         part[c] += a0 * w0 + a1 * w1 + a2 * w2 + a3 * w3
 
 
-@njit(cache=True, nogil=True)
+@njit(nogil=True)
 def _rank2x4_axpy(part, r0, r1, r2, r3, lr, s0, s1, s2, s3, d, t0, t1, t2, t3, e,
                   a0, a1, a2, a3):
     """r_q -= lr·(s_q·d + t_q·e) for four rows and part += Σ a_q·r_q at the updated rows, one pass.
@@ -128,19 +133,19 @@ def _rank2x4_axpy(part, r0, r1, r2, r3, lr, s0, s1, s2, s3, d, t0, t1, t2, t3, e
         part[c] += a0 * w0 + a1 * w1 + a2 * w2 + a3 * w3
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(nogil=True, error_model="numpy")
 def _sigmoid(z):
     """σ(z) (vectorisable polynomial form, :mod:`onlinedeep.kernels.numba_math`)."""
     return sigmoid32(z)
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(nogil=True, error_model="numpy")
 def _softplus(z):
     """log(1 + e^z), stable for large |z| (:mod:`onlinedeep.kernels.numba_math`)."""
     return softplus32(z)
 
 
-@njit(cache=True, nogil=True)
+@njit(nogil=True)
 def _sgd_row(row, lr, s, d, l1, l2):
     """Supervised SGD on one weight row: row -= lr·(s·d + l1·sign(row) + 2·l2·row)."""
     if l1 == 0 and l2 == 0:
@@ -154,7 +159,7 @@ def _sgd_row(row, lr, s, d, l1, l2):
             row[c] = w - lr * (s * d[c] + l1 * sign + two_l2 * w)
 
 
-@njit(cache=True, nogil=True)
+@njit(nogil=True)
 def _rank2_row(row, lr, s, d, t, e):
     """row -= lr·(s·d + t·e): the tied-weight DAE (and RBM) update of one row. A zero s or t
     drops its term (same value: 0·d + t·e = t·e), halving the arithmetic of most rows."""
@@ -169,7 +174,7 @@ def _rank2_row(row, lr, s, d, t, e):
             row[c] -= lr * (s * d[c] + t * e[c])
 
 
-@njit(cache=True, nogil=True)
+@njit(nogil=True)
 def _active_rows(xa, use_a, xb, use_b, dense, rows):
     """Fill ``rows`` with the rows a first-layer sweep must visit; return their count.
 
@@ -184,7 +189,7 @@ def _active_rows(xa, use_a, xb, use_b, dense, rows):
     return m
 
 
-@njit(cache=True, nogil=True)
+@njit(nogil=True)
 def _sum_partials(out, bias, partial, n_parts, width):
     """out = (Σ_{b=0..n_parts-1} partial[b]) + bias, summed in that order (bias last, as x·W + b)."""
     for c in range(width):
@@ -194,21 +199,21 @@ def _sum_partials(out, bias, partial, n_parts, width):
         out[c] = s + bias[c]
 
 
-@njit(cache=True, nogil=True)
+@njit(nogil=True)
 def _scale_add(out, scale, bias):
     """out = out·scale + bias (a forward sum of ``V`` brought to ``W = scale·V``, then the bias)."""
     for c in range(out.shape[0]):
         out[c] = out[c] * scale + bias[c]
 
 
-@njit(cache=True, nogil=True)
+@njit(nogil=True)
 def _scale(out, scale):
     """out *= scale (a backward sum of ``V`` brought to ``W = scale·V``)."""
     for c in range(out.shape[0]):
         out[c] *= scale
 
 
-@njit(cache=True, nogil=True, fastmath={"reassoc"})
+@njit(nogil=True, fastmath={"reassoc"})
 def _rank2_dot(row, lr, s, d, t, e, h):
     """row -= lr·(s·d + t·e), then return Σ row·h at the updated row, in one pass."""
     acc = _F32(0.0)
@@ -219,7 +224,7 @@ def _rank2_dot(row, lr, s, d, t, e, h):
     return acc
 
 
-@njit(cache=True, nogil=True, fastmath={"reassoc"})
+@njit(nogil=True, fastmath={"reassoc"})
 def _rank2x4_dot(r0, r1, r2, r3, lr, s0, s1, s2, s3, d, t0, t1, t2, t3, e, h):
     """_rank2_dot of four rows in one pass (d, e and h read once); returns the four sums."""
     a0 = _F32(0.0)

@@ -1,6 +1,11 @@
 """Row-block sweeps of the Numba kernel (:mod:`onlinedeep.kernels.numba_cpu`): the forward,
 backward, DAE and RBM passes over one fixed block of rows, so that the weights do not depend on
-the thread count."""
+the thread count.
+
+Not cached on disk on their own: they are compiled into the drivers of
+:mod:`onlinedeep.kernels.numba_chunks`, whose cache entries carry a digest of all the kernel
+sources. (Numba's cache checks only a function's own file, so a cached caller here would keep
+the machine code of an older version of a callee in another file.)"""
 from __future__ import annotations
 
 import numpy as np
@@ -24,19 +29,19 @@ N_BLOCKS = 4
 """Fixed number of row blocks per sweep (and the most threads a sweep can use)."""
 
 
-@njit(cache=True, nogil=True)
+@njit(nogil=True)
 def _block(count, b, n_parts):
     """Rows [lo, hi) of part b of n_parts of a sweep over ``count`` rows."""
     return count * b // n_parts, count * (b + 1) // n_parts
 
 
-@njit(cache=True, nogil=True)
+@njit(nogil=True)
 def _blocks_of(t, T):
     """The fixed row blocks [b0, b1) that thread t of T runs."""
     return N_BLOCKS * t // T, N_BLOCKS * (t + 1) // T
 
 
-@njit(cache=True, nogil=True)
+@njit(nogil=True)
 def _forward_sparse_block(W, rows, m, x, P, w, t, T):
     """P[b, :w] = Σ_{rows j of block b} x_j W_j for the blocks of thread t (rows lists the
     candidate rows; zero inputs are skipped)."""
@@ -56,7 +61,7 @@ def _forward_sparse_block(W, rows, m, x, P, w, t, T):
         _flush(part, W, idx, coef, cnt)
 
 
-@njit(cache=True, nogil=True)
+@njit(nogil=True)
 def _forward_dense_block(W, h_in, P, w, t, T):
     """P[b, :w] = Σ_{rows j of block b} h_j W_j for the blocks of thread t."""
     b0, b1 = _blocks_of(t, T)
@@ -74,7 +79,7 @@ def _forward_dense_block(W, h_in, P, w, t, T):
             j += 1
 
 
-@njit(cache=True, nogil=True)
+@njit(nogil=True)
 def _backward_sgd_block(W, h_in, delta, delta_in, lr, l1, l2, t, T):
     """δ_in_j = (W_j·δ) h_j (1-h_j) at the pre-update row, then the row's SGD step.
 
@@ -97,14 +102,14 @@ def _backward_sgd_block(W, h_in, delta, delta_in, lr, l1, l2, t, T):
 # (a 10-wide row loop cost ~12 µs per update over 2,000 rows), a row of n_top weights is not. The
 # chunk driver copies W_out into WoT (n_out, n_top) at its start and back at its end.
 
-@njit(cache=True, nogil=True)
+@njit(nogil=True)
 def _out_forward_t(WT, h, b, o):
     """o = h W + b, for W given transposed as WT (n_out, n)."""
     for c in range(WT.shape[0]):
         o[c] = _dot(WT[c], h) + b[c]
 
 
-@njit(cache=True, nogil=True)
+@njit(nogil=True)
 def _out_backward_t(WT, h, d, delta_in, lr, l1, l2):
     """δ_in_j = (Σ_c W_jc δ_c) h_j (1-h_j) at the pre-update weights (summed over c = 0, 1, ... in
     order), then the SGD step of every weight, for W given transposed as WT (n_out, n)."""
@@ -132,7 +137,7 @@ def _out_backward_t(WT, h, d, delta_in, lr, l1, l2):
         delta_in[j] *= hj * (_F32(1.0) - hj)
 
 
-@njit(cache=True, nogil=True)
+@njit(nogil=True)
 def _first_layer_block(W, rows, m, x, delta, lr, l1, l2, dense, x_next, has_next, P, w, t, T):
     """SGD step of example i on its rows of W0 (every listed row if ``dense``, else the rows of
     non-zero inputs), then example i+1's forward over the same rows (into P[b, :w] for the blocks
@@ -173,7 +178,7 @@ def _first_layer_block(W, rows, m, x, delta, lr, l1, l2, dense, x_next, has_next
         _flush(part, W, idx, coef, cnt)
 
 
-@njit(cache=True, nogil=True)
+@njit(nogil=True)
 def _rank2_block(W, lr, s, d, u, e, x_next, has_next, P, t, T, only_next=False):
     """W_j -= lr·(s_j d + u_j e) on every row, then the next example's forward over the rows.
 
@@ -208,7 +213,7 @@ def _rank2_block(W, lr, s, d, u, e, x_next, has_next, P, t, T, only_next=False):
         _flush(part, W, idx, coef, cnt)
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(nogil=True, error_model="numpy")
 def _visible_unit(z, x, uv, q, mode):
     """What the decoder (DAE) or Gibbs (RBM) sweep feeds back for visible unit q with
     pre-activation z: σ(z) - x_q (mode 0, the DAE's δ_x̂), σ(z) (1, an RBM's mean-field
@@ -221,7 +226,7 @@ def _visible_unit(z, x, uv, q, mode):
     return _F32(1.0) if uv[q] < p else _F32(0.0)
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(nogil=True, error_model="numpy")
 def _update_sweep_block(W, lr, s, d, u, e, x_next, h, c, g, x, uv, mode, zero, terms, out, P,
                         t, T):
     """The rest of example i's update fused with example i+1's decoder (DAE) or Gibbs (RBM)
@@ -281,7 +286,7 @@ def _update_sweep_block(W, lr, s, d, u, e, x_next, h, c, g, x, uv, mode, zero, t
             j += 1
 
 
-@njit(cache=True, nogil=True)
+@njit(nogil=True)
 def _corrupt_c(x, keep, values, has_values, out):
     """x̃ = where(keep, x, values) (values = 0 for masking noise)."""
     for j in range(x.shape[0]):
@@ -293,13 +298,13 @@ def _corrupt_c(x, keep, values, has_values, out):
             out[j] = 0
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(nogil=True, error_model="numpy")
 def _sigmoid_(a):
     for c in range(a.shape[0]):
         a[c] = _sigmoid(a[c])
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(nogil=True, error_model="numpy")
 def _ce_sum(z, x):
     """Σ_j softplus(z_j) - x_j z_j: the terms vectorised, then summed in order j = 0, 1, ..."""
     for j in range(z.shape[0]):
@@ -310,7 +315,7 @@ def _ce_sum(z, x):
     return s
 
 
-@njit(cache=True, nogil=True)
+@njit(nogil=True)
 def _rescale_block(W, scale, t, T):
     """Rows of part t of T: W_j ← float32(float64(W_j)·scale), elementwise (same bits, any T)."""
     j0, j1 = _block(W.shape[0], t, T)
