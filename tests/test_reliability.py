@@ -6,6 +6,7 @@ README's "Reliability" section lists which test shows which promise.
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import re
@@ -401,22 +402,29 @@ def test_two_trains_on_one_folder_one_runs_the_other_gets_one_error(tmp_path, sa
         assert snapshot.load(path).config.seed == seed  # nothing of the other run
 
 
+@contextlib.contextmanager
+def _held(folder: Path):
+    """Another process holding the run folder's lock for the block; killed (-9) at its end."""
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import time; from onlinedeep.run_folder import RunFolder\n"
+        f"with RunFolder({str(folder)!r}).session():\n"
+        "    print('held', flush=True); time.sleep(60)")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        yield holder
+    finally:
+        holder.kill()  # kill -9: the kernel releases its flock
+        holder.wait()
+
+
 def test_a_locked_folder_names_its_holder_and_a_dead_holder_leaves_no_lock(tmp_path):
     from onlinedeep.run_folder import RunDirError, RunFolder
 
     folder = RunFolder(tmp_path / "run")
-    holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time; from onlinedeep.run_folder import RunFolder\n"
-        f"with RunFolder({str(folder.path)!r}).session():\n"
-        "    print('held', flush=True); time.sleep(60)")], stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "held"
+    with _held(folder.path) as holder:
         with pytest.raises(RunDirError, match=rf"in use by another process \(pid {holder.pid} "):
             with folder.session():
                 pass
-    finally:
-        holder.kill()  # kill -9: the kernel releases its flock
-        holder.wait()
     with folder.session():
         pass
 
@@ -425,16 +433,8 @@ def test_a_refused_resume_is_not_announced(tmp_path, sample_mnist_dir):
     """The "resuming ..." line comes only once the folder is locked: a refusal is the only line."""
     r = _invoke("train", *TINY, "--mnist-dir", sample_mnist_dir, "--out", tmp_path, "--name", "r")
     assert r.exit_code == 0, r.output
-    holder = subprocess.Popen([sys.executable, "-c", (
-        "import time; from onlinedeep.run_folder import RunFolder\n"
-        f"with RunFolder({str(tmp_path / 'r')!r}).session():\n"
-        "    print('held', flush=True); time.sleep(60)")], stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "held"
+    with _held(tmp_path / "r"):
         r = _invoke("train", "--resume", tmp_path / "r", "--sup-updates", "3000", "--no-progress")
-    finally:
-        holder.kill()
-        holder.wait()
     line = _one_error_line(_Result(r), "in use by another process", status=2)
     assert "resuming" not in r.output.replace(line, ""), r.output
     r = _invoke("train", "--resume", tmp_path / "r", "--sup-updates", "3000", "--no-progress")
