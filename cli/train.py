@@ -52,7 +52,7 @@ def _shape(cfg) -> str:
 
 
 def _time_line(seconds: float, compile_s: float, updates: int) -> str:
-    """The summary's time line; the rate leaves out this session's one-time Numba compilation,
+    """The summary's time line; the rate leaves out this process's one-time Numba compilation,
     which a first run on an empty cache spends before its first update."""
     line = f"time         {seconds:,.1f} s of training in total"
     training = seconds - compile_s
