@@ -239,6 +239,10 @@ def run(
 
     # without --threads a local job's kernel chooses 1..job_threads between chunks (issue 11)
     adaptive = scheduler is None and threads is None
+    from onlinedeep.run_folder import JobFolder
+
+    # refuse before saying what would run
+    JobFolder(section8.figure13_folder(out) if name == "figure13" else out).check_free()
     typer.echo(f"{name}: {len(rows) - unfinished} of {len(rows)} jobs already finished"
                + (f"; {jobs} local job(s) x {'up to ' if adaptive else ''}{job_threads} "
                   f"thread(s)" if scheduler is None else ""))

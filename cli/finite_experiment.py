@@ -85,6 +85,10 @@ def run(name: str, out: Optional[Path], *, seeds: int, dataset: str, jobs: Optio
     updates = sum(FiniteConfig.from_dict(s.args[0]).engine_config().total_updates for s in specs)
     chosen = (f" (--only: {len({s.key.split('/')[0] for s in specs})} of {len(cells)} cells)"
               if only else "")
+    if not dry_run:  # refuse before saying what would run
+        from onlinedeep.run_folder import JobFolder
+
+        JobFolder(out).check_free()
     typer.echo(f"{name} ({dataset}, preset {preset}): {len(cells)} cell(s) x {seeds} seed(s)"
                f"{chosen} = {len(specs)} jobs, {len(specs) - unfinished} already finished; "
                f"{updates:,} updates in all" + (f"; {jobs} local job(s) x {job_threads} thread(s)"

@@ -147,6 +147,10 @@ def run(
     plan = make_plan(preset, pretrain, segments, draws, test_count, layers, units, unsup_updates,
                      sup_updates, lr, unsup_lr, corruption, seed, snapshot_every, device, kernel,
                      mnist_dir)
+    if not dry_run:  # refuse before saying what would run
+        from onlinedeep.run_folder import JobFolder
+
+        JobFolder(out).check_free()
     typer.echo(_describe(plan))
     from onlinedeep.experiments.ordering_variance import check_plan, pending_jobs
 

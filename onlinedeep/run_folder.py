@@ -112,6 +112,29 @@ def _holder(fd: int) -> str:
     return f" ({text})" if text else ""
 
 
+def _take(fd: int, path: Path, what: str) -> None:
+    """Take the exclusive ``flock`` on ``fd`` (the open lock file ``path``) or raise RunDirError."""
+    import fcntl
+
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise RunDirError(f"{path.parent}: {what} is in use by another process{_holder(fd)}, "
+                          f"which holds {path.name}; wait for it to finish or stop it") from None
+
+
+def _check_free(path: Path, what: str) -> None:
+    """Raise RunDirError if another process holds the ``flock`` on ``path``; create nothing."""
+    try:
+        fd = os.open(path, os.O_RDWR | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        return
+    try:
+        _take(fd, path, what)
+    finally:
+        os.close(fd)  # closing releases the lock just taken
+
+
 @contextlib.contextmanager
 def _flock(path: Path, what: str) -> Iterator[None]:
     """Hold an exclusive ``flock`` on ``path`` (created) for the block, or fail at once.
@@ -120,17 +143,11 @@ def _flock(path: Path, what: str) -> Iterator[None]:
     included), so a lock is never left stuck. The holder writes its pid, host and start time into
     the file, for the error message of the process that finds it locked.
     """
-    import fcntl
     import socket
 
     fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise RunDirError(f"{path.parent}: {what} is in use by another process{_holder(fd)}, "
-                              f"which holds {path.name}; wait for it to finish or stop it"
-                              ) from None
+        _take(fd, path, what)
         with contextlib.suppress(OSError):  # the lock holds even if this note cannot be written
             note = (f"pid {os.getpid()} on {socket.gethostname()} since "
                     f"{_dt.datetime.now().isoformat(timespec='seconds')}")
@@ -387,3 +404,16 @@ class JobFolder:
         make_folder(self.path, "the experiment folder")
         with _flock(self.path / EXPERIMENT_LOCK, "the experiment folder"):
             yield self
+
+    def check_free(self) -> None:
+        """Fail now, as :meth:`session` would, if another process runs the experiment here.
+
+        Creates nothing; lets a command refuse before it prints what it is about to do (the
+        lock is taken for good by :meth:`session`).
+
+        Raises
+        ------
+        RunDirError
+            If another process holds the experiment's lock.
+        """
+        _check_free(self.path / EXPERIMENT_LOCK, "the experiment folder")

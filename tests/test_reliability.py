@@ -446,6 +446,24 @@ def test_a_refused_resume_is_not_announced(tmp_path, sample_mnist_dir):
     assert (tmp_path / "r" / "online_error.png").is_file()
 
 
+@pytest.mark.parametrize("command, folder", [
+    (["experiment", "run", "figure11", "--preset", "smoke"], "."),
+    (["experiment", "run", "figure13", "--preset", "smoke"], "figure13"),
+    (["ordering-variance", "run", "--preset", "smoke"], "."),
+    (["experiment", "run", "table1", "--preset", "smoke", "--seeds", "1"], "."),
+])
+def test_a_refused_experiment_run_says_nothing_else(tmp_path, command, folder):
+    """With another process running the experiment, the refusal is the only line: no "N of M jobs
+    already finished" first, as if this run were starting."""
+    from onlinedeep.run_folder import JobFolder
+
+    out = tmp_path / "exp"
+    with JobFolder(out / folder).session():
+        r = _invoke(*command, "--out", out)
+    line = _one_error_line(_Result(r), "experiment folder is in use by another process", status=2)
+    assert r.output.strip() == line, r.output
+
+
 # ------------------------------------------------------------------------------------ 7. complete
 def test_resuming_a_finished_run_changes_nothing(tmp_path, sample_mnist_dir):
     r = _invoke("train", *TINY, "--mnist-dir", sample_mnist_dir, "--out", tmp_path, "--name", "r")

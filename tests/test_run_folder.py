@@ -29,6 +29,18 @@ def test_a_second_process_cannot_work_in_a_locked_folder(tmp_path):
                 pass
 
 
+def test_check_free_refuses_a_held_folder_and_creates_nothing(tmp_path):
+    experiment = JobFolder(tmp_path / "ov")
+    experiment.check_free()  # no folder yet: nothing to refuse, nothing created
+    assert not experiment.path.exists()
+    with experiment.session():
+        with pytest.raises(RunDirError, match="experiment folder is in use"):
+            JobFolder(tmp_path / "ov").check_free()
+    JobFolder(tmp_path / "ov").check_free()  # released
+    with experiment.session():  # and check_free left no lock behind
+        pass
+
+
 def test_a_failed_start_removes_what_it_wrote(tmp_path):
     run = RunFolder(tmp_path / "new" / "run")
 
