@@ -9,8 +9,6 @@ This module only parses options and prints.
 """
 from __future__ import annotations
 
-import shlex
-import sys
 from enum import Enum
 from pathlib import Path
 from typing import Optional
@@ -252,7 +250,7 @@ def run(
         configs = [r[4] for r in rows if not r[6]]
         check_data(configs)
         check_space_for_runs(out, configs, f"{unfinished} unfinished job(s) of {name} in {out}")
-    from onlinedeep_cli.preflight import StopOnCtrlC, job_bar
+    from onlinedeep_cli.preflight import StopOnCtrlC, exit_interrupted, job_bar
 
     bar, on_outcome = job_bar(unfinished, name)
 
@@ -263,11 +261,7 @@ def run(
     except KeyboardInterrupt:
         bar.close()
         left = sum(1 for r in _jobs_of(name, out, preset_name) if not r[6])
-        typer.secho(f"interrupted: {len(rows) - left} of {len(rows)} jobs finished "
-                    f"({unfinished - left} in this run); the {left} others resume from their last "
-                    f"snapshot; continue with the same command: onlinedeep "
-                    f"{shlex.join(sys.argv[1:])}", err=True, fg=typer.colors.YELLOW)
-        raise typer.Exit(130) from None
+        exit_interrupted(len(rows), left, now=unfinished - left)
     finally:
         bar.close()
     from onlinedeep_cli.preflight import report_outcomes

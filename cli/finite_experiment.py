@@ -6,8 +6,6 @@ processes or a Dask cluster; this module only parses options and prints.
 """
 from __future__ import annotations
 
-import shlex
-import sys
 from pathlib import Path
 from typing import Optional
 
@@ -108,7 +106,7 @@ def run(name: str, out: Optional[Path], *, seeds: int, dataset: str, jobs: Optio
 
         first = cells[0].config
         load_dataset(dataset, mnist_dir=first.mnist_dir, seed=first.data_seed, sizes=first.sizes())
-    from onlinedeep_cli.preflight import StopOnCtrlC, job_bar
+    from onlinedeep_cli.preflight import StopOnCtrlC, exit_interrupted, job_bar
 
     bar, on_outcome = job_bar(unfinished, name)
 
@@ -121,10 +119,7 @@ def run(name: str, out: Optional[Path], *, seeds: int, dataset: str, jobs: Optio
     except KeyboardInterrupt:
         bar.close()
         left = len(runner.pending(specs))
-        typer.secho(f"interrupted: {len(specs) - left} of {len(specs)} jobs finished; the others "
-                    f"start over; continue with the same command: onlinedeep "
-                    f"{shlex.join(sys.argv[1:])}", err=True, fg=typer.colors.YELLOW)
-        raise typer.Exit(130) from None
+        exit_interrupted(len(specs), left, others="start over")
     finally:
         bar.close()
     from onlinedeep_cli.preflight import report_outcomes

@@ -5,8 +5,6 @@ The logic lives in :mod:`onlinedeep.experiments.ordering_variance` (plan, jobs, 
 """
 from __future__ import annotations
 
-import shlex
-import sys
 from enum import Enum
 from pathlib import Path
 from typing import Optional
@@ -167,7 +165,7 @@ def run(
 
     from tqdm import tqdm
 
-    from onlinedeep_cli.preflight import StopOnCtrlC
+    from onlinedeep_cli.preflight import StopOnCtrlC, exit_interrupted
 
     total = len(plan.jobs())
     pending = pending_jobs(plan, out)
@@ -200,11 +198,7 @@ def run(
     except KeyboardInterrupt:
         bar.close()
         left = pending_jobs(plan, out)
-        typer.secho(f"interrupted: {total - len(left)} of {total} jobs finished "
-                    f"({len(pending) - len(left)} in this run); the {len(left)} others resume from "
-                    f"their last snapshot; continue with the same command: "
-                    f"onlinedeep {shlex.join(sys.argv[1:])}", err=True, fg=typer.colors.YELLOW)
-        raise typer.Exit(130) from None
+        exit_interrupted(total, len(left), now=len(pending) - len(left))
     finally:
         bar.close()
     before = sum(1 for o in outcomes.values() if o.status == "done"

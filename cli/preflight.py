@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, NoReturn
 
 import typer
 
@@ -129,6 +129,19 @@ def report_outcomes(outcomes: dict, name: str, out, last_run: Path) -> None:
                    "command (finished jobs are skipped).", err=True)
         raise typer.Exit(1)
     typer.echo(f"all jobs finished; next: onlinedeep experiment report {name} --out {out}")
+
+
+def exit_interrupted(total: int, left: int, *, now: int | None = None,
+                     others: str = "resume from their last snapshot") -> NoReturn:
+    """Say, after Ctrl-C, how many of ``total`` jobs have finished (``now`` of them in this run)
+    and how the ``left`` others go on, with the command that continues; exit with status 130."""
+    import shlex
+
+    typer.secho(f"interrupted: {total - left} of {total} jobs finished"
+                + (f" ({now} in this run)" if now is not None else "")
+                + f"; the {left} others {others}; continue with the same command: onlinedeep "
+                f"{shlex.join(sys.argv[1:])}", err=True, fg=typer.colors.YELLOW)
+    raise typer.Exit(130)
 
 
 def job_bar(total: int, name: str):

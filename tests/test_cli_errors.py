@@ -130,6 +130,24 @@ def test_reports_of_an_empty_folder_say_what_to_run(tmp_path):
     assert not (tmp_path / "none").exists()
 
 
+def test_an_interrupted_experiment_says_what_finished_and_how_to_go_on(capsys, monkeypatch):
+    import typer
+
+    from onlinedeep_cli.preflight import exit_interrupted
+
+    monkeypatch.setattr("sys.argv", ["onlinedeep", "experiment", "run", "figure11", "--out", "a b"])
+    with pytest.raises(typer.Exit) as stop:
+        exit_interrupted(6, 2, now=3)
+    assert stop.value.exit_code == 130
+    assert capsys.readouterr().err.strip() == (
+        "interrupted: 4 of 6 jobs finished (3 in this run); the 2 others resume from their last "
+        "snapshot; continue with the same command: onlinedeep experiment run figure11 --out 'a b'")
+    with pytest.raises(typer.Exit):
+        exit_interrupted(10, 10, others="start over")
+    assert capsys.readouterr().err.startswith("interrupted: 0 of 10 jobs finished; the 10 others "
+                                              "start over; continue with")
+
+
 def test_unreachable_scheduler_writes_nothing(tmp_path):
     from onlinedeep.experiments import executors
     from onlinedeep.experiments.ordering_variance import OrderingPlan, run_experiment
