@@ -45,7 +45,7 @@ class Preset(str, Enum):
     smoke = "smoke"
 
 
-def _jobs_of(figure: str, out: Path, preset: str):
+def _jobs_of(figure: str, out: Path, preset: str, segments=None):
     """``[(key, total updates, done, pending by phase kind, config, depends_on, finished)]``."""
     from onlinedeep.experiments import runner, section8
 
@@ -60,17 +60,18 @@ def _jobs_of(figure: str, out: Path, preset: str):
         return rows
     from onlinedeep.experiments import figure13
 
-    return plan_rows(figure13.plan(preset), section8.figure13_folder(out))
+    return plan_rows(figure13.plan(preset), section8.figure13_folder(out), segments)
 
 
-def plan_rows(plan, folder: Path):
-    """:func:`_jobs_of`'s rows for the jobs of an ordering-variance ``plan`` in ``folder``."""
+def plan_rows(plan, folder: Path, segments=None):
+    """:func:`_jobs_of`'s rows for the jobs of an ordering-variance ``plan`` in ``folder`` (of
+    ``segments`` only: :meth:`OrderingPlan.jobs`)."""
     from onlinedeep.experiments import ordering_variance as ov
     from onlinedeep.experiments import section8
     from onlinedeep.run_folder import RunFolder
 
     rows = []
-    for job in plan.jobs():
+    for job in plan.jobs(segments):
         config = plan.config(job)
         if job.is_stage:
             lo, hi = plan.boundary(job.segment - 1), plan.boundary(job.segment)
@@ -87,8 +88,8 @@ def plan_rows(plan, folder: Path):
     return rows
 
 
-def _dry_run(figure: str, out: Path, preset: str, jobs: int, threads: int) -> None:
-    print_eta(_jobs_of(figure, out, preset), jobs, threads)
+def _dry_run(figure: str, out: Path, preset: str, jobs: int, threads: int, segments=None) -> None:
+    print_eta(_jobs_of(figure, out, preset, segments), jobs, threads)
 
 
 def print_eta(rows, jobs: int, threads: int) -> None:
@@ -138,7 +139,7 @@ def print_eta(rows, jobs: int, threads: int) -> None:
 
 
 def _run_figure(name: str, out: Path, preset_name: str, connect, job_threads, on_outcome,
-                adaptive: bool = False):
+                adaptive: bool = False, segments=None):
     """Run a figure's jobs; returns the outcomes and the folder holding ``last_run.json``."""
     from onlinedeep.experiments import section8
 
@@ -147,7 +148,8 @@ def _run_figure(name: str, out: Path, preset_name: str, connect, job_threads, on
         from onlinedeep.experiments.ordering_variance import run_experiment
 
         outcomes = run_experiment(figure13.plan(preset_name), section8.figure13_folder(out),
-                                  connect, threads=job_threads, on_outcome=on_outcome)
+                                  connect, threads=job_threads, on_outcome=on_outcome,
+                                  segments=segments)
         return outcomes, section8.figure13_folder(out)
     outcomes = section8.run_figure(name, out, connect, preset=preset_name, threads=job_threads,
                                    adaptive=adaptive, on_outcome=on_outcome)
@@ -187,6 +189,9 @@ def run(
                                              "whose name matches this pattern (shell-style, e.g. "
                                              "'layers2-*'; and the jobs they depend on); "
                                              "repeatable."),
+    only_segments: Optional[str] = typer.Option(None, "--only-segments", help="figure13: run only "
+                                                "these segments' draws (e.g. 0-4 or 0,2,5-9) and "
+                                                "the base stages they branch from [all]."),
 ) -> None:
     """Run (or continue) the networks of a figure: finished jobs are skipped, runs started by
     hand or interrupted are resumed, complete runs only get their missing post-steps."""
@@ -199,6 +204,9 @@ def run(
         raise typer.BadParameter("starts local worker processes; with --scheduler the cluster's "
                                  "workers run the jobs (scale the cluster instead)",
                                  param_hint="--jobs")
+    if only_segments is not None and name != "figure13":
+        raise typer.BadParameter(f"applies to figure13 only, not to {name}",
+                                 param_hint="--only-segments")
     from onlinedeep_cli import finite_experiment
 
     if name in finite_experiment.FINITE:
@@ -217,14 +225,20 @@ def run(
             raise typer.BadParameter(f"applies to the finite-data experiments only, not to {name}",
                                      param_hint=option)
     out = out or _SECTION8_OUT
+    segments = None
     if name != "figure13":
         section8.check_preset(out, preset_name)  # before a dry run too
-    rows = _jobs_of(name, out, preset_name)
+    elif only_segments is not None:
+        from onlinedeep.experiments import figure13
+        from onlinedeep_cli.ordering_variance import parse_segments
+
+        segments = figure13.plan(preset_name).check_segments(parse_segments(only_segments))
+    rows = _jobs_of(name, out, preset_name, segments)
     unfinished = sum(1 for r in rows if not r[6])
     jobs = thread_policy.local_jobs(jobs or 0, threads or 0, pending=unfinished)
     job_threads = thread_policy.decide("job", threads or 0, jobs=jobs)
     if dry_run:
-        _dry_run(name, out, preset_name, jobs, job_threads)
+        _dry_run(name, out, preset_name, jobs, job_threads, segments)
         return
     if scheduler is not None:
         job_threads = threads
@@ -242,6 +256,7 @@ def run(
     # refuse before saying what would run
     JobFolder(section8.figure13_folder(out) if name == "figure13" else out).check_free()
     typer.echo(f"{name}: {len(rows) - unfinished} of {len(rows)} jobs already finished"
+               + (f" (segments {only_segments})" if segments else "")
                + (f"; {jobs} local job(s) x {'up to ' if adaptive else ''}{job_threads} "
                   f"thread(s)" if scheduler is None else ""))
     if unfinished:  # before any job starts: the data can be read, the disk has room
@@ -257,10 +272,10 @@ def run(
     try:
         with StopOnCtrlC():
             outcomes, where = _run_figure(name, out, preset_name, connect, job_threads, on_outcome,
-                                          adaptive)
+                                          adaptive, segments)
     except KeyboardInterrupt:
         bar.close()
-        left = sum(1 for r in _jobs_of(name, out, preset_name) if not r[6])
+        left = sum(1 for r in _jobs_of(name, out, preset_name, segments) if not r[6])
         exit_interrupted(len(rows), left, now=unfinished - left)
     finally:
         bar.close()

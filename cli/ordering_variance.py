@@ -43,6 +43,36 @@ def _bad_parameter(message: str) -> typer.BadParameter:
     return typer.BadParameter(message)
 
 
+def parse_segments(text: Optional[str]) -> Optional[list[int]]:
+    """``--only-segments``: ``"0-4"``, ``"0,2,5-9"`` → the segment numbers (None: all).
+
+    Raises
+    ------
+    typer.BadParameter
+        If the text is not a comma-separated list of numbers and ranges ``a-b`` (a ≤ b).
+    """
+    if text is None:
+        return None
+    chosen = []
+    for part in text.split(","):
+        lo, sep, hi = part.strip().partition("-")
+        try:
+            a, b = int(lo), int(hi) if sep else int(lo)
+        except ValueError:
+            a, b = 0, -1
+        if b < a or a < 0:
+            raise typer.BadParameter(f"expected segment numbers and ranges such as 0-4 or 0,2,5-9, "
+                                     f"found {part.strip()!r}", param_hint="--only-segments")
+        chosen.extend(range(a, b + 1))
+    return chosen
+
+
+ONLY_SEGMENTS = typer.Option(None, "--only-segments", help="Run only these segments' draws "
+                             "(e.g. 0-4 or 0,2,5-9) and the base stages they branch from: to split "
+                             "the experiment between machines, or to finish it on a new one "
+                             "[all].")
+
+
 def _describe(plan) -> str:
     costs = plan.costs()
     conds = ", ".join(
@@ -134,6 +164,7 @@ def run(
     kernel: Optional[str] = _KERNEL,
     mnist_dir: Optional[Path] = _MNIST_DIR,
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan and its cost; run nothing."),
+    only_segments: Optional[str] = ONLY_SEGMENTS,
 ) -> None:
     """Run (or continue) the experiment: skips finished jobs, resumes interrupted ones."""
     from onlinedeep import threads as thread_policy
@@ -145,6 +176,7 @@ def run(
     plan = make_plan(preset, pretrain, segments, draws, test_count, layers, units, unsup_updates,
                      sup_updates, lr, unsup_lr, corruption, seed, snapshot_every, device, kernel,
                      mnist_dir)
+    chosen = plan.check_segments(parse_segments(only_segments)) if only_segments else None
     if not dry_run:  # refuse before saying what would run
         from onlinedeep.run_folder import JobFolder
 
@@ -157,7 +189,7 @@ def run(
         if scheduler is None:  # the time of the jobs still to run, measured here (issue 11)
             from onlinedeep_cli.experiment import plan_rows, print_eta
 
-            rows = plan_rows(plan, out)
+            rows = plan_rows(plan, out, chosen)
             unfinished = sum(1 for r in rows if not r[6])
             jobs = thread_policy.local_jobs(jobs, threads or 0, pending=unfinished)
             print_eta(rows, jobs, thread_policy.decide("job", threads or 0, jobs=jobs))
@@ -167,9 +199,10 @@ def run(
 
     from onlinedeep_cli.preflight import StopOnCtrlC, exit_interrupted
 
-    total = len(plan.jobs())
-    pending = pending_jobs(plan, out)
-    typer.echo(f"{total - len(pending)} of {total} jobs already finished")
+    total = len(plan.jobs(chosen))
+    pending = pending_jobs(plan, out, chosen)
+    typer.echo(f"{total - len(pending)} of {total} jobs already finished"
+               + (f" (segments {only_segments})" if chosen else ""))
     if pending:  # before any job starts: the data can be read, the disk has room
         from onlinedeep_cli.preflight import check_data, check_space_for_runs
 
@@ -194,10 +227,11 @@ def run(
             return executors.local_client(jobs)
     try:
         with StopOnCtrlC():
-            outcomes = run_experiment(plan, out, connect, threads=threads, on_outcome=on_outcome)
+            outcomes = run_experiment(plan, out, connect, threads=threads, on_outcome=on_outcome,
+                                      segments=chosen)
     except KeyboardInterrupt:
         bar.close()
-        left = pending_jobs(plan, out)
+        left = pending_jobs(plan, out, chosen)
         exit_interrupted(total, len(left), now=len(pending) - len(left))
     finally:
         bar.close()

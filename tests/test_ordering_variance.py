@@ -141,6 +141,34 @@ def test_job_keys_and_dependencies(tmp_path):
             Job.from_key(bad)
 
 
+def test_jobs_of_some_segments_are_their_draws_and_the_stages_they_branch_from():
+    plan = OrderingPlan({"none": small_config()}, n_segments=4, n_draws=2)
+    keys = [j.key for j in plan.jobs([2, 1, 2])]   # order and repeats do not matter
+    assert keys == ["none/base-s01", "none/base-s02", "none/s02-d00", "none/s02-d01",
+                    "none/s01-d00", "none/s01-d01"]          # no base-s03, no base job
+    assert [j.key for j in plan.jobs([0])] == ["none/s00-d00", "none/s00-d01"]  # nothing to share
+    everything = plan.jobs(range(4))
+    assert {j.key for j in plan.jobs()} - {j.key for j in everything} == {"none/base"}
+    for job in plan.jobs([3]):  # every dependency of a chosen job is chosen too
+        assert set(plan.depends_on(job)) <= set(plan.jobs([3]))
+    for bad, match in (([4], r"\[4\] not in 0..3"), ([], "none chosen"), ([-1, 2], r"\[-1\]")):
+        with pytest.raises(ConfigError, match=match):
+            plan.jobs(bad)
+
+
+def test_only_segments_text():
+    import typer
+
+    from onlinedeep_cli.ordering_variance import parse_segments
+
+    assert parse_segments("0-4") == [0, 1, 2, 3, 4]
+    assert parse_segments(" 0, 2,5-6") == [0, 2, 5, 6]
+    assert parse_segments(None) is None
+    for bad in ("", "a", "3-1", "1-", "-2", "1,,2"):
+        with pytest.raises(typer.BadParameter, match="segment numbers and ranges"):
+            parse_segments(bad)
+
+
 @pytest.mark.parametrize("kwargs,match", [
     ({"n_segments": 7}, "divisor of N=1200"),
     ({"n_segments": 8}, "multiple of chunk_size=100"),

@@ -233,13 +233,35 @@ def test_a_damaged_output_of_a_finished_job_is_produced_again(tmp_path, sample_m
     victim = ov.output_path(plan, out, Job("none", 1, 1))
     with h5py.File(victim, "r") as f:
         good = f["probabilities"][...]
-    victim.write_bytes(victim.read_bytes()[:500])  # truncated
+    intact = victim.read_bytes()
+    victim.write_bytes(intact[:500])  # truncated
     assert [job.key for job in ov.pending_jobs(plan, out)] == ["none/s01-d01"]
+    ov.check_plan(plan, out)  # a damaged output is a job to run again, not another version
     summary = ov.run_job(plan.to_dict(), str(out), "none/s01-d01")
     assert summary["status"] == "finished" and summary["started_from"] == "resumed"
     with h5py.File(victim, "r") as f:
         np.testing.assert_array_equal(f["probabilities"][...], good)
     assert ov.pending_jobs(plan, out) == []
+    # bytes of the probabilities changed in place: the checksum finds it
+    damaged = bytearray(victim.read_bytes())
+    offset = bytes(damaged).find(good.astype(np.float32).tobytes()[:256])  # stored as they are
+    assert offset > 0
+    damaged[offset + 64:offset + 128] = bytes(b ^ 0x5A for b in damaged[offset + 64:offset + 128])
+    victim.write_bytes(bytes(damaged))
+    assert [job.key for job in ov.pending_jobs(plan, out)] == ["none/s01-d01"]
+    ov.save_or_check_plan(plan, out)  # (the report reads the plan)
+    with pytest.raises(ValueError, match="s01-d01.h5: not a readable"):
+        ov.aggregate(out)
+    # an output without a checksum (written before it had one) with values that are no
+    # probabilities: found too
+    with h5py.File(victim, "w") as f:
+        with h5py.File(out / "none" / "s01-d00.h5", "r") as g:
+            for k, v in g.attrs.items():
+                f.attrs[k] = v
+        f.create_dataset("probabilities", data=good * 1000)
+    assert [job.key for job in ov.pending_jobs(plan, out)] == ["none/s01-d01"]
+    with pytest.raises(ValueError, match="s01-d01.h5: dataset 'probabilities': expected rows of"):
+        ov.aggregate(out)
 
 
 def test_rerunning_a_finished_experiment_changes_no_file(tmp_path, sample_mnist_dir):

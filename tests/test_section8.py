@@ -320,6 +320,40 @@ def test_smoke_figure13_is_the_ordering_variance_experiment(tmp_path, mnist_dir)
     assert "ordering-variance indices --out" in (out / "reports" / "figure13" / "command.txt").read_text()
 
 
+@pytest.mark.slow
+def test_figure13_segments_run_on_two_machines_add_up_to_one_table(tmp_path, mnist_dir):
+    """--only-segments splits the experiment; reports into one --results folder keep each
+    machine's segments (never pooling draws of two folders)."""
+    results = tmp_path / "results"
+    a, b = tmp_path / "machine-a", tmp_path / "machine-b"
+    run = _cli("experiment", "run", "figure13", "--out", str(a), "--preset", "smoke", "--jobs", "2",
+               "--only-segments", "2-3")
+    assert run.returncode == 0, run.stderr
+    assert "0 of 18 jobs already finished (segments 2-3)" in run.stdout
+    assert not list((a / "figure13").glob("*/s0[01]-d*.h5"))       # only segments 2 and 3 ran
+    assert _cli("experiment", "report", "figure13", "--out", str(a), "--results",
+                str(results)).returncode == 0
+    run = _cli("experiment", "run", "figure13", "--out", str(b), "--preset", "smoke", "--jobs", "2",
+               "--only-segments", "0,1")
+    assert run.returncode == 0, run.stderr
+    assert _cli("experiment", "report", "figure13", "--out", str(b), "--results",
+                str(results)).returncode == 0
+    with open(results / "figure13" / "table.csv") as f:
+        rows = {(r["condition"], int(r["segment"])): r for r in csv.DictReader(f)}
+    assert len(rows) == 8 and all(float(r["variance"]) > 0 and int(r["n_draws"]) == 3
+                                  for r in rows.values())
+    assert {k[1]: r["source"] for k, r in rows.items()} == {
+        0: "this folder", 1: "this folder", 2: "earlier report", 3: "earlier report"}
+    # an earlier report that cannot be read is refused, not overwritten
+    (results / "figure13" / "plan.json").write_text("{not json")
+    bad = _cli("experiment", "report", "figure13", "--out", str(b), "--results", str(results))
+    assert bad.returncode != 0 and "the earlier report there cannot be read" in bad.stderr
+    assert (results / "figure13" / "plan.json").read_text() == "{not json"   # nothing overwritten
+    wrong = _cli("experiment", "run", "figure11", "--out", str(b), "--preset", "smoke",
+                 "--only-segments", "0")
+    assert wrong.returncode == 2 and "applies to figure13 only" in wrong.stderr
+
+
 def test_report_on_a_folder_without_runs_is_one_error_and_creates_nothing(tmp_path):
     for figure in ("figure11", "figure12", "figure14"):
         out = tmp_path / "typo"

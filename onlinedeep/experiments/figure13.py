@@ -7,6 +7,7 @@ figures' (``OUT/reports/figure13/``).
 """
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +16,10 @@ from onlinedeep.experiments import section8
 
 __all__ = ["plan", "Report", "report"]
 
-TABLE_HEADER = ["condition", "segment", "fraction", "n_draws", "variance", "online_error_mean"]
+TABLE_HEADER = ["condition", "segment", "fraction", "n_draws", "variance", "online_error_mean",
+                "source"]
+PLAN_COPY = "plan.json"
+HERE, EARLIER = "this folder", "earlier report"
 
 
 def plan(preset: str = "paper", **options):
@@ -36,11 +40,61 @@ class Report:
     command: Path
 
 
+def _earlier_rows(folder: Path, the_plan) -> dict[tuple[str, int], dict[str, str]]:
+    """The rows with finished draws that an earlier report of the same plan wrote into
+    ``folder`` (its ``table.csv`` beside its copy of the plan), by (condition, segment); none if
+    ``folder`` holds no plan copy or that of another plan.
+
+    Raises
+    ------
+    ValueError
+        If the plan copy or the table is there but cannot be read (nothing is overwritten).
+    """
+    import csv
+
+    from onlinedeep.experiments.ordering_variance import OrderingPlan
+
+    if not (folder / PLAN_COPY).exists():
+        return {}
+    try:
+        earlier = OrderingPlan.from_dict(json.loads((folder / PLAN_COPY).read_text()))
+        with open(folder / "table.csv", newline="") as f:
+            rows = {(r["condition"], int(r["segment"])): r for r in csv.DictReader(f)
+                    if int(r["n_draws"] or 0) > 0}
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise ValueError(f"{folder}: the earlier report there cannot be read ({exc!r}); restore "
+                         f"its {PLAN_COPY} and table.csv (e.g. from git) or remove them") from None
+    return {} if earlier.differences(the_plan) else rows
+
+
+def _merge_earlier(table: dict, earlier: dict) -> None:
+    """Fill in place the (condition, segment) rows of ``table`` without a finished draw here
+    from ``earlier`` (:func:`_earlier_rows`); ``table["source"]`` says where each row is from."""
+    source = []
+    for i, (condition, segment) in enumerate(zip(table["condition"], table["segment"])):
+        row = earlier.get((str(condition), int(segment)))
+        if table["n_draws"][i] > 0 or row is None:
+            source.append(HERE if table["n_draws"][i] > 0 else "")
+            continue
+        table["n_draws"][i] = int(row["n_draws"])
+        for column in ("variance", "online_error_mean"):
+            table[column][i] = float(row[column]) if row[column] else float("nan")
+        source.append(EARLIER)
+    table["source"] = source
+
+
 def report(out: str | os.PathLike = section8.DEFAULT_OUT, *,
            results: str | os.PathLike | None = None) -> Report:
     """Aggregate ``OUT/figure13`` (also its own ``ordering_variance.h5`` and ``figure13.png``) and
     write ``table.csv`` (one row per condition and segment: the output variance across the
-    finished draws), ``figure13.png`` and ``command.txt`` into the report folder.
+    finished draws), ``figure13.png``, ``command.txt`` and a copy of the plan (``plan.json``)
+    into the report folder.
+
+    Across machines: with ``results``, a (condition, segment) with no finished draw in ``OUT``
+    keeps the row that an earlier report of the same plan wrote into ``RESULTS/figure13/``
+    (``source`` = ``earlier report``), so segments run on different machines
+    (``run --only-segments``) add up to one table. Variances are never pooled across folders:
+    a segment with a finished draw here is computed from this folder's draws alone.
 
     Raises
     ------
@@ -55,9 +109,13 @@ def report(out: str | os.PathLike = section8.DEFAULT_OUT, *,
     table, _, _ = ov.report(job_folder)
     the_plan = ov.load_plan(job_folder)
     folder = section8.report_folder(out, "figure13", results)
+    _merge_earlier(table, _earlier_rows(folder, the_plan) if results is not None else {})
     rows = [[table[c][i] for c in TABLE_HEADER] for i in range(len(table["segment"]))]
-    rows = [[r[0], int(r[1]), float(r[2]), int(r[3]), float(r[4]), float(r[5])] for r in rows]
+    rows = [[r[0], int(r[1]), float(r[2]), int(r[3]), float(r[4]), float(r[5]), r[6]]
+            for r in rows]
     table_csv = section8.write_csv(folder / "table.csv", TABLE_HEADER, rows)
+    section8.write_text(folder / PLAN_COPY, json.dumps(the_plan.to_dict(), indent=2,
+                                                       sort_keys=True) + "\n")
     fractions = {n: c.unsup_updates / the_plan.n_examples for n, c in the_plan.configs.items()}
     png = folder / "figure13.png"
     ov.plot_figure13(table, png, unsup_fraction=fractions,

@@ -8,7 +8,7 @@ import json
 import os
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager as ContextManager
 from pathlib import Path
 from typing import Any
@@ -69,10 +69,18 @@ def output_ok(path: str | os.PathLike) -> bool:
         with h5py.File(path, "r") as f:
             probabilities = f["probabilities"][...]
             return (f.attrs.get("format") == OUTPUT_FORMAT and probabilities.ndim == 2
-                    and bool(np.isfinite(probabilities).all())
+                    and are_probabilities(probabilities)
                     and all(name in f.attrs for name in ("key", "position", "online_error")))
     except Exception:  # h5py raises OSError, KeyError, RuntimeError... on a damaged file
         return False
+
+
+def are_probabilities(p: np.ndarray) -> bool:
+    """Whether every row of ``p`` ((n, k) float) is a distribution: finite values in [0, 1]
+    summing to 1 (to float32 rounding). Catches an output damaged where no checksum covers it."""
+    p = np.asarray(p, dtype=np.float64)
+    return bool(np.isfinite(p).all() and (p >= 0).all() and (p <= 1).all()
+                and np.allclose(p.sum(axis=-1), 1.0, atol=1e-3))
 
 
 def _folder_key(job: Job) -> str:
@@ -208,7 +216,9 @@ def run_job(plan_data: dict[str, Any], out: str, key: str, threads: int | None =
         "network": os.path.relpath(result.snapshot, output.parent),
     }
     def fill(f: h5py.File) -> None:
-        f.create_dataset("probabilities", data=probabilities)
+        # checksummed: a flipped bit is found on reading, not averaged into a variance
+        f.create_dataset("probabilities", data=probabilities, chunks=probabilities.shape,
+                         fletcher32=True)
         for name, value in attrs.items():
             f.attrs[name] = value
 
@@ -217,18 +227,21 @@ def run_job(plan_data: dict[str, Any], out: str, key: str, threads: int | None =
 
 
 # ---------------------------------------------------------------------- the whole experiment
-def _job_specs(plan: OrderingPlan, out: str | os.PathLike,
-               threads: int | None = None) -> list[runner.JobSpec]:
+def _job_specs(plan: OrderingPlan, out: str | os.PathLike, threads: int | None = None,
+               segments: Iterable[int] | None = None) -> list[runner.JobSpec]:
     plan_data = plan.to_dict()
     return [runner.JobSpec(job.key, run_job, (plan_data, str(out), job.key, threads),
                            output_path(plan, out, job), tuple(d.key for d in plan.depends_on(job)),
                            check=output_ok)
-            for job in plan.jobs()]
+            for job in plan.jobs(segments)]
 
 
-def pending_jobs(plan: OrderingPlan, out: str | os.PathLike) -> list[Job]:
-    """Jobs of ``plan`` without an output file in ``out`` (not finished), in plan order."""
-    return [Job.from_key(spec.key) for spec in runner.pending(_job_specs(plan, out))]
+def pending_jobs(plan: OrderingPlan, out: str | os.PathLike,
+                 segments: Iterable[int] | None = None) -> list[Job]:
+    """Jobs of ``plan`` (of ``segments`` only, see :meth:`OrderingPlan.jobs`) without an output
+    file in ``out`` (not finished), in plan order."""
+    return [Job.from_key(spec.key) for spec in runner.pending(_job_specs(plan, out,
+                                                                         segments=segments))]
 
 
 def run_experiment(
@@ -238,6 +251,7 @@ def run_experiment(
     *,
     threads: int | None = None,
     on_outcome: Callable[[Outcome], None] | None = None,
+    segments: Iterable[int] | None = None,
 ) -> dict[str, Outcome]:
     """Run every unfinished job of ``plan`` (:func:`onlinedeep.experiments.runner.run_jobs`).
 
@@ -253,21 +267,26 @@ def run_experiment(
         Torch/Numba threads per job.
     on_outcome : callable, optional
         Called with each submitted job's :class:`Outcome` as it arrives.
+    segments : iterable of int, optional
+        Run only these segments' draws and the base stages they need (:meth:`OrderingPlan.jobs`),
+        e.g. the segments another machine has not run.
 
     Returns
     -------
     dict of str to Outcome
-        One per job of the plan, in plan order (see ``run_jobs``); also in ``out/last_run.json``.
+        One per job run or found finished, in plan order (see ``run_jobs``); also in
+        ``out/last_run.json``.
 
     Raises
     ------
     ConfigError
-        If ``out`` holds a different experiment (checked before anything is written).
+        If ``out`` holds a different experiment (checked before anything is written), or
+        ``segments`` names no segment of the plan.
     RunDirError
         If another process runs this experiment folder.
     OSError
         If ``connect`` fails (e.g. the scheduler cannot be reached); then nothing is written.
     """
     check_plan(plan, out)
-    return runner.run_jobs(JobFolder(out), _job_specs(plan, out, threads), connect,
+    return runner.run_jobs(JobFolder(out), _job_specs(plan, out, threads, segments), connect,
                            prepare=lambda: save_or_check_plan(plan, out), on_outcome=on_outcome)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from dataclasses import dataclass
+from collections.abc import Iterable
 from typing import Any
 
 from infinite_mnist.schedule import SAMPLING_VERSION
@@ -184,20 +185,52 @@ class OrderingPlan(PlanDraws):
             raise ValueError(f"condition: expected one of {self.conditions}, found {job.condition!r}")
         return dataclasses.replace(self.configs[job.condition])
 
-    def jobs(self) -> list[Job]:
+    def jobs(self, segments: Iterable[int] | None = None) -> list[Job]:
         """All jobs, in the order they should start: the base stages s = 1..S-1 and the base job
         of every condition (the chains every later segment's draws wait for), then the draw jobs
         (s, d), d = 0..D-1, of both conditions segment by segment from the last segment (the
         cheapest: L·1 updates a draw) to the first (L·S). So a run stopped part way has whole
         segments, each with every condition and draw, for ``report``; the total time is the same.
         The executor starts ready jobs in this order
-        (:func:`onlinedeep.experiments.executors.run_tasks`)."""
+        (:func:`onlinedeep.experiments.executors.run_tasks`).
+
+        With ``segments`` (e.g. the segments another machine has not run), only the draw jobs of
+        those segments and the base stages they branch from (1..max of them); the base job, which
+        no segment's variance uses, runs only with every segment.
+
+        Raises
+        ------
+        ConfigError
+            If ``segments`` is empty or names a segment outside 0..S-1.
+        """
         conditions = list(self.configs)
-        out = [Job(c, s) for s in range(1, self.n_segments) for c in conditions]
-        out.extend(Job(c) for c in conditions)
-        out.extend(Job(c, s, d) for s in reversed(range(self.n_segments)) for c in conditions
+        chosen = self.check_segments(segments)
+        last_stage = max(chosen) if segments is not None else self.n_segments - 1
+        out = [Job(c, s) for s in range(1, last_stage + 1) for c in conditions]
+        if segments is None:
+            out.extend(Job(c) for c in conditions)
+        out.extend(Job(c, s, d) for s in reversed(chosen) for c in conditions
                    for d in range(self.n_draws))
         return out
+
+    def check_segments(self, segments: Iterable[int] | None) -> list[int]:
+        """``segments`` sorted without repeats (every segment if None).
+
+        Raises
+        ------
+        ConfigError
+            If ``segments`` is empty or names a segment outside 0..S-1.
+        """
+        if segments is None:
+            return list(range(self.n_segments))
+        chosen = sorted(set(int(s) for s in segments))
+        if not chosen:
+            raise ConfigError("segments: none chosen")
+        wrong = [s for s in chosen if not 0 <= s < self.n_segments]
+        if wrong:
+            raise ConfigError(f"segments: {wrong} not in 0..{self.n_segments - 1} (the plan has "
+                              f"{self.n_segments} segments)")
+        return chosen
 
     def depends_on(self, job: Job) -> tuple[Job, ...]:
         """Jobs that must finish first (all of the same condition).

@@ -63,7 +63,10 @@ def check_plan(plan: OrderingPlan, out: str | os.PathLike) -> None:
     for job in plan.jobs():
         output = JobFolder(out).output(job.key)
         if not job.is_stage and output.is_file():
-            version = output_sampling_version(output)
+            try:
+                version = output_sampling_version(output)
+            except OSError:
+                continue  # damaged: the job is not finished and runs again (jobs.output_ok)
             if version != SAMPLING_VERSION:
                 raise ConfigError(
                     f"{output}: made with sampling version {version}, not {SAMPLING_VERSION}; "
@@ -72,14 +75,17 @@ def check_plan(plan: OrderingPlan, out: str | os.PathLike) -> None:
 
 
 def output_sampling_version(path: str | os.PathLike) -> int | None:
-    """The ``sampling_version`` attribute of a job output (None if absent or unreadable)."""
+    """The ``sampling_version`` attribute of a job output (None if absent).
+
+    Raises
+    ------
+    OSError
+        If the file cannot be read as HDF5 (damaged, truncated).
+    """
     import h5py
 
-    try:
-        with h5py.File(path, "r") as f:
-            value = f.attrs.get("sampling_version")
-    except OSError:
-        return None
+    with h5py.File(path, "r") as f:
+        value = f.attrs.get("sampling_version")
     return None if value is None else int(value)
 
 

@@ -13,7 +13,7 @@ import h5py
 import numpy as np
 
 from onlinedeep.atomic import atomic_file, write_bytes
-from onlinedeep.experiments.ordering_variance.jobs import output_path
+from onlinedeep.experiments.ordering_variance.jobs import are_probabilities, output_path
 from onlinedeep.experiments.ordering_variance.plan import (OUTPUT_FORMAT, SAMPLING_VERSION,
                                                            TABLE_FORMAT, Job, OrderingPlan)
 from onlinedeep.experiments.ordering_variance.plan_file import load_plan
@@ -76,10 +76,12 @@ def _read_job_output(path: Path, plan: OrderingPlan) -> tuple[np.ndarray, float]
         raise ValueError(f"{path}: made with sampling version {version}, not {SAMPLING_VERSION} "
                          f"(results of two sampling versions are never mixed)")
     n_classes = next(iter(plan.configs.values())).n_classes
-    if probs.shape != (plan.test_count, n_classes) or not np.isfinite(probs).all():
+    if probs.shape != (plan.test_count, n_classes) or not are_probabilities(probs):
         raise ValueError(
-            f"{path}: dataset 'probabilities': expected finite values of shape "
-            f"({plan.test_count}, {n_classes}), found shape {probs.shape}"
+            f"{path}: dataset 'probabilities': expected rows of probabilities (finite, in [0, 1], "
+            f"summing to 1) of shape ({plan.test_count}, {n_classes}), found shape {probs.shape}"
+            f"{'' if probs.shape != (plan.test_count, n_classes) else ' with other values'}; "
+            f"delete the file and rerun the experiment to produce it again"
         )
     return probs, online_error
 
