@@ -1,7 +1,9 @@
 """``onlinedeep generate`` and ``onlinedeep preview``: the InfiniteMNIST stream on disk or as a picture."""
 from __future__ import annotations
 
+import contextlib
 import math
+import signal
 from enum import Enum
 from pathlib import Path
 from typing import Optional
@@ -48,6 +50,20 @@ def preview_grid(stream, digits, n_columns: int) -> np.ndarray:
     return np.concatenate(rows, axis=0)
 
 
+@contextlib.contextmanager
+def _sigterm_interrupts():
+    """SIGTERM raises KeyboardInterrupt in the block, as Ctrl-C does, so the file being written
+    is removed (``atomic_file``) instead of left half-written by a killed process."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def register(app: typer.Typer) -> None:
     """Add ``generate`` and ``preview`` to the onlinedeep app."""
 
@@ -82,11 +98,23 @@ def register(app: typer.Typer) -> None:
             raise typer.BadParameter(
                 f"expected start + count <= 2**63 (stream indices are int64, the last one "
                 f"{2**63 - 1}), found {start} + {count}", param_hint="--start")
+        from onlinedeep.atomic import check_free_space
+
+        # image + label (+ the int64 index in HDF5); gzip'ed IDX digits shrink to about a fifth
+        per_example = 28 * 28 + 1 + (8 if output_kind(out) == "hdf5" else 0)
+        needed = count * per_example // (5 if out.name.endswith(".gz") else 1)
+        check_free_space(out.parent, needed, f"{count:,} examples in {out}")
         stream = _stream(mnist_dir, infimnist_dir, mode, alpha, translate, seed)
         chunks = (np.arange(lo, min(lo + chunk_size, start + count), dtype=np.int64)
                   for lo in range(start, start + count, chunk_size))
-        with tqdm(total=count, unit="ex", unit_scale=True, desc=out.name) as bar:
-            files = write_stream(stream, chunks, count, out, progress=bar.update)
+        try:
+            with _sigterm_interrupts(), tqdm(total=count, unit="ex", unit_scale=True,
+                                             desc=out.name) as bar:
+                files = write_stream(stream, chunks, count, out, progress=bar.update)
+        except KeyboardInterrupt:
+            typer.secho(f"interrupted: {out} not written (its temporary file is removed)",
+                        err=True, fg=typer.colors.YELLOW)
+            raise typer.Exit(130) from None
         for f in files:
             typer.echo(f"wrote {f}")
 

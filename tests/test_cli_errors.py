@@ -92,6 +92,37 @@ def test_generate_input_errors(tmp_path, corrupt_mnist_dir):
     assert "Traceback" not in r.output and not out.exists()
 
 
+def test_generate_checks_the_space_and_leaves_nothing_when_stopped(tmp_path, monkeypatch,
+                                                                   sample_mnist_dir):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from onlinedeep import atomic
+
+    out = tmp_path / "big.h5"
+    monkeypatch.setattr(atomic, "free_bytes", lambda folder: 10_000_000)
+    _one_error_line(_run("generate", "--count", "100000", "--out", out, "--mnist-dir",
+                         sample_mnist_dir), 1, "not enough free space: 100,000 examples in")
+    assert not out.exists() and not list(tmp_path.iterdir())
+    # SIGTERM while writing: no file, no temporary file (as Ctrl-C)
+    proc = subprocess.Popen([sys.executable, "-m", "onlinedeep_cli.main", "generate", "--count",
+                             "5000000", "--chunk-size", "2000", "--out", str(out), "--mnist-dir",
+                             str(sample_mnist_dir)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob("big.h5.tmp*")):  # writing has started
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted: " in err and "Traceback" not in err
+    assert not list(tmp_path.iterdir())
+
+
 def test_ordering_variance_refusals(tmp_path):
     r = _run("ordering-variance", "run", "--out", tmp_path / "ov", "--preset", "smoke",
              "--test-count", "20000", "--dry-run")
