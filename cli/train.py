@@ -205,7 +205,8 @@ def register(app: typer.Typer) -> None:
         from onlinedeep.experiments import figure12
         from onlinedeep.plots import plot_online_error
         from onlinedeep.run_folder import reserved_folder
-        from onlinedeep.training import Trainer, TrainingInterrupted, resume as resume_run
+        from onlinedeep.training import (NonFiniteLossError, Trainer, TrainingInterrupted,
+                                         resume as resume_run)
 
         # Errors of the project's own classes (ConfigError, SnapshotError, RunDirError, MNIST
         # errors, ...) are reported by cli.main as one line; the run folder is written only once
@@ -272,6 +273,14 @@ def register(app: typer.Typer) -> None:
 
                 result = trainer.run(progress=progress, on_start=announce_once)
                 announce_once()  # nothing was left to train: the post-steps below still run
+            except NonFiniteLossError as exc:
+                if resume is None:
+                    raise
+                # the learning rates cannot change on --resume: say what can be done instead
+                raise NonFiniteLossError(
+                    f"{exc}; a resumed run keeps its learning rates, so resuming it again fails "
+                    f"the same way: start a new run (without --resume) with a smaller one",
+                    exc.position) from None
             except DiskFullError as exc:
                 if not trainer.folder.has_snapshot():
                     raise

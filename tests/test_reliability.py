@@ -486,6 +486,16 @@ def test_a_refused_experiment_run_says_nothing_else(tmp_path, command, folder):
     assert r.output.strip() == line, r.output
 
 
+def test_resuming_a_diverged_run_says_to_start_a_new_one(tmp_path, sample_mnist_dir):
+    r = _invoke("train", *TINY, "--lr", "3e38", "--mnist-dir", sample_mnist_dir, "--out", tmp_path,
+                "--name", "d")
+    line = _one_error_line(_Result(r), "became non-finite", status=1)
+    assert "try a smaller learning rate" in line and "resumed run" not in line
+    r = _invoke("train", "--resume", tmp_path / "d", "--no-progress")
+    line = _one_error_line(_Result(r), "became non-finite", status=1)
+    assert "start a new run (without --resume) with a smaller one" in line
+
+
 # ------------------------------------------------------------------------------------ 7. complete
 def test_resuming_a_finished_run_changes_nothing(tmp_path, sample_mnist_dir):
     r = _invoke("train", *TINY, "--mnist-dir", sample_mnist_dir, "--out", tmp_path, "--name", "r")
