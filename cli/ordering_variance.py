@@ -177,13 +177,14 @@ def run(
                      sup_updates, lr, unsup_lr, corruption, seed, snapshot_every, device, kernel,
                      mnist_dir)
     chosen = plan.check_segments(parse_segments(only_segments)) if only_segments else None
+    from onlinedeep.experiments.ordering_variance import check_plan, pending_jobs
+
     if not dry_run:  # refuse before saying what would run
         from onlinedeep.run_folder import JobFolder
 
         JobFolder(out).check_free()
+        check_plan(plan, out)
     typer.echo(_describe(plan))
-    from onlinedeep.experiments.ordering_variance import check_plan, pending_jobs
-
     check_plan(plan, out)  # a changed plan is refused before anything runs (a dry run says so)
     if dry_run:
         if scheduler is None:  # the time of the jobs still to run, measured here (issue 11)

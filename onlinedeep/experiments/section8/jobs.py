@@ -167,8 +167,10 @@ def near_chance(test_error_percent: float, n_classes: int) -> str | None:
     report; None otherwise."""
     chance = 100.0 * (1.0 - 1.0 / n_classes)
     if test_error_percent >= 0.8 * chance:
+        # (no option to suggest: a figure's networks take their learning rates from the preset)
         return (f"test error {test_error_percent:.1f}% is near chance ({chance:.0f}%): the network "
-                f"learned nothing or diverged (try a smaller --lr / --unsup-lr)")
+                f"learned nothing or diverged (its learning rates are in its config.json; the "
+                f"smoke preset's tiny, short networks may stay at chance)")
     return None
 
 
