@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
 import re
 import shutil
@@ -484,6 +485,19 @@ def test_a_refused_experiment_run_says_nothing_else(tmp_path, command, folder):
         r = _invoke(*command, "--out", out)
     line = _one_error_line(_Result(r), "experiment folder is in use by another process", status=2)
     assert r.output.strip() == line, r.output
+
+
+def test_a_run_resumes_on_the_mnist_folder_the_environment_named(tmp_path, sample_mnist_dir,
+                                                                   monkeypatch):
+    """Started with $ONLINEDEEP_MNIST_DIR, resumed in a shell without it: the same folder."""
+    monkeypatch.setenv("ONLINEDEEP_MNIST_DIR", str(sample_mnist_dir))
+    r = _invoke("train", *TINY, "--out", tmp_path, "--name", "e")
+    assert r.exit_code == 0, r.output
+    monkeypatch.delenv("ONLINEDEEP_MNIST_DIR")
+    r = _invoke("train", "--resume", tmp_path / "e", "--sup-updates", "3000", "--no-progress")
+    assert r.exit_code == 0, r.output
+    data = json.loads((tmp_path / "e" / "provenance.json").read_text())["data"]
+    assert data["mnist.path"] == str(sample_mnist_dir)
 
 
 def test_resuming_a_diverged_run_says_to_start_a_new_one(tmp_path, sample_mnist_dir):

@@ -142,8 +142,25 @@ class RunState:
     def stream(self):
         """The InfiniteMNIST stream (built from the configuration on first use)."""
         if self._stream is None:
-            self._stream = data.make_stream(self.config)
+            self._stream = data.make_stream(self._data_config())
         return self._stream
+
+    def _data_config(self) -> RunConfig:
+        """The configuration the stream is built from. A resumed run whose MNIST folder was named
+        by ``$ONLINEDEEP_MNIST_DIR`` (not part of its configuration) reads that folder again when
+        the variable is unset now, rather than look for the files elsewhere (then refused by the
+        data check, or trained on other digits)."""
+        import os
+
+        from infinite_mnist.mnist import ENV_MNIST_DIR
+
+        seen = self._expected_data or {}
+        earlier = seen.get("mnist.path")
+        if (self.config.mnist_dir is None and not os.environ.get(ENV_MNIST_DIR)
+                and seen.get("mnist.source") == "environment" and earlier
+                and Path(earlier).is_dir()):
+            return RunConfig.from_dict({**self.config.to_dict(), "mnist_dir": earlier})
+        return self.config
 
     @property
     def phase(self) -> Phase | None:
