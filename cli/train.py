@@ -51,6 +51,20 @@ def _shape(cfg) -> str:
     return "-".join(str(n) for n in [cfg.n_inputs, *[cfg.n_hidden] * cfg.layers, cfg.n_classes])
 
 
+def _same_as_run(run_dir: Path, field: str, value) -> bool:
+    """Whether ``value`` is what the run in ``run_dir`` already has for ``field`` (its
+    ``config.json``); False when that cannot be read (the usual refusal follows)."""
+    import json
+
+    from onlinedeep.config import RunConfig
+
+    try:
+        stored = json.loads((run_dir / "config.json").read_text())
+        return getattr(RunConfig.from_dict({**stored, field: value}), field) == stored[field]
+    except Exception:  # any unreadable or invalid value: not the same
+        return False
+
+
 def _time_line(seconds: float, compile_s: float, updates: int) -> str:
     """The summary's time line; the rate leaves out this process's one-time Numba compilation,
     which a first run on an empty cache spends before its first update."""
@@ -223,6 +237,9 @@ def register(app: typer.Typer) -> None:
                 if preset is not None:
                     _fail("--preset cannot be combined with --resume (the run's configuration is "
                           "read from its snapshot)", 2)
+                # an option repeated with the run's own value changes nothing: not an error
+                given = {f: v for f, v in given.items()
+                         if f in RESUME_MUTABLE or not _same_as_run(Path(resume), f, v)}
                 fixed = sorted(f for f in given if f not in RESUME_MUTABLE)
                 if fixed:
                     _fail(f"{', '.join(option_name(f) for f in fixed)}: cannot change when "

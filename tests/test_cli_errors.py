@@ -2,6 +2,7 @@
 (running), no traceback, and nothing left behind; genuine bugs keep their traceback (onlinedeep_cli.main)."""
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -223,6 +224,13 @@ def test_resume_refuses_options_that_cannot_change(tmp_path, mnist_dir):
         allowed = re.search(r"allowed: (.*)$", line).group(1).split(", ")
         assert "--out" not in allowed and "--name" not in allowed and "--sup-updates" in allowed
     assert not (tmp_path / "other").exists() and not (tmp_path / "o").exists()
+    # the run's own values repeated change nothing: accepted
+    stored = json.loads((run_dir / "config.json").read_text())
+    r = _run("train", "--resume", run_dir, "--seed", stored["seed"], "--units", stored["n_hidden"],
+             "--out", tmp_path, "--name", "r")
+    assert r.exit_code == 0 and "the run is complete" in r.output, r.output
+    _one_error_line(_run("train", "--resume", run_dir, "--seed", stored["seed"] + 1), 2,
+                    "--seed: cannot change when resuming")
     # a value checked by the configuration is named by its option, also after the snapshot's path
     line = _one_error_line(_run("train", "--resume", run_dir, "--snapshot-every", "777"), 2,
                            ": --snapshot-every: expected a multiple of")
