@@ -52,6 +52,8 @@ def _exit_status(exc: BaseException) -> int | None:
 # A configuration field that begins the message or one of its ": "-separated parts (after the
 # file or configuration at fault).
 _FIELD_PREFIX = re.compile(r"(^|: )([a-z][a-z0-9_]*)(?=: )")
+# A configuration field quoted with its value inside a message ("a multiple of chunk_size=500").
+_FIELD_ASSIGNED = re.compile(r"(?<![\w-])([a-z][a-z0-9_]*)=(?=\S)")
 # Options that are not configuration fields but are checked by the configuration's code.
 _OPTION_FIELDS = ("preset",)
 
@@ -68,7 +70,11 @@ def _with_option_names(text: str) -> str:
             return m.group(1) + _option_name(name)
         return m.group(0)
 
-    return _FIELD_PREFIX.sub(option, text)
+    def assigned(m: re.Match) -> str:  # "multiple of chunk_size=500" → "of --chunk-size=500"
+        name = m.group(1)
+        return _option_name(name) + "=" if name in RunConfig.__dataclass_fields__ else m.group(0)
+
+    return _FIELD_ASSIGNED.sub(assigned, _FIELD_PREFIX.sub(option, text))
 
 
 def _message(exc: BaseException) -> str:

