@@ -213,6 +213,9 @@ def read_mnist_dir(directory: str | os.PathLike, *, source: str = "directory") -
         If a file is malformed or empty (no digit), or images and labels disagree in count.
     """
     directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise MnistNotFoundError(f"{directory}: not a directory (expected the folder holding the "
+                                 f"four MNIST IDX files)")
     missing = _missing_files(directory)
     if missing:
         raise MnistNotFoundError(

@@ -88,6 +88,10 @@ def test_generate_input_errors(tmp_path, corrupt_mnist_dir):
                     2, "/nonexistent: MNIST files missing")
     _one_error_line(_run("generate", "--count", "3", "--out", out, "--mnist-dir", corrupt_mnist_dir),
                     2, "wrong magic number")
+    a_file = tmp_path / "train-images-idx3-ubyte.gz"
+    a_file.write_bytes(b"")
+    _one_error_line(_run("generate", "--count", "3", "--out", out, "--mnist-dir", a_file),
+                    2, "train-images-idx3-ubyte.gz: not a directory (expected the folder")
     r = _run("generate", "--count", "5", "--start", str(2**63 - 1), "--out", out)
     assert r.exit_code == 2 and "start + count <= 2**63" in " ".join(r.output.split()), r.output
     assert "Traceback" not in r.output and not out.exists()
