@@ -18,6 +18,7 @@ plot`` can show each network's test error beside its online error (:func:`record
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import warnings
@@ -30,7 +31,7 @@ import numpy as np
 import torch
 
 from onlinedeep import model, run_folder
-from onlinedeep.atomic import atomic_file
+from onlinedeep.atomic import atomic_file, make_folder
 from onlinedeep import snapshot as snapshots
 from onlinedeep.inputs import check_inputs
 
@@ -372,6 +373,22 @@ def _read(path: Path) -> dict:
     return data
 
 
+@contextlib.contextmanager
+def _folder_locked(folder: Path):
+    """Hold an exclusive ``flock`` on the folder itself for the block (waits for another holder;
+    no lock file is left behind). Not the run's ``run.lock``: a training run holds that for its
+    whole length, and evaluating while it trains is allowed."""
+    import fcntl
+
+    make_folder(folder)
+    fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
 def record(run_dir: str | os.PathLike, evaluation: Evaluation) -> Path:
     """Add an evaluation to ``<run_dir>/evaluation-<split>.json`` (atomically).
 
@@ -392,17 +409,20 @@ def record(run_dir: str | os.PathLike, evaluation: Evaluation) -> Path:
         raise EvaluationError(f"split: only {SPLITS} evaluations are recorded, found "
                               f"{evaluation.split!r}")
     path = evaluation_path(run_dir, evaluation.split)
-    data = _read(path) if path.exists() else {"format": EVALUATION_FORMAT, "split": evaluation.split,
-                                              "evaluations": []}
-    entry = evaluation.to_dict()
-    kept = [e for e in data["evaluations"] if e.get("position") != entry["position"]]
-    kept.append(entry)
-    kept.sort(key=lambda e: -1 if e.get("position") is None else e["position"])
-    data["evaluations"] = kept
-    with atomic_file(path) as tmp:
-        with open(tmp, "w") as f:
-            json.dump(data, f, indent=2, sort_keys=True)
-            f.write("\n")
+    # Read, add, write back under an exclusive lock on the folder: a training run's own
+    # evaluation and an `onlinedeep evaluate` beside it would otherwise drop each other's entry.
+    with _folder_locked(path.parent):
+        data = _read(path) if path.exists() else {"format": EVALUATION_FORMAT,
+                                                  "split": evaluation.split, "evaluations": []}
+        entry = evaluation.to_dict()
+        kept = [e for e in data["evaluations"] if e.get("position") != entry["position"]]
+        kept.append(entry)
+        kept.sort(key=lambda e: -1 if e.get("position") is None else e["position"])
+        data["evaluations"] = kept
+        with atomic_file(path) as tmp:
+            with open(tmp, "w") as f:
+                json.dump(data, f, indent=2, sort_keys=True)
+                f.write("\n")
     return path
 
 

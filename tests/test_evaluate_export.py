@@ -123,6 +123,27 @@ def test_evaluate_command(run, tmp_path):
         assert r.exit_code == 2 and message in r.output
 
 
+def test_concurrent_records_keep_every_entry(tmp_path):
+    """A training run's own evaluation and an `onlinedeep evaluate` beside it: neither entry lost."""
+    import threading
+
+    from onlinedeep.evaluate import Evaluation, record, recorded
+
+    def writer(first: int) -> None:
+        for p in range(first, 60, 2):
+            record(tmp_path / "run", Evaluation(split="test", n_examples=10, error=0.1, nll=0.2,
+                                                confusion=np.eye(10, dtype=np.int64), position=p))
+
+    threads = [threading.Thread(target=writer, args=(k,)) for k in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    data = json.loads((tmp_path / "run" / "evaluation-test.json").read_text())
+    assert [e["position"] for e in data["evaluations"]] == list(range(60))
+    assert recorded(tmp_path / "run")["position"] == 59
+
+
 def test_load_module_gives_predict_proba(run, mnist):
     run_dir, _, _ = run
     net = load_module(run_dir)
