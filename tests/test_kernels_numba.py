@@ -160,6 +160,34 @@ def test_weights_are_bit_identical_for_any_thread_count(mode, n_layers):
             assert torch.equal(got, want), f"{mode}: monitoring values differ"
 
 
+@pytest.mark.parametrize("mode", ["supervised", "dae", "rbm"])
+def test_weights_are_bit_identical_wherever_they_lie_in_memory(mode):
+    """The address of the weights changes the speed (a 512-bit load split across cache lines,
+    benchmarks/bench_alignment.py), never the arithmetic: copies 0, 16, 32 and 48 bytes past a
+    64-byte boundary end bit-identical."""
+    x, y = mnist_inputs(60)
+    start = init_params(784, 40, 1, seed=3)
+
+    def placed(t: torch.Tensor, offset: int) -> torch.Tensor:
+        a = t.numpy()
+        buf = np.empty(a.nbytes + 128, dtype=np.uint8)
+        at = (-buf.ctypes.data) % 64 + offset
+        out = buf[at:at + a.nbytes].view(a.dtype).reshape(a.shape)
+        out[...] = a
+        return torch.from_numpy(out)
+
+    runs = {}
+    for offset in (0, 16, 32, 48):
+        params = {k: placed(v, offset) for k, v in start.items()}
+        assert params["W0"].data_ptr() % 64 == offset
+        _run_mode(mode, NumbaKernel(n_threads=1), params, x, y)
+        runs[offset] = params
+    assert _moved(start, runs[0]) > 1e-3
+    for offset in (16, 32, 48):
+        for key in start:
+            assert torch.equal(runs[offset][key], runs[0][key]), f"{mode}: {key} at +{offset}"
+
+
 def test_thread_count_default_and_cap(monkeypatch):
     import numba
 

@@ -259,6 +259,21 @@ def test_extending_sup_updates_on_resume(tmp_path, fake_stream):
         resume(tmp_path / "r", stream=fake_stream(), learning_rate=0.5)
 
 
+def test_weights_read_from_a_snapshot_are_64_byte_aligned(tmp_path, fake_stream):
+    """numpy places large buffers 16 or 48 bytes past a 64-byte boundary, which slows the numba
+    kernel's 512-bit loads (benchmarks/bench_alignment.py): a resumed run's weights are copied
+    into buffers torch aligned."""
+    from onlinedeep.learner import OnlineMLP
+
+    Trainer(_config("none", n_hidden=300), stream=fake_stream(), run_dir=tmp_path / "r").run(
+        progress=False)
+    resumed = resume(tmp_path / "r", stream=fake_stream(), sup_updates=800)
+    assert {k: t.data_ptr() % 64 for k, t in resumed.params.items()} == {
+        k: 0 for k in resumed.params}
+    net = OnlineMLP.load(run_folder.latest(tmp_path / "r" / "snapshots"))
+    assert all(t.data_ptr() % 64 == 0 for t in net.params_.values())
+
+
 def test_resume_refuses_a_new_location(tmp_path, fake_stream):
     Trainer(_config("none"), stream=fake_stream(), run_dir=tmp_path / "r").run(stop=200,
                                                                               progress=False)

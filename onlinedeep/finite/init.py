@@ -112,5 +112,5 @@ def histogram_params(pretrained: dict, base: dict[str, torch.Tensor], layers: in
                                  f"this network's {tuple(base[name].shape)}")
             rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([int(seed), _TAG, k, j])))
             drawn = sample_histogram(src, src.size, rng, bins).reshape(src.shape)
-            out[name] = torch.from_numpy(drawn.astype(np.float32)).to(base[name].device)
+            out[name] = model.as_weights(drawn.astype(np.float32), base[name].device)
     return out

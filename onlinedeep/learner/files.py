@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from onlinedeep import phases
+from onlinedeep import model, phases
 from onlinedeep import snapshot as snapshots
 from onlinedeep.learner.river import scalar
 from onlinedeep.metrics import RunMetrics
@@ -71,8 +71,7 @@ def load(cls, path, *, device: str | None = None, kernel: str | None = None,
         net.feature_names_in_ = list(info["feature_names"])
         net._feature_index = None
     order = list(snapshots.param_shapes(cfg))
-    net.params_ = {k: torch.from_numpy(np.ascontiguousarray(snap.params[k])).to(net._device)
-                   for k in order}
+    net.params_ = {k: model.as_weights(snap.params[k], net._device) for k in order}
     net._out_ready = True
     net.position_ = snap.position
     net.metrics_ = RunMetrics.from_state(snap.metrics, log_every=cfg.log_every)

@@ -8,7 +8,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from onlinedeep import kernels, model
@@ -125,7 +124,7 @@ class RunState:
             self._origin = "initial weights"
         else:
             # in the model's key order (W0, b0, c0, ..., W_out, b_out)
-            self.params = {k: torch.from_numpy(np.ascontiguousarray(snapshot.params[k])).to(self.device)
+            self.params = {k: model.as_weights(snapshot.params[k], self.device)
                            for k in snapshots.param_shapes(config)}
             self.position = snapshot.position
             self.metrics = RunMetrics.from_state(snapshot.metrics, log_every=config.log_every)
