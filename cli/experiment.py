@@ -81,7 +81,8 @@ def plan_rows(plan, folder: Path, segments=None):
             lo, hi = plan.boundary(job.segment), plan.n_examples
         held = RunFolder(ov.run_dir(plan, folder, job)).snapshots()
         done = max(lo, min(hi, held[-1][0])) if held else lo
-        finished = ov.output_path(plan, folder, job).exists()
+        output = ov.output_path(plan, folder, job)
+        finished = output.exists() and ov.output_ok(output)  # a damaged output runs again
         left = {} if finished else section8.phase_updates(config, done, hi)
         rows.append((job.key, hi - lo, done - lo, left, config,
                      tuple(d.key for d in plan.depends_on(job)), finished))
@@ -255,6 +256,11 @@ def run(
 
     # refuse before saying what would run
     JobFolder(section8.figure13_folder(out) if name == "figure13" else out).check_free()
+    if name == "figure13":  # a folder of another plan: refused before anything is printed
+        from onlinedeep.experiments import figure13
+        from onlinedeep.experiments.ordering_variance import check_plan
+
+        check_plan(figure13.plan(preset_name), section8.figure13_folder(out))
     typer.echo(f"{name}: {len(rows) - unfinished} of {len(rows)} jobs already finished"
                + (f" (segments {only_segments})" if segments else "")
                + (f"; {jobs} local job(s) x {'up to ' if adaptive else ''}{job_threads} "
@@ -313,12 +319,17 @@ def report(
                        f"/plan.json); run it first: onlinedeep experiment run figure13 --out "
                        f"{out}", err=True)
             raise typer.Exit(2)
-        rep = figure13.report(out, results=results)
-        typer.echo(f"{'condition':>10} {'segment':>7} {'fraction':>8} {'draws':>5} {'variance':>12}")
+        try:
+            rep = figure13.report(out, results=results)
+        except ValueError as exc:  # a damaged job output or earlier report: named, one line
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
+        typer.echo(f"{'condition':>10} {'segment':>7} {'fraction':>8} {'draws':>5} {'variance':>12}"
+                   f"  source")
         for i in range(len(rep.table["segment"])):
             typer.echo(f"{rep.table['condition'][i]:>10} {rep.table['segment'][i]:>7d} "
                        f"{rep.table['fraction'][i]:>8.2f} {rep.table['n_draws'][i]:>5d} "
-                       f"{rep.table['variance'][i]:>12.4e}")
+                       f"{rep.table['variance'][i]:>12.4e}  {rep.table['source'][i]}")
         typer.echo(f"table: {rep.table_csv}\nfigure: {rep.figure}\ncommands: {rep.command}")
         return
     module = {"figure11": figure11, "figure12": figure12, "figure14": figure14}[name]

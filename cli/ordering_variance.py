@@ -53,14 +53,13 @@ def parse_segments(text: Optional[str]) -> Optional[list[int]]:
     """
     if text is None:
         return None
+    import re
+
     chosen = []
     for part in text.split(","):
-        lo, sep, hi = part.strip().partition("-")
-        try:
-            a, b = int(lo), int(hi) if sep else int(lo)
-        except ValueError:
-            a, b = 0, -1
-        if b < a or a < 0:
+        m = re.fullmatch(r"([0-9]+)(?:-([0-9]+))?", part.strip())
+        a, b = (int(m.group(1)), int(m.group(2) or m.group(1))) if m else (0, -1)
+        if b < a:
             raise typer.BadParameter(f"expected segment numbers and ranges such as 0-4 or 0,2,5-9, "
                                      f"found {part.strip()!r}", param_hint="--only-segments")
         chosen.extend(range(a, b + 1))

@@ -164,7 +164,7 @@ def test_only_segments_text():
     assert parse_segments("0-4") == [0, 1, 2, 3, 4]
     assert parse_segments(" 0, 2,5-6") == [0, 2, 5, 6]
     assert parse_segments(None) is None
-    for bad in ("", "a", "3-1", "1-", "-2", "1,,2"):
+    for bad in ("", "a", "3-1", "1-", "-2", "1,,2", "+1", "\u0663", "1.0"):
         with pytest.raises(typer.BadParameter, match="segment numbers and ranges"):
             parse_segments(bad)
 

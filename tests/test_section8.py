@@ -352,6 +352,57 @@ def test_figure13_segments_run_on_two_machines_add_up_to_one_table(tmp_path, mni
     wrong = _cli("experiment", "run", "figure11", "--out", str(b), "--preset", "smoke",
                  "--only-segments", "0")
     assert wrong.returncode == 2 and "applies to figure13 only" in wrong.stderr
+    # a folder of another plan is refused before anything is printed
+    wrong = _cli("experiment", "run", "figure13", "--out", str(a), "--preset", "paper")
+    assert wrong.returncode == 2 and "holds a different experiment" in wrong.stderr
+    assert wrong.stdout == ""
+    # a damaged output: the dry run counts its job as unfinished, as run will
+    victim = a / "figure13" / "dae" / "s02-d00.h5"
+    victim.write_bytes(victim.read_bytes()[:1000])
+    dry = _cli("experiment", "run", "figure13", "--out", str(a), "--preset", "smoke",
+               "--only-segments", "2-3", "--dry-run")
+    assert dry.returncode == 0 and "18 jobs, 1 unfinished" in dry.stdout, dry.stdout
+
+
+def test_an_earlier_figure13_report_is_checked_before_it_is_merged(tmp_path):
+    import numpy as np
+
+    from onlinedeep.experiments import figure13
+
+    plan = figure13.plan("smoke")
+    folder = tmp_path / "figure13"
+    folder.mkdir()
+    rows = [[c, s, s / plan.n_segments, 3, 1e-3 * (s + 1), 0.3, "this folder"]
+            for c in plan.conditions for s in range(plan.n_segments)]
+    rows[0][3:5] = [0, float("nan")]                      # dae segment 0: no draw there
+    section8.write_csv(folder / "table.csv", figure13.TABLE_HEADER, rows)
+    (folder / "plan.json").write_text(json.dumps(plan.to_dict()))
+    earlier = figure13._earlier_rows(folder, plan)
+    assert len(earlier) == 7 and ("dae", 0) not in earlier
+    # here: dae segment 1 with 1 draw (the earlier report's 3 win), dae segment 2 with 3 (here wins)
+    n = len(rows)
+    table = {"condition": np.array([r[0] for r in rows], dtype=object),
+             "segment": np.array([r[1] for r in rows]), "n_draws": np.zeros(n, dtype=np.int64),
+             "variance": np.full(n, np.nan), "online_error_mean": np.full(n, np.nan)}
+    table["n_draws"][1], table["n_draws"][2], table["variance"][2] = 1, 3, 5.0
+    figure13._merge_earlier(table, earlier)
+    assert table["source"][:3] == ["", "earlier report", "this folder"]
+    assert table["n_draws"][1] == 3 and table["variance"][1] == pytest.approx(2e-3)
+    assert table["variance"][2] == 5.0
+    # another plan, a truncated table, a row that does not fit: refused, nothing merged
+    text = (folder / "table.csv").read_text()
+    (folder / "table.csv").write_text(text[:150])
+    with pytest.raises(ValueError, match="the earlier report there cannot be read"):
+        figure13._earlier_rows(folder, plan)
+    (folder / "table.csv").write_text(text.replace("dae,3,0.75,3", "dae,9,0.75,3"))
+    with pytest.raises(ValueError, match="does not fit the plan"):
+        figure13._earlier_rows(folder, plan)
+    (folder / "table.csv").write_text(text)
+    data = plan.to_dict()
+    data["n_draws"] = 2
+    (folder / "plan.json").write_text(json.dumps(data))
+    with pytest.raises(ValueError, match="is of another plan .*n_draws: 2 vs 3"):
+        figure13._earlier_rows(folder, plan)
 
 
 def test_report_on_a_folder_without_runs_is_one_error_and_creates_nothing(tmp_path):

@@ -41,39 +41,69 @@ class Report:
 
 
 def _earlier_rows(folder: Path, the_plan) -> dict[tuple[str, int], dict[str, str]]:
-    """The rows with finished draws that an earlier report of the same plan wrote into
-    ``folder`` (its ``table.csv`` beside its copy of the plan), by (condition, segment); none if
-    ``folder`` holds no plan copy or that of another plan.
+    """The rows with finished draws of the earlier report in ``folder`` (its ``table.csv``
+    beside its copy of the plan), by (condition, segment); none if ``folder`` holds no plan copy
+    (no report yet, or one written before reports copied their plan).
 
     Raises
     ------
     ValueError
-        If the plan copy or the table is there but cannot be read (nothing is overwritten).
+        If the plan copy or the table is there but cannot be read or is incomplete, or the plan
+        is another one: a report of another experiment is not overwritten.
     """
     import csv
+    import math
 
     from onlinedeep.experiments.ordering_variance import OrderingPlan
 
     if not (folder / PLAN_COPY).exists():
         return {}
+    where = f"{folder}: the earlier report there"
     try:
         earlier = OrderingPlan.from_dict(json.loads((folder / PLAN_COPY).read_text()))
-        with open(folder / "table.csv", newline="") as f:
-            rows = {(r["condition"], int(r["segment"])): r for r in csv.DictReader(f)
-                    if int(r["n_draws"] or 0) > 0}
     except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
-        raise ValueError(f"{folder}: the earlier report there cannot be read ({exc!r}); restore "
-                         f"its {PLAN_COPY} and table.csv (e.g. from git) or remove them") from None
-    return {} if earlier.differences(the_plan) else rows
+        raise ValueError(f"{where} cannot be read ({exc}); restore its {PLAN_COPY} and table.csv "
+                         f"(e.g. from git) or remove them") from None
+    diffs = earlier.differences(the_plan)
+    if diffs:
+        raise ValueError(f"{where} is of another plan (earlier vs now: {'; '.join(diffs)}); "
+                         f"report into another --results folder, or remove {folder} first")
+    try:
+        with open(folder / "table.csv", newline="") as f:
+            reader = csv.DictReader(f)
+            if reader.fieldnames is None or not set(TABLE_HEADER[:6]) <= set(reader.fieldnames):
+                raise ValueError(f"table.csv: expected the columns {TABLE_HEADER}, found "
+                                 f"{reader.fieldnames}")
+            rows = {}
+            for r in reader:
+                key = (r["condition"], int(r["segment"]))
+                n_draws = int(r["n_draws"])
+                numbers = [float(r[c]) if r[c] else math.nan
+                           for c in ("fraction", "variance", "online_error_mean")]
+                if (key[0] not in earlier.conditions or not 0 <= key[1] < earlier.n_segments
+                        or not 0 <= n_draws <= earlier.n_draws or key in rows
+                        or (n_draws >= 2 and not numbers[1] >= 0)):
+                    raise ValueError(f"table.csv: row {dict(r)} does not fit the plan")
+                rows[key] = r
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise ValueError(f"{where} cannot be read ({exc}); restore its {PLAN_COPY} and table.csv "
+                         f"(e.g. from git) or remove them") from None
+    if len(rows) != len(earlier.conditions) * earlier.n_segments:
+        raise ValueError(f"{where} cannot be read (table.csv: {len(rows)} rows, the plan has "
+                         f"{len(earlier.conditions) * earlier.n_segments}); restore it (e.g. from "
+                         f"git) or remove it")
+    return {k: r for k, r in rows.items() if int(r["n_draws"]) > 0}
 
 
 def _merge_earlier(table: dict, earlier: dict) -> None:
-    """Fill in place the (condition, segment) rows of ``table`` without a finished draw here
-    from ``earlier`` (:func:`_earlier_rows`); ``table["source"]`` says where each row is from."""
+    """Fill in place the (condition, segment) rows of ``table`` that have fewer finished draws
+    here than in ``earlier`` (:func:`_earlier_rows`); ``table["source"]`` says where each row is
+    from. (Draw d of a segment is the same training run in every folder of the plan, so the row
+    of more draws is the better estimate; draws of two folders are never pooled.)"""
     source = []
     for i, (condition, segment) in enumerate(zip(table["condition"], table["segment"])):
         row = earlier.get((str(condition), int(segment)))
-        if table["n_draws"][i] > 0 or row is None:
+        if row is None or int(row["n_draws"]) <= table["n_draws"][i]:
             source.append(HERE if table["n_draws"][i] > 0 else "")
             continue
         table["n_draws"][i] = int(row["n_draws"])
@@ -90,18 +120,18 @@ def report(out: str | os.PathLike = section8.DEFAULT_OUT, *,
     finished draws), ``figure13.png``, ``command.txt`` and a copy of the plan (``plan.json``)
     into the report folder.
 
-    Across machines: with ``results``, a (condition, segment) with no finished draw in ``OUT``
-    keeps the row that an earlier report of the same plan wrote into ``RESULTS/figure13/``
-    (``source`` = ``earlier report``), so segments run on different machines
-    (``run --only-segments``) add up to one table. Variances are never pooled across folders:
-    a segment with a finished draw here is computed from this folder's draws alone.
+    Across machines: with ``results``, a (condition, segment) with fewer finished draws in
+    ``OUT`` than the earlier report of the same plan in ``RESULTS/figure13/`` had keeps that
+    report's row (``source`` = ``earlier report``), so segments run on different machines
+    (``run --only-segments``) add up to one table. Variances are never pooled across folders.
 
     Raises
     ------
     FileNotFoundError
         If ``OUT/figure13`` holds no plan yet.
     ValueError
-        If a job output is unreadable or of another sampling version.
+        If a job output is unreadable or of another sampling version, or ``RESULTS/figure13``
+        holds an unreadable report or one of another plan (nothing is written then).
     """
     from onlinedeep.experiments import ordering_variance as ov
 

@@ -33,8 +33,9 @@ pinned snapshots at positions s·L (the branch points) in ``COND/base/snapshots/
 A rerun skips finished jobs, resumes interrupted ones from the last snapshot in their run folder,
 and starts the others; a job that fails is reported with its error and does not stop the others.
 """
-from onlinedeep.experiments.ordering_variance.jobs import (branch_point, output_path, pending_jobs,
-                                                           run_dir, run_experiment, run_job)
+from onlinedeep.experiments.ordering_variance.jobs import (branch_point, output_ok, output_path,
+                                                           pending_jobs, run_dir, run_experiment,
+                                                           run_job)
 from onlinedeep.experiments.ordering_variance.plan import PLAN_PRESETS, Job, OrderingPlan
 from onlinedeep.experiments.ordering_variance.plan_file import (check_plan, load_plan,
                                                                 save_or_check_plan)
@@ -43,5 +44,5 @@ from onlinedeep.experiments.ordering_variance.report import (aggregate, load_tab
                                                              report)
 
 __all__ = ["Job", "OrderingPlan", "PLAN_PRESETS", "run_dir", "branch_point", "output_path",
-           "run_job", "run_experiment", "pending_jobs", "load_plan", "save_or_check_plan",
+           "output_ok", "run_job", "run_experiment", "pending_jobs", "load_plan", "save_or_check_plan",
            "check_plan", "report", "output_variance", "aggregate", "plot_figure13", "load_table"]
