@@ -238,7 +238,7 @@ def test_ordering_variance_jobs_fill_the_cores_by_default(tmp_path, monkeypatch,
         seen["jobs"] = n_workers
         raise OSError("no cluster in this test")
 
-    def run_experiment(plan, out, connect, *, threads=None, on_outcome=None):
+    def run_experiment(plan, out, connect, *, threads=None, on_outcome=None, segments=None):
         seen["threads"] = threads
         connect()
 
