@@ -78,7 +78,7 @@ def test_bad_options(tmp_path, smoke_runs):
         (["train", "--layers", "9", "--out", tmp_path], "layers: expected an integer in 1..5"),
         (["train", "--pretrain", "sdae", "--out", tmp_path], "pretrain: expected one of"),
         (["train", "--preset", "smoke", "--snapshot-every", "1234", "--out", tmp_path],
-         "multiple of chunk_size"),
+         "multiple of --chunk-size=500"),
         (["train", "--preset", "tiny", "--out", tmp_path], "preset: expected one of"),
         (["train", "--resume", tmp_path / "nothing"], "no snapshot to resume from"),
         (["train", "--resume", run_dir, "--lr", "0.5"], "--lr: cannot change when resuming"),
@@ -87,7 +87,7 @@ def test_bad_options(tmp_path, smoke_runs):
         (["plot", tmp_path / "missing.h5", "--out", tmp_path / "x.png"],
          "no such run folder or snapshot file"),
         (["train", "--pretrain", "none", "--unsup-updates", "5", "--out", tmp_path],
-         "--unsup-updates: expected 0 with pretrain='none'"),
+         "--unsup-updates: expected 0 with --pretrain='none'"),
     ]
     for args, message in cases:
         r = CliRunner().invoke(app, [str(a) for a in args])
