@@ -184,7 +184,8 @@ def run(
         JobFolder(out).check_free()
         check_plan(plan, out)
     typer.echo(_describe(plan))
-    check_plan(plan, out)  # a changed plan is refused before anything runs (a dry run says so)
+    if dry_run:
+        check_plan(plan, out)  # a changed plan: the dry run shows it, then says it is refused
     if dry_run:
         if scheduler is None:  # the time of the jobs still to run, measured here (issue 11)
             from onlinedeep_cli.experiment import plan_rows, print_eta
