@@ -344,6 +344,11 @@ def test_figure13_segments_run_on_two_machines_add_up_to_one_table(tmp_path, mni
                                   for r in rows.values())
     assert {k[1]: r["source"] for k, r in rows.items()} == {
         0: "this folder", 1: "this folder", 2: "earlier report", 3: "earlier report"}
+    # command.txt says which command measured which rows
+    command = (results / "figure13" / "command.txt").read_text()
+    assert f"onlinedeep experiment run figure13 --out {b} --preset smoke --only-segments 0-1\n" in command
+    assert "segments 0-1 measured in" in command and "segments 2-3 kept from the earlier" in command
+    assert f"#   onlinedeep experiment run figure13 --out {a} --preset smoke\n" in command
     # an earlier report that cannot be read is refused, not overwritten
     (results / "figure13" / "plan.json").write_text("{not json")
     bad = _cli("experiment", "report", "figure13", "--out", str(b), "--results", str(results))
@@ -362,6 +367,15 @@ def test_figure13_segments_run_on_two_machines_add_up_to_one_table(tmp_path, mni
     dry = _cli("experiment", "run", "figure13", "--out", str(a), "--preset", "smoke",
                "--only-segments", "2-3", "--dry-run")
     assert dry.returncode == 0 and "18 jobs, 1 unfinished" in dry.stdout, dry.stdout
+
+
+def test_segment_lists_are_written_as_only_segments_reads_them():
+    from cli.ordering_variance import parse_segments
+    from onlinedeep.experiments.figure13 import _ranges
+
+    for segments in ([0, 1, 2, 5], [3], [9, 0, 1, 1], [0, 2, 4, 5, 6, 8]):
+        assert parse_segments(_ranges(segments)) == sorted(set(segments))
+    assert _ranges([9, 0, 1, 1]) == "0-1,9" and _ranges([]) == ""
 
 
 def test_an_earlier_figure13_report_is_checked_before_it_is_merged(tmp_path):

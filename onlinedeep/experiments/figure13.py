@@ -113,6 +113,30 @@ def _merge_earlier(table: dict, earlier: dict) -> None:
     table["source"] = source
 
 
+def _earlier_runs(folder: Path) -> list[str]:
+    """The ``run`` commands (once each, in order) of the earlier report's ``command.txt`` in
+    ``folder``, its "measured by" lines included, so that the rows kept from it keep their
+    provenance; none if it has no such file."""
+    try:
+        lines = (folder / "command.txt").read_text().splitlines()
+    except (OSError, UnicodeDecodeError):
+        return []
+    runs = [line.lstrip("# ").strip() for line in lines]
+    runs = [r for r in runs if r.startswith("onlinedeep experiment run figure13")]
+    return list(dict.fromkeys(runs))
+
+
+def _ranges(segments: list[int]) -> str:
+    """``[0, 1, 2, 5]`` → ``"0-2,5"`` (the form ``--only-segments`` reads)."""
+    parts, chosen = [], sorted(set(segments))
+    for s in chosen:
+        if parts and s == parts[-1][1] + 1:
+            parts[-1][1] = s
+        else:
+            parts.append([s, s])
+    return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in parts)
+
+
 def report(out: str | os.PathLike = section8.DEFAULT_OUT, *,
            results: str | os.PathLike | None = None) -> Report:
     """Aggregate ``OUT/figure13`` (also its own ``ordering_variance.h5`` and ``figure13.png``) and
@@ -140,6 +164,7 @@ def report(out: str | os.PathLike = section8.DEFAULT_OUT, *,
     the_plan = ov.load_plan(job_folder)
     folder = section8.report_folder(out, "figure13", results)
     _merge_earlier(table, _earlier_rows(folder, the_plan) if results is not None else {})
+    earlier_runs = _earlier_runs(folder) if EARLIER in table["source"] else []
     rows = [[table[c][i] for c in TABLE_HEADER] for i in range(len(table["segment"]))]
     rows = [[r[0], int(r[1]), float(r[2]), int(r[3]), float(r[4]), float(r[5]), r[6]]
             for r in rows]
@@ -155,12 +180,21 @@ def report(out: str | os.PathLike = section8.DEFAULT_OUT, *,
                    if not the_plan.differences(plan(name, pretrain=the_plan.conditions[0]))), None)
     opt = {"paper": "", "smoke": " --preset smoke"}.get(preset, " (options: see plan.json)")
     res = "" if results is None else f" --results {results}"
-    text = (f"onlinedeep experiment run figure13 --out {out}{opt}\n"
-            f"onlinedeep experiment report figure13 --out {out}{res}\n\n"
-            f"# the same experiment under its own name:\n"
-            f"onlinedeep ordering-variance run --out {job_folder}{opt}\n"
-            f"onlinedeep ordering-variance report --out {job_folder}\n"
-            f"# what job (segment S, draw D) trained on in its varied segment:\n"
-            f"onlinedeep ordering-variance indices --out {job_folder} --segment S --draw D\n")
+    here = [int(s) for s, src in zip(table["segment"], table["source"]) if src == HERE]
+    kept = [int(s) for s, src in zip(table["segment"], table["source"]) if src == EARLIER]
+    only = "" if not kept else f" --only-segments {_ranges(here)}" if here else ""
+    text = ""
+    if kept:
+        text = (f"# rows of table.csv by source: segments {_ranges(here) or 'none'} measured in "
+                f"{out} (\"{HERE}\"), segments {_ranges(kept)} kept from the earlier report "
+                f"in {folder} (\"{EARLIER}\"), measured by:\n"
+                + "".join(f"#   {line}\n" for line in earlier_runs) + "\n")
+    text += (f"onlinedeep experiment run figure13 --out {out}{opt}{only}\n"
+             f"onlinedeep experiment report figure13 --out {out}{res}\n\n"
+             f"# the same experiment under its own name:\n"
+             f"onlinedeep ordering-variance run --out {job_folder}{opt}{only}\n"
+             f"onlinedeep ordering-variance report --out {job_folder}\n"
+             f"# what job (segment S, draw D) trained on in its varied segment:\n"
+             f"onlinedeep ordering-variance indices --out {job_folder} --segment S --draw D\n")
     command = section8.write_text(folder / "command.txt", text)
     return Report(table, table_csv, png, command)
