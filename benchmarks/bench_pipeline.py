@@ -26,7 +26,7 @@ updates from fresh weights (the producer's first chunk, ~1% of a 3 s run, includ
 Measured (2-core development machine, another process on both cores, ``--threads 1 --updates 20000
 --repeats 3``): live/pregenerated 0.990 (784-2000-10) and 1.100 (DAE layer; rounds 1.100, 1.298,
 0.946); pregenerated/kernel for the DAE layer 0.899 while the trainer computed the noise draws on
-the main thread, 1.015 since they are computed in the producer thread (README, section Speed).
+the main thread, 1.015 since they are computed in the producer thread (docs/speed.md).
 
 Usage::
 
