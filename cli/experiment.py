@@ -229,11 +229,15 @@ def run(
     segments = None
     if name != "figure13":
         section8.check_preset(out, preset_name)  # before a dry run too
-    elif only_segments is not None:
+    else:  # a folder of another plan: refused before anything is printed, dry run included
         from onlinedeep.experiments import figure13
-        from onlinedeep_cli.ordering_variance import parse_segments
+        from onlinedeep.experiments.ordering_variance import check_plan
 
-        segments = figure13.plan(preset_name).check_segments(parse_segments(only_segments))
+        check_plan(figure13.plan(preset_name), section8.figure13_folder(out))
+        if only_segments is not None:
+            from onlinedeep_cli.ordering_variance import parse_segments
+
+            segments = figure13.plan(preset_name).check_segments(parse_segments(only_segments))
     rows = _jobs_of(name, out, preset_name, segments)
     unfinished = sum(1 for r in rows if not r[6])
     jobs = thread_policy.local_jobs(jobs or 0, threads or 0, pending=unfinished)
@@ -256,11 +260,6 @@ def run(
 
     # refuse before saying what would run
     JobFolder(section8.figure13_folder(out) if name == "figure13" else out).check_free()
-    if name == "figure13":  # a folder of another plan: refused before anything is printed
-        from onlinedeep.experiments import figure13
-        from onlinedeep.experiments.ordering_variance import check_plan
-
-        check_plan(figure13.plan(preset_name), section8.figure13_folder(out))
     typer.echo(f"{name}: {len(rows) - unfinished} of {len(rows)} jobs already finished"
                + (f" (segments {only_segments})" if segments else "")
                + (f"; {jobs} local job(s) x {'up to ' if adaptive else ''}{job_threads} "

@@ -358,9 +358,10 @@ def test_figure13_segments_run_on_two_machines_add_up_to_one_table(tmp_path, mni
                  "--only-segments", "0")
     assert wrong.returncode == 2 and "applies to figure13 only" in wrong.stderr
     # a folder of another plan is refused before anything is printed
-    wrong = _cli("experiment", "run", "figure13", "--out", str(a), "--preset", "paper")
-    assert wrong.returncode == 2 and "holds a different experiment" in wrong.stderr
-    assert wrong.stdout == ""
+    for dry in ([], ["--dry-run"]):   # the dry run too: it would show the other plan's jobs
+        wrong = _cli("experiment", "run", "figure13", "--out", str(a), "--preset", "paper", *dry)
+        assert wrong.returncode == 2 and "holds a different experiment" in wrong.stderr
+        assert wrong.stdout == ""
     # a damaged output: the dry run counts its job as unfinished, as run will
     victim = a / "figure13" / "dae" / "s02-d00.h5"
     victim.write_bytes(victim.read_bytes()[:1000])
