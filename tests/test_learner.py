@@ -191,6 +191,8 @@ def test_bad_input_is_refused_with_a_clear_error():
         OnlineMLP(units=8, pretrain="none").pretrain_partial_fit(X)
     with pytest.raises(ConfigError, match="learning_rate"):
         OnlineMLP(learning_rate=-1)
+    with pytest.raises(ConfigError, match="^units: expected an integer >= 1, found 0"):
+        OnlineMLP(units=0)   # the learner's own parameter name, not RunConfig's n_hidden
     with pytest.raises(ValueError, match="no classifier yet"):
         OnlineMLP(units=8).predict(X)
 

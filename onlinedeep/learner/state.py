@@ -32,9 +32,14 @@ class LearnerState:
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
                 raise ConfigError(f"{name}: expected an integer or None, found {value!r}")
-        self._cfg = self._make_config(n_inputs=self.n_inputs or 784,
-                                      n_classes=self.n_classes or 10, layer_updates=[],
-                                      sup_updates=1)
+        try:
+            self._cfg = self._make_config(n_inputs=self.n_inputs or 784,
+                                          n_classes=self.n_classes or 10, layer_updates=[],
+                                          sup_updates=1)
+        except ConfigError as exc:  # the learner's parameter is `units` (RunConfig's n_hidden)
+            if str(exc).startswith("n_hidden:"):
+                raise ConfigError("units:" + str(exc)[len("n_hidden:"):]) from None
+            raise
 
     def _make_config(self, *, n_inputs: int, n_classes: int, layer_updates: list[int],
                      sup_updates: int) -> RunConfig:
