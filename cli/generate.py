@@ -84,6 +84,7 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(0, "--seed", min=0, max=2**64 - 1,
                                  help="Seed of the displacement fields."),
         chunk_size: int = typer.Option(65_536, "--chunk-size", min=1),
+        progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
     ):
         """Write stream examples [start, start + count) to FILE, atomically."""
         from tqdm import tqdm
@@ -109,7 +110,7 @@ def register(app: typer.Typer) -> None:
                   for lo in range(start, start + count, chunk_size))
         try:
             with _sigterm_interrupts(), tqdm(total=count, unit="ex", unit_scale=True,
-                                             desc=out.name) as bar:
+                                             desc=out.name, disable=not progress) as bar:
                 files = write_stream(stream, chunks, count, out, progress=bar.update)
         except KeyboardInterrupt:
             typer.secho(f"interrupted: {out} not written (its temporary file is removed)",

@@ -37,6 +37,11 @@ def test_generate_hdf5(tmp_path, sample_mnist_dir, stream):
         prov = json.loads(f.attrs["provenance"])
     assert prov["mode"] == "first-order" and prov["mnist.source"] == "directory"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["chunk.h5"]
+    # --no-progress: only the result (for logs and scripts)
+    r = runner.invoke(app, ["generate", "--start", "0", "--count", "10", "--out",
+                            str(tmp_path / "quiet.h5"), "--mnist-dir", str(sample_mnist_dir),
+                            "--no-progress"])
+    assert r.exit_code == 0 and r.output.splitlines() == [f"wrote {tmp_path / 'quiet.h5'}"], r.output
 
 
 @pytest.mark.parametrize("name", ["big-images-idx3-ubyte", "big-images-idx3-ubyte.gz"])
