@@ -258,6 +258,19 @@ def test_usage_errors_are_one_error_line(tmp_path):
     assert not list(tmp_path.iterdir())
 
 
+def test_resume_given_a_snapshot_file_names_the_run_folder(tmp_path):
+    snapshot = tmp_path / "run" / "snapshots" / "snapshot-000001000.h5"
+    snapshot.parent.mkdir(parents=True)
+    snapshot.write_bytes(b"not read")
+    line = _one_error_line(_run("train", "--resume", snapshot), 2, "--resume: ")
+    assert line.endswith(f"takes the run folder (the one holding snapshots/): --resume {tmp_path / 'run'}")
+    stray = tmp_path / "notes.txt"                      # a file in no run folder: no suggestion
+    stray.write_text("x")
+    line = _one_error_line(_run("train", "--resume", stray), 2, "is a file")
+    assert line.endswith("holding snapshots/)")
+    assert snapshot.read_bytes() == b"not read" and stray.read_text() == "x"
+
+
 def test_readme_lists_exactly_the_options_allowed_with_resume():
     from onlinedeep.config import RESUME_MUTABLE
 
