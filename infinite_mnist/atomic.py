@@ -46,7 +46,9 @@ def _where(exc: OSError, path: Path, what: str) -> OSError:
                        path.parent)
         return NotADirectoryError(errno.ENOTDIR, f"not a folder, cannot create {what} {path}",
                                   str(blocker))
-    return OSError(exc.errno, f"{exc.strerror}, cannot create {what} {path}", str(path.parent))
+    # the reason last: "/proc: No such file or directory, ..." read as if /proc were missing
+    return OSError(exc.errno, f"cannot create {what} {path} in it ({exc.strerror})",
+                   str(path.parent))
 
 
 def make_folder(path: str | os.PathLike, what: str = "the folder") -> Path:

@@ -71,6 +71,10 @@ def test_train_input_errors_leave_no_run_folder(tmp_path, corrupt_mnist_dir, mni
     r = _run("train", *SMALL, "--out", tmp_path / "afile" / "sub", "--name", "r",
              "--mnist-dir", mnist_dir)
     _one_error_line(r, 1, f"{tmp_path / 'afile'}: not a folder, cannot create the run folder")
+    if Path("/proc").is_dir():   # a folder that exists but refuses new entries
+        r = _run("train", *SMALL, "--out", "/proc/onlinedeep-runs", "--mnist-dir", mnist_dir)
+        _one_error_line(r, 1, "/proc: cannot create the folder of the run folders "
+                              "/proc/onlinedeep-runs in it (")
 
 
 def test_outputs_that_cannot_be_written(tmp_path, mnist_dir):
