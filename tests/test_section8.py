@@ -324,6 +324,8 @@ def test_smoke_figure13_is_the_ordering_variance_experiment(tmp_path, mnist_dir)
 def test_figure13_segments_run_on_two_machines_add_up_to_one_table(tmp_path, mnist_dir):
     """--only-segments splits the experiment; reports into one --results folder keep each
     machine's segments (never pooling draws of two folders)."""
+    from onlinedeep.experiments import figure13
+
     results = tmp_path / "results"
     a, b = tmp_path / "machine-a", tmp_path / "machine-b"
     run = _cli("experiment", "run", "figure13", "--out", str(a), "--preset", "smoke", "--jobs", "2",
@@ -344,11 +346,21 @@ def test_figure13_segments_run_on_two_machines_add_up_to_one_table(tmp_path, mni
                                   for r in rows.values())
     assert {k[1]: r["source"] for k, r in rows.items()} == {
         0: "this folder", 1: "this folder", 2: "earlier report", 3: "earlier report"}
-    # command.txt says which command measured which rows
-    command = (results / "figure13" / "command.txt").read_text()
-    assert f"onlinedeep experiment run figure13 --out {b} --preset smoke --only-segments 0-1\n" in command
-    assert "segments 0-1 measured in" in command and "segments 2-3 kept from the earlier" in command
-    assert f"#   onlinedeep experiment run figure13 --out {a} --preset smoke\n" in command
+    # command.txt says which run measured which rows
+    command = (results / "figure13" / "command.txt").read_text().splitlines()
+    run_a = f"onlinedeep experiment run figure13 --out {a} --preset smoke --only-segments 2-3"
+    run_b = f"onlinedeep experiment run figure13 --out {b} --preset smoke --only-segments 0-1"
+    assert command[:4] == [figure13.MEASURED_BY, f"#   dae 0-1; none 0-1: {run_b}",
+                           f"#   dae 2-3; none 2-3: {run_a}", ""]
+    assert run_b in command and run_a not in command
+    # reporting b again changes nothing; a table without its plan is refused, not overwritten
+    assert _cli("experiment", "report", "figure13", "--out", str(b), "--results",
+                str(results)).returncode == 0
+    assert (results / "figure13" / "command.txt").read_text().splitlines() == command
+    (results / "figure13" / "plan.json").rename(results / "plan.json")
+    bad = _cli("experiment", "report", "figure13", "--out", str(b), "--results", str(results))
+    assert bad.returncode != 0 and "has a table.csv but no plan.json" in bad.stderr
+    (results / "plan.json").rename(results / "figure13" / "plan.json")
     # an earlier report that cannot be read is refused, not overwritten
     (results / "figure13" / "plan.json").write_text("{not json")
     bad = _cli("experiment", "report", "figure13", "--out", str(b), "--results", str(results))
@@ -372,11 +384,33 @@ def test_figure13_segments_run_on_two_machines_add_up_to_one_table(tmp_path, mni
 
 def test_segment_lists_are_written_as_only_segments_reads_them():
     from cli.ordering_variance import parse_segments
-    from onlinedeep.experiments.figure13 import _ranges
+    from onlinedeep.experiments.figure13 import _parse_rows, _ranges, _rows_text
 
     for segments in ([0, 1, 2, 5], [3], [9, 0, 1, 1], [0, 2, 4, 5, 6, 8]):
         assert parse_segments(_ranges(segments)) == sorted(set(segments))
     assert _ranges([9, 0, 1, 1]) == "0-1,9" and _ranges([]) == ""
+    rows = {("dae", 0), ("dae", 1), ("dae", 5), ("none", 3)}
+    assert _rows_text(rows) == "dae 0-1,5; none 3" and _parse_rows(_rows_text(rows)) == rows
+    assert _parse_rows("onlinedeep experiment run figure13") is None
+
+
+def test_figure13_command_txt_credits_each_row_to_the_run_that_measured_it(tmp_path):
+    """Three machines report into one folder in turn; each row keeps the command of the run
+    that measured it, whatever the order (and a row re-measured elsewhere changes hands)."""
+    from onlinedeep.experiments import figure13
+
+    folder = tmp_path / "figure13"
+    folder.mkdir()
+    (folder / "command.txt").write_text(
+        figure13.MEASURED_BY + "\n#   dae 0-1; none 0: run A\n#   dae 2; none 1-2: run B\n\nrun C\n")
+    kept = {("dae", 1), ("dae", 2), ("none", 0), ("none", 1), ("none", 3)}
+    assert figure13._earlier_provenance(folder, kept) == [
+        ({("dae", 1), ("none", 0)}, "run A"), ({("dae", 2), ("none", 1)}, "run B"),
+        ({("none", 3)}, "(command not recorded)")]
+    # a command.txt of the older form credits its run command with every row
+    (folder / "command.txt").write_text("onlinedeep experiment run figure13 --out X\nmore\n")
+    assert figure13._earlier_provenance(folder, {("dae", 4)}) == [
+        ({("dae", 4)}, "onlinedeep experiment run figure13 --out X")]
 
 
 def test_an_earlier_figure13_report_is_checked_before_it_is_merged(tmp_path):

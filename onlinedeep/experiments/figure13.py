@@ -42,23 +42,26 @@ class Report:
 
 def _earlier_rows(folder: Path, the_plan) -> dict[tuple[str, int], dict[str, str]]:
     """The rows with finished draws of the earlier report in ``folder`` (its ``table.csv``
-    beside its copy of the plan), by (condition, segment); none if ``folder`` holds no plan copy
-    (no report yet, or one written before reports copied their plan).
+    beside its copy of the plan), by (condition, segment); none if ``folder`` holds no report.
 
     Raises
     ------
     ValueError
-        If the plan copy or the table is there but cannot be read or is incomplete, or the plan
-        is another one: a report of another experiment is not overwritten.
+        If the plan copy or the table is there but cannot be read or is incomplete, the table is
+        there without the plan copy, or the plan is another one: a report of another experiment
+        is not overwritten.
     """
     import csv
     import math
 
     from onlinedeep.experiments.ordering_variance import OrderingPlan
 
-    if not (folder / PLAN_COPY).exists():
-        return {}
     where = f"{folder}: the earlier report there"
+    if not (folder / PLAN_COPY).exists():
+        if (folder / "table.csv").exists():  # its plan is unknown: never overwritten unread
+            raise ValueError(f"{where} has a table.csv but no {PLAN_COPY}, so its plan is "
+                             f"unknown; restore {PLAN_COPY} (e.g. from git) or remove table.csv")
+        return {}
     try:
         earlier = OrderingPlan.from_dict(json.loads((folder / PLAN_COPY).read_text()))
     except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
@@ -113,17 +116,55 @@ def _merge_earlier(table: dict, earlier: dict) -> None:
     table["source"] = source
 
 
-def _earlier_runs(folder: Path) -> list[str]:
-    """The ``run`` commands (once each, in order) of the earlier report's ``command.txt`` in
-    ``folder``, its "measured by" lines included, so that the rows kept from it keep their
-    provenance; none if it has no such file."""
+MEASURED_BY = "# which run measured which rows of table.csv (condition segments: the command):"
+
+
+def _rows_text(rows) -> str:
+    """``{("dae", 0), ("dae", 1), ("none", 3)}`` → ``"dae 0-1; none 3"``."""
+    conditions = sorted({c for c, _ in rows})
+    return "; ".join(f"{c} {_ranges([s for k, s in rows if k == c])}" for c in conditions)
+
+
+def _parse_rows(text: str) -> set[tuple[str, int]] | None:
+    """The inverse of :func:`_rows_text`; None if ``text`` is not of that form."""
+    import re
+
+    rows = set()
+    for part in text.split("; "):
+        m = re.fullmatch(r"([a-z0-9_]+) ([0-9]+(?:-[0-9]+)?(?:,[0-9]+(?:-[0-9]+)?)*)", part)
+        if m is None:
+            return None
+        for piece in m.group(2).split(","):
+            a, _, b = piece.partition("-")
+            rows.update((m.group(1), s) for s in range(int(a), int(b or a) + 1))
+    return rows
+
+
+def _earlier_provenance(folder: Path, rows: set) -> list[tuple[set, str]]:
+    """(rows, command) pairs of the earlier report's ``command.txt`` in ``folder``: which run
+    measured which of its ``rows``. A ``command.txt`` of the older form (no such list) credits
+    all of them to its ``run`` command; rows no line accounts for get "(command not recorded)"."""
     try:
         lines = (folder / "command.txt").read_text().splitlines()
     except (OSError, UnicodeDecodeError):
-        return []
-    runs = [line.lstrip("# ").strip() for line in lines]
-    runs = [r for r in runs if r.startswith("onlinedeep experiment run figure13")]
-    return list(dict.fromkeys(runs))
+        lines = []
+    pairs = []
+    if MEASURED_BY in lines:
+        for line in lines[lines.index(MEASURED_BY) + 1:]:
+            if not line.startswith("#   "):
+                break
+            head, sep, command = line[4:].partition(": ")
+            measured = _parse_rows(head) if sep else None
+            if measured:
+                pairs.append((measured & rows, command))
+    else:
+        runs = [line for line in lines if line.startswith("onlinedeep experiment run figure13")]
+        if runs:
+            pairs.append((set(rows), runs[0]))
+    unaccounted = set(rows) - set().union(*(r for r, _ in pairs))
+    if unaccounted:
+        pairs.append((unaccounted, "(command not recorded)"))
+    return [(r, c) for r, c in pairs if r]
 
 
 def _ranges(segments: list[int]) -> str:
@@ -163,8 +204,9 @@ def report(out: str | os.PathLike = section8.DEFAULT_OUT, *,
     table, _, _ = ov.report(job_folder)
     the_plan = ov.load_plan(job_folder)
     folder = section8.report_folder(out, "figure13", results)
-    _merge_earlier(table, _earlier_rows(folder, the_plan) if results is not None else {})
-    earlier_runs = _earlier_runs(folder) if EARLIER in table["source"] else []
+    earlier = _earlier_rows(folder, the_plan) if results is not None else {}
+    _merge_earlier(table, earlier)
+    earlier_provenance = _earlier_provenance(folder, set(earlier)) if earlier else []
     rows = [[table[c][i] for c in TABLE_HEADER] for i in range(len(table["segment"]))]
     rows = [[r[0], int(r[1]), float(r[2]), int(r[3]), float(r[4]), float(r[5]), r[6]]
             for r in rows]
@@ -180,16 +222,20 @@ def report(out: str | os.PathLike = section8.DEFAULT_OUT, *,
                    if not the_plan.differences(plan(name, pretrain=the_plan.conditions[0]))), None)
     opt = {"paper": "", "smoke": " --preset smoke"}.get(preset, " (options: see plan.json)")
     res = "" if results is None else f" --results {results}"
-    here = [int(s) for s, src in zip(table["segment"], table["source"]) if src == HERE]
-    kept = [int(s) for s, src in zip(table["segment"], table["source"]) if src == EARLIER]
-    only = "" if not kept else f" --only-segments {_ranges(here)}" if here else ""
+    keys = list(zip(map(str, table["condition"]), map(int, table["segment"])))
+    here = {k for k, src in zip(keys, table["source"]) if src == HERE}
+    kept = {k for k, src in zip(keys, table["source"]) if src == EARLIER}
+    segments_here = sorted({s for _, s in here})
+    only = ("" if not here or len(segments_here) == the_plan.n_segments
+            else f" --only-segments {_ranges(segments_here)}")
+    run_here = f"onlinedeep experiment run figure13 --out {out}{opt}{only}"
+    measured = ([(here, run_here)] if here else []) + (
+        [(r & kept, c) for r, c in earlier_provenance if r & kept] if kept else [])
     text = ""
-    if kept:
-        text = (f"# rows of table.csv by source: segments {_ranges(here) or 'none'} measured in "
-                f"{out} (\"{HERE}\"), segments {_ranges(kept)} kept from the earlier report "
-                f"in {folder} (\"{EARLIER}\"), measured by:\n"
-                + "".join(f"#   {line}\n" for line in earlier_runs) + "\n")
-    text += (f"onlinedeep experiment run figure13 --out {out}{opt}{only}\n"
+    if measured:
+        text = (MEASURED_BY + "\n"
+                + "".join(f"#   {_rows_text(r)}: {c}\n" for r, c in measured) + "\n")
+    text += (f"{run_here}\n"
              f"onlinedeep experiment report figure13 --out {out}{res}\n\n"
              f"# the same experiment under its own name:\n"
              f"onlinedeep ordering-variance run --out {job_folder}{opt}{only}\n"
