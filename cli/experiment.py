@@ -234,10 +234,9 @@ def run(
         from onlinedeep.experiments.ordering_variance import check_plan
 
         check_plan(figure13.plan(preset_name), section8.figure13_folder(out))
-        if only_segments is not None:
-            from onlinedeep_cli.ordering_variance import parse_segments
+        from onlinedeep_cli.ordering_variance import chosen_segments
 
-            segments = figure13.plan(preset_name).check_segments(parse_segments(only_segments))
+        segments = chosen_segments(figure13.plan(preset_name), only_segments)
     rows = _jobs_of(name, out, preset_name, segments)
     unfinished = sum(1 for r in rows if not r[6])
     jobs = thread_policy.local_jobs(jobs or 0, threads or 0, pending=unfinished)

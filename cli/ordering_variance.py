@@ -66,6 +66,25 @@ def parse_segments(text: Optional[str]) -> Optional[list[int]]:
     return chosen
 
 
+def chosen_segments(plan, text: Optional[str]) -> Optional[list[int]]:
+    """``--only-segments`` read and checked against ``plan`` (None: every segment).
+
+    Raises
+    ------
+    typer.BadParameter
+        If the text is malformed, or names no segment or one the plan does not have.
+    """
+    if text is None:
+        return None
+    from onlinedeep.config import ConfigError
+
+    try:
+        return plan.check_segments(parse_segments(text))
+    except ConfigError as exc:
+        raise typer.BadParameter(str(exc).removeprefix("segments: "),
+                                 param_hint="--only-segments") from None
+
+
 ONLY_SEGMENTS = typer.Option(None, "--only-segments", help="Run only these segments' draws "
                              "(e.g. 0-4 or 0,2,5-9) and the base stages they branch from: to split "
                              "the experiment between machines, or to finish it on a new one "
@@ -175,7 +194,7 @@ def run(
     plan = make_plan(preset, pretrain, segments, draws, test_count, layers, units, unsup_updates,
                      sup_updates, lr, unsup_lr, corruption, seed, snapshot_every, device, kernel,
                      mnist_dir)
-    chosen = plan.check_segments(parse_segments(only_segments)) if only_segments else None
+    chosen = chosen_segments(plan, only_segments)
     from onlinedeep.experiments.ordering_variance import check_plan, pending_jobs
 
     if not dry_run:  # refuse before saying what would run

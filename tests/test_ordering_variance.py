@@ -151,7 +151,8 @@ def test_jobs_of_some_segments_are_their_draws_and_the_stages_they_branch_from()
     assert {j.key for j in plan.jobs()} - {j.key for j in everything} == {"none/base"}
     for job in plan.jobs([3]):  # every dependency of a chosen job is chosen too
         assert set(plan.depends_on(job)) <= set(plan.jobs([3]))
-    for bad, match in (([4], r"\[4\] not in 0..3"), ([], "none chosen"), ([-1, 2], r"\[-1\]")):
+    for bad, match in (([4], "segments: 4 not in 0..3"), ([], "none chosen"),
+                       ([-1, 2], "segments: -1 not in"), (range(99), "4-98 not in 0..3")):
         with pytest.raises(ConfigError, match=match):
             plan.jobs(bad)
 
@@ -159,7 +160,7 @@ def test_jobs_of_some_segments_are_their_draws_and_the_stages_they_branch_from()
 def test_only_segments_text():
     import typer
 
-    from onlinedeep_cli.ordering_variance import parse_segments
+    from onlinedeep_cli.ordering_variance import chosen_segments, parse_segments
 
     assert parse_segments("0-4") == [0, 1, 2, 3, 4]
     assert parse_segments(" 0, 2,5-6") == [0, 2, 5, 6]
@@ -167,6 +168,12 @@ def test_only_segments_text():
     for bad in ("", "a", "3-1", "1-", "-2", "1,,2", "+1", "\u0663", "1.0"):
         with pytest.raises(typer.BadParameter, match="segment numbers and ranges"):
             parse_segments(bad)
+    plan = OrderingPlan({"none": small_config()}, n_segments=4, n_draws=2)
+    with pytest.raises(typer.BadParameter) as info:    # out of the plan: one short line
+        chosen_segments(plan, "0-99")
+    assert info.value.param_hint == "--only-segments"
+    assert info.value.message == "4-99 not in 0..3 (the plan has 4 segments)"
+    assert chosen_segments(plan, None) is None and chosen_segments(plan, "3,1") == [1, 3]
 
 
 @pytest.mark.parametrize("kwargs,match", [

@@ -384,7 +384,8 @@ def test_figure13_segments_run_on_two_machines_add_up_to_one_table(tmp_path, mni
 
 def test_segment_lists_are_written_as_only_segments_reads_them():
     from cli.ordering_variance import parse_segments
-    from onlinedeep.experiments.figure13 import _parse_rows, _ranges, _rows_text
+    from onlinedeep.experiments.figure13 import _parse_rows, _rows_text
+    from onlinedeep.experiments.ordering_variance import segment_ranges as _ranges
 
     for segments in ([0, 1, 2, 5], [3], [9, 0, 1, 1], [0, 2, 4, 5, 6, 8]):
         assert parse_segments(_ranges(segments)) == sorted(set(segments))

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from onlinedeep.experiments import section8
+from onlinedeep.experiments.ordering_variance.plan import segment_ranges
 
 __all__ = ["plan", "Report", "report"]
 
@@ -122,7 +123,7 @@ MEASURED_BY = "# which run measured which rows of table.csv (condition segments:
 def _rows_text(rows) -> str:
     """``{("dae", 0), ("dae", 1), ("none", 3)}`` → ``"dae 0-1; none 3"``."""
     conditions = sorted({c for c, _ in rows})
-    return "; ".join(f"{c} {_ranges([s for k, s in rows if k == c])}" for c in conditions)
+    return "; ".join(f"{c} {segment_ranges([s for k, s in rows if k == c])}" for c in conditions)
 
 
 def _parse_rows(text: str) -> set[tuple[str, int]] | None:
@@ -165,17 +166,6 @@ def _earlier_provenance(folder: Path, rows: set) -> list[tuple[set, str]]:
     if unaccounted:
         pairs.append((unaccounted, "(command not recorded)"))
     return [(r, c) for r, c in pairs if r]
-
-
-def _ranges(segments: list[int]) -> str:
-    """``[0, 1, 2, 5]`` → ``"0-2,5"`` (the form ``--only-segments`` reads)."""
-    parts, chosen = [], sorted(set(segments))
-    for s in chosen:
-        if parts and s == parts[-1][1] + 1:
-            parts[-1][1] = s
-        else:
-            parts.append([s, s])
-    return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in parts)
 
 
 def report(out: str | os.PathLike = section8.DEFAULT_OUT, *,
@@ -227,7 +217,7 @@ def report(out: str | os.PathLike = section8.DEFAULT_OUT, *,
     kept = {k for k, src in zip(keys, table["source"]) if src == EARLIER}
     segments_here = sorted({s for _, s in here})
     only = ("" if not here or len(segments_here) == the_plan.n_segments
-            else f" --only-segments {_ranges(segments_here)}")
+            else f" --only-segments {segment_ranges(segments_here)}")
     run_here = f"onlinedeep experiment run figure13 --out {out}{opt}{only}"
     measured = ([(here, run_here)] if here else []) + (
         [(r & kept, c) for r, c in earlier_provenance if r & kept] if kept else [])

@@ -36,7 +36,8 @@ and starts the others; a job that fails is reported with its error and does not 
 from onlinedeep.experiments.ordering_variance.jobs import (branch_point, output_ok, output_path,
                                                            pending_jobs, run_dir, run_experiment,
                                                            run_job)
-from onlinedeep.experiments.ordering_variance.plan import PLAN_PRESETS, Job, OrderingPlan
+from onlinedeep.experiments.ordering_variance.plan import (PLAN_PRESETS, Job, OrderingPlan,
+                                                           segment_ranges)
 from onlinedeep.experiments.ordering_variance.plan_file import (check_plan, load_plan,
                                                                 save_or_check_plan)
 from onlinedeep.experiments.ordering_variance.report import (aggregate, load_table,
@@ -45,4 +46,5 @@ from onlinedeep.experiments.ordering_variance.report import (aggregate, load_tab
 
 __all__ = ["Job", "OrderingPlan", "PLAN_PRESETS", "run_dir", "branch_point", "output_path",
            "output_ok", "run_job", "run_experiment", "pending_jobs", "load_plan", "save_or_check_plan",
-           "check_plan", "report", "output_variance", "aggregate", "plot_figure13", "load_table"]
+           "check_plan", "report", "output_variance", "aggregate", "plot_figure13", "load_table",
+           "segment_ranges"]

@@ -15,7 +15,7 @@ from infinite_mnist.schedule import SAMPLING_VERSION
 from onlinedeep.config import BRANCH_MUTABLE, ConfigError, RunConfig
 from onlinedeep.experiments.ordering_variance.sampling import PlanDraws
 
-__all__ = ["Job", "OrderingPlan", "PLAN_PRESETS", "SAMPLING_VERSION"]
+__all__ = ["Job", "OrderingPlan", "PLAN_PRESETS", "SAMPLING_VERSION", "segment_ranges"]
 
 # The MNIST test digits are stream indices 0..9,999 (infinite_mnist.stream.N_TEST).
 N_TEST_DIGITS = 10_000
@@ -228,8 +228,8 @@ class OrderingPlan(PlanDraws):
             raise ConfigError("segments: none chosen")
         wrong = [s for s in chosen if not 0 <= s < self.n_segments]
         if wrong:
-            raise ConfigError(f"segments: {wrong} not in 0..{self.n_segments - 1} (the plan has "
-                              f"{self.n_segments} segments)")
+            raise ConfigError(f"segments: {segment_ranges(wrong)} not in 0..{self.n_segments - 1} "
+                              f"(the plan has {self.n_segments} segments)")
         return chosen
 
     def depends_on(self, job: Job) -> tuple[Job, ...]:
@@ -462,3 +462,14 @@ PLAN_PRESETS: dict[str, dict[str, Any]] = {
                          "chunk_size": 250, "snapshot_every": 500, "window": 1_000,
                          "log_every": 250, "keep_snapshots": 2, "kernel": "reference"}},
 }
+
+
+def segment_ranges(segments: Iterable[int]) -> str:
+    """``[0, 1, 2, 5]`` → ``"0-2,5"``: segment numbers as ``--only-segments`` reads them."""
+    parts: list[list[int]] = []
+    for s in sorted(set(int(s) for s in segments)):
+        if parts and s == parts[-1][1] + 1:
+            parts[-1][1] = s
+        else:
+            parts.append([s, s])
+    return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in parts)
