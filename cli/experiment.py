@@ -148,6 +148,7 @@ def _run_figure(name: str, out: Path, preset_name: str, connect, job_threads, on
         from onlinedeep.experiments import figure13
         from onlinedeep.experiments.ordering_variance import run_experiment
 
+        section8.save_or_check_plan(out, preset_name)  # the other figures then share its preset
         outcomes = run_experiment(figure13.plan(preset_name), section8.figure13_folder(out),
                                   connect, threads=job_threads, on_outcome=on_outcome,
                                   segments=segments)
@@ -227,9 +228,9 @@ def run(
                                      param_hint=option)
     out = out or _SECTION8_OUT
     segments = None
-    if name != "figure13":
-        section8.check_preset(out, preset_name)  # before a dry run too
-    else:  # a folder of another plan: refused before anything is printed, dry run included
+    # the section-8 folder's preset (every figure in it), before a dry run too
+    section8.check_preset(out, preset_name)
+    if name == "figure13":  # a folder of another plan: refused before anything is printed
         from onlinedeep.experiments import figure13
         from onlinedeep.experiments.ordering_variance import check_plan
 

@@ -369,11 +369,16 @@ def test_figure13_segments_run_on_two_machines_add_up_to_one_table(tmp_path, mni
     wrong = _cli("experiment", "run", "figure11", "--out", str(b), "--preset", "smoke",
                  "--only-segments", "0")
     assert wrong.returncode == 2 and "applies to figure13 only" in wrong.stderr
-    # a folder of another plan is refused before anything is printed
-    for dry in ([], ["--dry-run"]):   # the dry run too: it would show the other plan's jobs
+    # a folder of another preset or plan is refused before anything is printed, dry run too
+    assert json.loads((a / "plan.json").read_text())["preset"] == "smoke"   # as the other figures
+    for dry in ([], ["--dry-run"]):
         wrong = _cli("experiment", "run", "figure13", "--out", str(a), "--preset", "paper", *dry)
-        assert wrong.returncode == 2 and "holds a different experiment" in wrong.stderr
+        assert wrong.returncode == 2 and "holds the 'smoke' preset, not 'paper'" in wrong.stderr
         assert wrong.stdout == ""
+    (a / "plan.json").unlink()              # a section-8 folder from before figure13 recorded it
+    wrong = _cli("experiment", "run", "figure13", "--out", str(a), "--preset", "paper", "--dry-run")
+    assert wrong.returncode == 2 and wrong.stdout == ""
+    assert "holds a different experiment (made with --preset smoke)" in wrong.stderr
     # a damaged output: the dry run counts its job as unfinished, as run will
     victim = a / "figure13" / "dae" / "s02-d00.h5"
     victim.write_bytes(victim.read_bytes()[:1000])

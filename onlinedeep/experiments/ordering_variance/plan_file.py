@@ -7,8 +7,8 @@ import json
 import os
 
 from onlinedeep.config import ConfigError
-from onlinedeep.experiments.ordering_variance.plan import (PLAN_FORMAT, SAMPLING_VERSION,
-                                                           OrderingPlan)
+from onlinedeep.experiments.ordering_variance.plan import (PLAN_FORMAT, PLAN_PRESETS,
+                                                           SAMPLING_VERSION, OrderingPlan)
 from onlinedeep.run_folder import JobFolder
 
 __all__ = ["load_plan", "check_plan", "output_sampling_version", "save_or_check_plan"]
@@ -40,6 +40,19 @@ def load_plan(out: str | os.PathLike) -> OrderingPlan:
     return OrderingPlan.from_dict(data, where=str(path))
 
 
+def _preset_of(plan: OrderingPlan) -> str | None:
+    """The preset ``plan`` is (with its own pre-training condition), or None."""
+    pretrained = [c for c in plan.conditions if c != "none"]
+    for name in PLAN_PRESETS:
+        try:
+            preset = OrderingPlan.preset(name, pretrain=pretrained[0] if pretrained else "dae")
+        except ConfigError:
+            continue
+        if not plan.differences(preset):
+            return name
+    return None
+
+
 def check_plan(plan: OrderingPlan, out: str | os.PathLike) -> None:
     """Check that ``out`` holds no experiment, or the same one as ``plan``; writes nothing.
 
@@ -56,9 +69,12 @@ def check_plan(plan: OrderingPlan, out: str | os.PathLike) -> None:
         old = load_plan(out)
         diffs = old.differences(plan)
         if diffs:
+            made_with = _preset_of(old)
             raise ConfigError(
-                f"{path}: this folder holds a different experiment (stored vs requested): "
-                + "; ".join(diffs) + ". Use another --out, or the same options as before."
+                f"{path}: this folder holds a different experiment"
+                + (f" (made with --preset {made_with})" if made_with else "")
+                + " (stored vs requested): " + "; ".join(diffs)
+                + ". Use another --out, or the same options as before."
             )
     for job in plan.jobs():
         output = JobFolder(out).output(job.key)
