@@ -92,9 +92,13 @@ def atomic_file(path: str | os.PathLike) -> Iterator[str]:
     ------
     OSError
         If the folder cannot be created or written (e.g. ``PermissionError``,
-        ``NotADirectoryError``); nothing is left behind.
+        ``NotADirectoryError``), or ``path`` is a folder (``IsADirectoryError``); nothing is left
+        behind.
     """
     path = Path(path)
+    if path.is_dir():  # else the final rename fails, naming the temporary file
+        raise IsADirectoryError(errno.EISDIR, "is a folder; cannot write a file in its place",
+                                str(path))
     make_folder(path.parent)
     try:
         tmp = _create_temporary(path)

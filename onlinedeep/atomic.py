@@ -29,10 +29,13 @@ class DiskFullError(OSError):
 
 
 def free_bytes(folder: str | os.PathLike) -> int | None:
-    """Bytes available to this user in the file system of ``folder`` (None if unknown)."""
+    """Bytes available to this user in the file system of ``folder`` (None if unknown, e.g. a
+    virtual file system such as ``/proc``, which reports no blocks at all)."""
     try:
         st = os.statvfs(folder)
     except (OSError, AttributeError):
+        return None
+    if st.f_blocks == 0:  # not storage: writing there fails with its own, clearer error
         return None
     return st.f_bavail * st.f_frsize
 

@@ -83,7 +83,15 @@ def test_outputs_that_cannot_be_written(tmp_path, mnist_dir):
     for args in (["generate", "--count", "3", "--out", blocked / "x.h5", "--mnist-dir", mnist_dir],
                  ["preview", "--out", blocked / "x.png", "--mnist-dir", mnist_dir, "--columns", "1"]):
         _one_error_line(_run(*args), 1, f"{tmp_path / 'afile'}: not a folder")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
+    (tmp_path / "d.h5").mkdir()                  # a folder where the file should go
+    for args in (["generate", "--count", "3", "--out", tmp_path / "d.h5", "--mnist-dir", mnist_dir],
+                 ["preview", "--out", tmp_path / "d.h5", "--mnist-dir", mnist_dir, "--columns", "1"]):
+        _one_error_line(_run(*args), 1, f"{tmp_path / 'd.h5'}: is a folder; cannot write a file")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "d.h5"]
+    assert not list((tmp_path / "d.h5").iterdir())
+    if Path("/proc").is_dir():                   # no storage there: the folder error, not "0 free"
+        _one_error_line(_run("generate", "--count", "3", "--out", "/proc/onlinedeep/x.h5",
+                             "--mnist-dir", mnist_dir), 1, "/proc: cannot create the folder")
 
 
 def test_generate_input_errors(tmp_path, corrupt_mnist_dir):
@@ -145,8 +153,8 @@ def test_ordering_variance_refusals(tmp_path):
     save_or_check_plan(OrderingPlan.preset("smoke"), tmp_path / "ov")
     r = _run("ordering-variance", "run", "--out", tmp_path / "ov", "--preset", "smoke",
              "--draws", "4")
-    _one_error_line(r, 2, "this folder holds a different experiment (stored vs requested): "
-                          "--draws: 3 vs 4")
+    _one_error_line(r, 2, "this folder holds a different experiment, made with --preset smoke "
+                          "(stored vs requested): --draws: 3 vs 4")
     assert "already finished" not in r.output  # refused before anything ran
     assert sorted(p.name for p in (tmp_path / "ov").iterdir()) == ["plan.json"]
 

@@ -378,7 +378,7 @@ def test_figure13_segments_run_on_two_machines_add_up_to_one_table(tmp_path, mni
     (a / "plan.json").unlink()              # a section-8 folder from before figure13 recorded it
     wrong = _cli("experiment", "run", "figure13", "--out", str(a), "--preset", "paper", "--dry-run")
     assert wrong.returncode == 2 and wrong.stdout == ""
-    assert "holds a different experiment (made with --preset smoke)" in wrong.stderr
+    assert "holds a different experiment, made with --preset smoke (stored" in wrong.stderr
     # a damaged output: the dry run counts its job as unfinished, as run will
     victim = a / "figure13" / "dae" / "s02-d00.h5"
     victim.write_bytes(victim.read_bytes()[:1000])

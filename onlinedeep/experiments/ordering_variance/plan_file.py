@@ -72,7 +72,7 @@ def check_plan(plan: OrderingPlan, out: str | os.PathLike) -> None:
             made_with = _preset_of(old)
             raise ConfigError(
                 f"{path}: this folder holds a different experiment"
-                + (f" (made with --preset {made_with})" if made_with else "")
+                + (f", made with --preset {made_with}" if made_with else "")
                 + " (stored vs requested): " + "; ".join(diffs)
                 + ". Use another --out, or the same options as before."
             )
