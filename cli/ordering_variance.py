@@ -40,6 +40,8 @@ def _bad_parameter(message: str) -> typer.BadParameter:
     flag = name if name.startswith("--") else "--" + name.replace("_", "-")
     if sep and flag in ("--segment", "--draw", "--start", "--count"):
         return typer.BadParameter(rest, param_hint=flag)
+    if sep and name == "positions":
+        return typer.BadParameter(rest, param_hint="--start/--count")
     return typer.BadParameter(message)
 
 

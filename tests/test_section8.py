@@ -295,6 +295,19 @@ def test_ordering_variance_indices_command_prints_the_job_sequence(tmp_path):
     result = _cli("ordering-variance", "indices", "--out", tmp_path / "nope", "--segment", "0",
                   "--draw", "0")   # as `report`: a usage error
     assert result.returncode == 2 and "no experiment plan here" in result.stderr
+    for start, count in (("4000", None), ("3999", "5")):   # N = 4,000: past the end
+        result = _cli("ordering-variance", "indices", "--preset", "smoke", "--segment", "0",
+                      "--draw", "0", "--start", start, *(["--count", count] if count else []))
+        assert result.returncode == 2 and "for --start/--count: expected [start, start + count) " \
+            "inside [0, 4000)" in " ".join(result.stderr.split()), result.stderr
+    (tmp_path / "s8" / "figure13").mkdir(parents=True)    # a section-8 folder: point one level down
+    from onlinedeep.experiments.ordering_variance import save_or_check_plan
+
+    save_or_check_plan(plan, tmp_path / "s8" / "figure13")
+    for command in (["indices", "--segment", "0", "--draw", "0"], ["report"]):
+        result = _cli("ordering-variance", *command, "--out", tmp_path / "s8")
+        assert result.returncode == 2 and "this is a section-8 folder, its Figure 13 experiment is " \
+            f"--out {tmp_path / 's8' / 'figure13'}" in " ".join(result.stderr.split()), result.stderr
 
 
 @pytest.mark.slow

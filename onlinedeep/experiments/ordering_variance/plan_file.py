@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 from onlinedeep.config import ConfigError
 from onlinedeep.experiments.ordering_variance.plan import (PLAN_FORMAT, PLAN_PRESETS,
@@ -25,9 +26,12 @@ def load_plan(out: str | os.PathLike) -> OrderingPlan:
         If the file is not a valid plan.
     """
     path = JobFolder(out).plan_path
+    inside = Path(out) / "figure13"   # a section-8 folder holds the experiment one level down
+    hint = (f"; this is a section-8 folder, its Figure 13 experiment is --out {inside}"
+            if (inside / path.name).is_file() else "")
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no experiment plan here (run `onlinedeep ordering-variance "
-                                f"run --out {out}` first)")
+                                f"run --out {out}` first){hint}")
     try:
         data = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
@@ -36,7 +40,7 @@ def load_plan(out: str | os.PathLike) -> OrderingPlan:
             PLAN_FORMAT.rsplit("/", 1)[0]):  # an older plan format is a sampling-version matter
         other = data.get("experiment") or data.get("format")
         raise ConfigError(f"{path}: this folder holds another experiment ({other!r}), not an "
-                          f"ordering-variance plan; use another --out")
+                          f"ordering-variance plan; use another --out{hint}")
     return OrderingPlan.from_dict(data, where=str(path))
 
 

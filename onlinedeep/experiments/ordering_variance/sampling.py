@@ -85,7 +85,8 @@ class PlanDraws:
             start = first
         if count is None:
             count = length if start == first else max(0, min(length, self.n_examples - start))
-        if start < 0 or count < 0 or start + count > self.n_examples:
+        if start < 0 or count < 0 or start + count > self.n_examples or (
+                count == 0 and start >= self.n_examples):
             raise ValueError(f"positions: expected [start, start + count) inside [0, {self.n_examples}), "
                              f"found start={start}, count={count}")
         return self.schedule(job).indices(start, count)
