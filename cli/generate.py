@@ -52,14 +52,22 @@ def preview_grid(stream, digits, n_columns: int) -> np.ndarray:
 
 @contextlib.contextmanager
 def _sigterm_interrupts():
-    """SIGTERM raises KeyboardInterrupt in the block, as Ctrl-C does, so the file being written
-    is removed (``atomic_file``) instead of left half-written by a killed process."""
+    """SIGTERM stops the block at its next check, as Ctrl-C does, so the file being written is
+    removed (``atomic_file``) instead of left half-written by a killed process. Yields the check
+    (call it between chunks): it raises KeyboardInterrupt once SIGTERM has arrived. Raising from
+    the signal handler itself could land in a finaliser, where Python ignores it."""
+    terminated = []
+
     def interrupt(signum, frame):
-        raise KeyboardInterrupt
+        terminated.append(signum)
+
+    def check() -> None:
+        if terminated:
+            raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, interrupt)
     try:
-        yield
+        yield check
     finally:
         signal.signal(signal.SIGTERM, previous)
 
@@ -109,9 +117,14 @@ def register(app: typer.Typer) -> None:
         chunks = (np.arange(lo, min(lo + chunk_size, start + count), dtype=np.int64)
                   for lo in range(start, start + count, chunk_size))
         try:
-            with _sigterm_interrupts(), tqdm(total=count, unit="ex", unit_scale=True,
-                                             desc=out.name, disable=not progress) as bar:
-                files = write_stream(stream, chunks, count, out, progress=bar.update)
+            with _sigterm_interrupts() as stop_if_terminated, tqdm(
+                    total=count, unit="ex", unit_scale=True, desc=out.name,
+                    disable=not progress) as bar:
+                def advance(n: int) -> None:
+                    stop_if_terminated()
+                    bar.update(n)
+
+                files = write_stream(stream, chunks, count, out, progress=advance)
         except KeyboardInterrupt:
             typer.secho(f"interrupted: {out} not written (its temporary file is removed)",
                         err=True, fg=typer.colors.YELLOW)
