@@ -239,14 +239,17 @@ def register(app: typer.Typer) -> None:
                 if preset is not None:
                     _fail("--preset cannot be combined with --resume (the run's configuration is "
                           "read from its snapshot)", 2)
-                if Path(resume).is_file():  # a snapshot file: name the folder to give
-                    from onlinedeep.run_folder import SNAPSHOT_DIR
+                from onlinedeep.run_folder import SNAPSHOT_DIR
 
+                if Path(resume).is_file():  # a snapshot file: name the folder to give
                     where = next((p for p in Path(resume).resolve().parents
                                   if (p / SNAPSHOT_DIR).is_dir()), None)
                     _fail(f"--resume: {resume} is a file; --resume takes the run folder (the one "
                           f"holding {SNAPSHOT_DIR}/)"
                           + (f": --resume {where}" if where is not None else ""), 2)
+                if Path(resume).is_dir() and Path(resume).resolve().name == SNAPSHOT_DIR:
+                    _fail(f"--resume: {resume} is the {SNAPSHOT_DIR}/ folder of a run; --resume "
+                          f"takes the run folder: --resume {Path(resume).resolve().parent}", 2)
                 # an option repeated with the run's own value changes nothing: not an error
                 given = {f: v for f, v in given.items()
                          if f in RESUME_MUTABLE or not _same_as_run(Path(resume), f, v)}

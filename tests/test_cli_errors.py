@@ -280,6 +280,9 @@ def test_resume_given_a_snapshot_file_names_the_run_folder(tmp_path):
     stray.write_text("x")
     line = _one_error_line(_run("train", "--resume", stray), 2, "is a file")
     assert line.endswith("holding snapshots/)")
+    line = _one_error_line(_run("train", "--resume", snapshot.parent), 2, "--resume: ")
+    assert line.endswith(f"is the snapshots/ folder of a run; --resume takes the run folder: "
+                         f"--resume {tmp_path / 'run'}")
     assert snapshot.read_bytes() == b"not read" and stray.read_text() == "x"
 
 
