@@ -16,8 +16,8 @@ from pathlib import Path
 
 from infinite_mnist.atomic import TMP_MARKER, atomic_file, make_folder
 
-__all__ = ["atomic_file", "write_bytes", "make_folder", "free_bytes", "check_free_space",
-           "DiskFullError", "TMP_MARKER"]
+__all__ = ["atomic_file", "write_bytes", "make_folder", "free_bytes", "in_memory",
+           "check_free_space", "DiskFullError", "TMP_MARKER"]
 
 #: Free space kept on top of a file's size when checking before a write (file-system metadata).
 SPACE_MARGIN = 64 * 1024
@@ -37,7 +37,29 @@ def free_bytes(folder: str | os.PathLike) -> int | None:
         return None
     if st.f_blocks == 0:  # not storage: writing there fails with its own, clearer error
         return None
-    return st.f_bavail * st.f_frsize
+    free = st.f_bavail * st.f_frsize
+    if in_memory(folder):  # tmpfs may be sized above the memory the machine has left
+        import psutil
+
+        free = min(free, psutil.virtual_memory().available)
+    return free
+
+
+def in_memory(folder: str | os.PathLike) -> bool:
+    """Whether ``folder`` is on a memory-backed file system (tmpfs, ramfs: ``/dev/shm``, often
+    ``/tmp``), whose files take the machine's memory."""
+    import psutil
+
+    real = os.path.realpath(folder)
+    try:
+        mounts = psutil.disk_partitions(all=True)
+    except OSError:
+        return False
+    inside = [m for m in mounts
+              if real == m.mountpoint or real.startswith(m.mountpoint.rstrip("/") + "/")]
+    if not inside:
+        return False
+    return max(inside, key=lambda m: len(m.mountpoint)).fstype in ("tmpfs", "ramfs")
 
 
 def _megabytes(n: int) -> str:
@@ -57,8 +79,10 @@ def check_free_space(folder: str | os.PathLike, needed: int, what: str) -> None:
     existing = next((p for p in [folder, *folder.parents] if p.exists()), Path("."))
     free = free_bytes(existing)
     if free is not None and free < needed + SPACE_MARGIN:
+        memory = " (a memory-backed file system: the memory available)" if in_memory(
+            existing) else ""
         raise DiskFullError(errno.ENOSPC, f"not enough free space: {what} needs about "
-                            f"{_megabytes(needed)}, {_megabytes(free)} free; nothing was "
+                            f"{_megabytes(needed)}, {_megabytes(free)} free{memory}; nothing was "
                             f"started; free some space or choose another folder", str(existing))
 
 

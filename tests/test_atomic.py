@@ -108,3 +108,26 @@ def test_mnist_cache_files_respect_the_umask(tmp_path):
     assert _mode(tmp_path / "x.gz") == 0o664 and os.listdir(tmp_path) == ["x.gz"]
     np.testing.assert_array_equal(np.frombuffer((tmp_path / "x.gz").read_bytes(), np.uint8),
                                   np.frombuffer(b"data", np.uint8))
+
+
+def test_a_memory_backed_folder_has_only_the_memory_left_free(tmp_path, monkeypatch):
+    """A tmpfs may be sized above the memory the machine has left: filling it would take the
+    memory of every process (seen: a 24 GB file in /dev/shm killed a training job)."""
+    from collections import namedtuple
+
+    import psutil
+
+    from onlinedeep import atomic
+
+    Mount = namedtuple("Mount", "device mountpoint fstype opts")
+    Memory = namedtuple("Memory", "available")
+    mounts = [Mount("/dev/vda", "/", "ext4", ""), Mount("tmpfs", str(tmp_path / "shm"), "tmpfs", "")]
+    monkeypatch.setattr(psutil, "disk_partitions", lambda all=False: mounts)
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: Memory(5_000_000))
+    (tmp_path / "shm" / "sub").mkdir(parents=True)
+    assert atomic.in_memory(tmp_path / "shm" / "sub") and not atomic.in_memory(tmp_path)
+    assert not atomic.in_memory(str(tmp_path / "shm") + "x")      # a prefix is not a mount
+    assert atomic.free_bytes(tmp_path / "shm" / "sub") <= 5_000_000
+    with pytest.raises(atomic.DiskFullError, match=r"5\.0 MB free \(a memory-backed file system"):
+        atomic.check_free_space(tmp_path / "shm" / "sub" / "new", 4_990_000, "the file")
+    atomic.check_free_space(tmp_path / "sub", 4_990_000, "the file")   # on disk: no memory cap
