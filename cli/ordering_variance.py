@@ -335,6 +335,16 @@ def indices(
     from onlinedeep.experiments.ordering_variance import Job, load_plan
 
     if out is not None:
+        given = {"--segments": segments, "--draws": draws, "--test-count": test_count,
+                 "--layers": layers, "--units": units, "--unsup-updates": unsup_updates,
+                 "--sup-updates": sup_updates, "--lr": lr, "--unsup-lr": unsup_lr,
+                 "--corruption": corruption, "--seed": seed, "--snapshot-every": snapshot_every,
+                 "--device": device, "--kernel": kernel, "--mnist-dir": mnist_dir}
+        clash = [name for name, value in given.items() if value is not None]
+        if clash:  # the folder's plan decides; an option beside it would be silently ignored
+            raise typer.BadParameter(f"the plan is read from {out}/plan.json; give either --out "
+                                     f"or plan options, not {', '.join(clash)} with it",
+                                     param_hint="--out")
         try:
             plan = load_plan(out)
         except (FileNotFoundError, ValueError) as exc:  # as `report` does
