@@ -21,7 +21,7 @@ Prints, in one run (issue 5):
   only reads a row takes about as long as one that reads and writes it (writes go back in the
   background), so read-heavy paths (a forward pass, the decoder sweep) cannot reach the byte
   roofline, and this second ceiling says how close they are to the reads they must do;
-* end to end: the command ``onlinedeep train --layers 1 --units 2000 --pretrain none --threads 1
+* end to end: the command ``onlinedeep train --layers 1 --n-hidden 2000 --pretrain none --threads 1
   --sup-updates N`` (live InfiniteMNIST stream, metrics, snapshot, plot: everything a user runs),
   timed as a subprocess for a small and a large N; its rate is N_large / wall time, and the
   marginal rate (N_large - N_small) / (difference of the wall times) leaves out the start-up
@@ -266,7 +266,7 @@ def cli_seconds(updates: int, mnist_dir: str) -> tuple[float, float]:
     """
     exe = shutil.which("onlinedeep") or str(Path(sys.executable).with_name("onlinedeep"))
     out = tempfile.mkdtemp(prefix="bench-train-cli-")
-    cmd = [exe, "train", "--layers", "1", "--units", "2000", "--pretrain", "none", "--threads", "1",
+    cmd = [exe, "train", "--layers", "1", "--n-hidden", "2000", "--pretrain", "none", "--threads", "1",
            "--sup-updates", str(updates), "--out", out, "--no-progress"]
     env = {**os.environ, "ONLINEDEEP_MNIST_DIR": mnist_dir}
     try:
@@ -285,7 +285,7 @@ def cli_seconds(updates: int, mnist_dir: str) -> tuple[float, float]:
 
 
 def cli_config(updates: int, mnist_dir: str | None = None):
-    """The configuration ``onlinedeep train --layers 1 --units 2000 --pretrain none --threads 1
+    """The configuration ``onlinedeep train --layers 1 --n-hidden 2000 --pretrain none --threads 1
     --sup-updates updates`` runs (the paper preset)."""
     from onlinedeep.config import RunConfig
 
@@ -434,7 +434,7 @@ def main(
         small, large = (int(v) for v in cli_updates.split(","))
         root = str(Path(mnist_dir or os.environ.get("ONLINEDEEP_MNIST_DIR")).resolve())
         print()
-        print(f"End to end: onlinedeep train --layers 1 --units 2000 --pretrain none --threads 1 "
+        print(f"End to end: onlinedeep train --layers 1 --n-hidden 2000 --pretrain none --threads 1 "
               f"--sup-updates N (N = {small}, {large}) as a subprocess; Trainer.run of the same "
               f"configuration in this process ({small} updates); the numba kernel alone on 1 "
               f"thread (chunks of {CHUNK}) on raw MNIST digits and on the command's own stream "

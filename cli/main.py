@@ -13,7 +13,9 @@ import contextlib
 import os
 import re
 import sys
+import typing
 import warnings
+from pathlib import PurePath
 
 import click
 import typer
@@ -59,7 +61,7 @@ _OPTION_FIELDS = ("preset",)
 
 
 def _with_option_names(text: str) -> str:
-    """``"n_hidden: expected ..."`` → ``"--units: expected ..."`` for a configuration field, also
+    """``"learning_rate: expected ..."`` → ``"--lr: expected ..."`` for a configuration field, also
     after a location (``"snap.h5: configuration ...: snapshot_every: ..."``)."""
     from onlinedeep.config import RunConfig
 
@@ -113,10 +115,66 @@ def _is_help(exc: BaseException) -> bool:
     return type(exc).__name__ == "NoArgsIsHelpError"
 
 
+def _takes_a_path(param) -> bool:
+    """Whether a command's parameter is typed ``Path`` or a list of them (click's own parameter
+    type, or the annotation that typer >= 0.20, which carries its own click, keeps on it)."""
+    click_type = getattr(param, "type", None)
+    if click_type is not None:
+        return type(click_type).__name__ == "Path"
+    annotation = getattr(getattr(param, "type_descriptor", None), "annotation", None)
+    candidates = (annotation, *typing.get_args(annotation))  # Optional[Path], List[Path]
+    return any(isinstance(a, type) and issubclass(a, PurePath) for a in candidates)
+
+
+def _empty_path(group, args: list[str]) -> tuple[str, str] | None:
+    """The first path parameter of the command ``args`` name that is given an empty value
+    (``--out ""``, ``--out=``, ``evaluate ""``), and that command's path; ``None`` if none is.
+
+    An unset shell variable (``--out "$RUN"``) gives an empty path, which click reads as ``.``: a
+    run would write into, or resume, the current folder.
+    """
+    command, names, rest = group, [], list(args)
+    while isinstance(getattr(command, "commands", None), dict) and rest:  # groups take flags only
+        token = rest.pop(0)
+        if not token.startswith("-"):
+            command = command.commands.get(token)
+            names.append(token)
+            if command is None:
+                return None
+    if command is None or isinstance(getattr(command, "commands", None), dict):
+        return None
+    where = " ".join(["onlinedeep", *names])
+    options = {opt: p for p in command.params if getattr(p, "param_type_name", "") == "option"
+               for opt in (*p.opts, *p.secondary_opts)}
+    arguments = [p for p in command.params if getattr(p, "param_type_name", "") == "argument"]
+    i = 0
+    while i < len(rest):
+        option, eq, value = rest[i].partition("=")
+        param = options.get(option) if rest[i].startswith("-") else None
+        if param is not None:
+            takes_value = not (getattr(param, "is_flag", False) or getattr(param, "count", False))
+            given = value if eq else (rest[i + 1] if takes_value and i + 1 < len(rest) else None)
+            if takes_value and given == "" and _takes_a_path(param):
+                return option, where
+            i += 1 if eq or not takes_value else 2
+            continue
+        if (rest[i] == "" and arguments and all(_takes_a_path(p) for p in arguments)):
+            return (getattr(arguments[0], "metavar", None) or arguments[0].name.upper()), where
+        i += 1
+    return None
+
+
 class _ReportingGroup(TyperGroup):
     """The top-level command group: user-facing errors as one line, see the module docstring."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        empty = _empty_path(self, args)
+        if empty is not None:
+            option, command = empty
+            typer.secho(f"error: Invalid value for {option}: expected a path, found an empty "
+                        f"string (an unset shell variable?); see '{command} --help'", err=True,
+                        fg=typer.colors.RED)
+            raise typer.Exit(2)
         try:  # the group's own options (`onlinedeep --bogus`)
             return super().parse_args(ctx, args)
         except _USAGE_ERRORS as exc:

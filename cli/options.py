@@ -1,12 +1,12 @@
 """Configuration fields → the option a user types, one table for every command: an error about a
-field the user set on the command line names the option (``--units``, not ``n_hidden``).
+field the user set on the command line names the option (``--lr``, not ``learning_rate``).
 """
 from __future__ import annotations
 
 __all__ = ["OPTION_NAMES", "option_name"]
 
 OPTION_NAMES: dict[str, str] = {
-    "n_hidden": "--units", "learning_rate": "--lr", "unsup_learning_rate": "--unsup-lr",
+    "learning_rate": "--lr", "unsup_learning_rate": "--unsup-lr",
     "corruption_level": "--corruption", "n_segments": "--segments", "n_draws": "--draws",
 }
 

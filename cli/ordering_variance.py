@@ -122,7 +122,8 @@ _DRAWS = typer.Option(None, "--draws", min=2, help="D [preset].")
 _TEST_COUNT = typer.Option(None, "--test-count", min=1, help="Test digits (stream indices 0..n-1, "
                            "at most 10,000) [10,000].")
 _LAYERS = typer.Option(None, "--layers", help="Hidden layers [1].")
-_UNITS = typer.Option(None, "--units", help="Units per hidden layer [preset].")
+_N_HIDDEN = typer.Option(None, "--n-hidden", "--units",
+                         help="Units per hidden layer [preset]; --units is the same option.")
 _UNSUP = typer.Option(None, "--unsup-updates", help="Pre-training updates of the pre-trained "
                       "condition, e.g. 2.5M [preset].")
 _SUP = typer.Option(None, "--sup-updates", help="Supervised updates after pre-training, e.g. 7.5M "
@@ -140,7 +141,7 @@ _MNIST_DIR = typer.Option(None, "--mnist-dir", help="MNIST folder [$ONLINEDEEP_M
                           "download].")
 
 
-def make_plan(preset, pretrain, segments, draws, test_count, layers, units, unsup_updates,
+def make_plan(preset, pretrain, segments, draws, test_count, layers, n_hidden, unsup_updates,
               sup_updates, lr, unsup_lr, corruption, seed, snapshot_every, device, kernel,
               mnist_dir):
     """The :class:`OrderingPlan` the plan options describe (ConfigError on a bad value)."""
@@ -148,7 +149,8 @@ def make_plan(preset, pretrain, segments, draws, test_count, layers, units, unsu
 
     return OrderingPlan.preset(
         getattr(preset, "value", preset), pretrain=getattr(pretrain, "value", pretrain),
-        n_segments=segments, n_draws=draws, test_count=test_count, layers=layers, n_hidden=units,
+        n_segments=segments, n_draws=draws, test_count=test_count, layers=layers,
+        n_hidden=n_hidden,
         unsup_updates=_count(unsup_updates, "--unsup-updates"),
         sup_updates=_count(sup_updates, "--sup-updates"), learning_rate=lr,
         unsup_learning_rate=unsup_lr, corruption_level=corruption, seed=seed,
@@ -172,7 +174,7 @@ def run(
     draws: Optional[int] = _DRAWS,
     test_count: Optional[int] = _TEST_COUNT,
     layers: Optional[int] = _LAYERS,
-    units: Optional[int] = _UNITS,
+    n_hidden: Optional[int] = _N_HIDDEN,
     unsup_updates: Optional[str] = _UNSUP,
     sup_updates: Optional[str] = _SUP,
     lr: Optional[float] = _LR,
@@ -193,7 +195,7 @@ def run(
 
     # ConfigError (an option, or a folder holding another experiment) and OSError (e.g. an
     # unreachable --scheduler) are reported by cli.main as one line.
-    plan = make_plan(preset, pretrain, segments, draws, test_count, layers, units, unsup_updates,
+    plan = make_plan(preset, pretrain, segments, draws, test_count, layers, n_hidden, unsup_updates,
                      sup_updates, lr, unsup_lr, corruption, seed, snapshot_every, device, kernel,
                      mnist_dir)
     chosen = chosen_segments(plan, only_segments)
@@ -314,7 +316,7 @@ def indices(
     draws: Optional[int] = _DRAWS,
     test_count: Optional[int] = _TEST_COUNT,
     layers: Optional[int] = _LAYERS,
-    units: Optional[int] = _UNITS,
+    n_hidden: Optional[int] = _N_HIDDEN,
     unsup_updates: Optional[str] = _UNSUP,
     sup_updates: Optional[str] = _SUP,
     lr: Optional[float] = _LR,
@@ -336,7 +338,7 @@ def indices(
 
     if out is not None:
         given = {"--segments": segments, "--draws": draws, "--test-count": test_count,
-                 "--layers": layers, "--units": units, "--unsup-updates": unsup_updates,
+                 "--layers": layers, "--n-hidden": n_hidden, "--unsup-updates": unsup_updates,
                  "--sup-updates": sup_updates, "--lr": lr, "--unsup-lr": unsup_lr,
                  "--corruption": corruption, "--seed": seed, "--snapshot-every": snapshot_every,
                  "--device": device, "--kernel": kernel, "--mnist-dir": mnist_dir}
@@ -351,7 +353,7 @@ def indices(
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from None
     else:
-        plan = make_plan(preset, pretrain, segments, draws, test_count, layers, units,
+        plan = make_plan(preset, pretrain, segments, draws, test_count, layers, n_hidden,
                          unsup_updates, sup_updates, lr, unsup_lr, corruption, seed,
                          snapshot_every, device, kernel, mnist_dir)
     try:

@@ -143,7 +143,8 @@ def register(app: typer.Typer) -> None:
     def train(
         layers: Optional[int] = typer.Option(None, "--layers", help="Hidden layers, 1-5 [1]."),
         n_hidden: Optional[int] = typer.Option(
-            None, "--units", "--n-hidden", help="Units per hidden layer [2000 for 1 layer, else 1000]."),
+            None, "--n-hidden", "--units",
+            help="Units per hidden layer [2000 for 1 layer, else 1000]; --units is the same option."),
         pretrain: Optional[str] = typer.Option(
             None, "--pretrain", help="dae (stacked denoising auto-encoders), rbm (DBN, CD-k) or none [dae]."),
         pretrain_layers: Optional[int] = typer.Option(

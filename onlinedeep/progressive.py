@@ -9,7 +9,7 @@ examples and returns the windowed figures and a series of records, the same numb
 ::
 
     from onlinedeep import OnlineMLP, progressive_val_score
-    result = progressive_val_score(OnlineMLP(units=500, n_classes=10), X, y, window=100_000)
+    result = progressive_val_score(OnlineMLP(n_hidden=500, n_classes=10), X, y, window=100_000)
     result.online_error, result.series.online_error
 
 For an :class:`onlinedeep.OnlineMLP` the kernel scores each example before its update inside the

@@ -250,6 +250,17 @@ class RunFolder:
         with open(self.path / LOG_FILE, "a") as f:
             f.write(f"{_dt.datetime.now().isoformat(timespec='seconds')} {text}\n")
 
+    def logged_snapshots(self) -> list[str]:
+        """Names of the snapshot files ``log.txt`` records as written, oldest first (``[]`` when
+        there is no log): what ``snapshots/`` held at some point, to tell a run stopped before its
+        first snapshot from one whose snapshots were deleted."""
+        try:
+            lines = (self.path / LOG_FILE).read_text(errors="replace").splitlines()
+        except OSError:
+            return []
+        return [line.split(" snapshot ", 1)[1].strip() for line in lines
+                if " snapshot snapshot-" in line]
+
     def save_snapshot(self, position: int, write: Callable[[Path], Path], *, pinned: bool,
                       keep: int) -> Path:
         """Write the snapshot at ``position`` through ``write(path)``, then prune.

@@ -83,7 +83,7 @@ def test_generate_preview_plot_and_run_folder_outputs_respect_the_umask(tmp_path
         for args in (["generate", "--count", "3", "--out", str(tmp_path / "g.h5")],
                      ["generate", "--count", "3", "--out", str(tmp_path / "g-images-idx3-ubyte.gz")],
                      ["preview", "--columns", "2", "--digits", "1,2", "--out", str(tmp_path / "p.png")],
-                     ["train", "--preset", "smoke", "--pretrain", "none", "--units", "8",
+                     ["train", "--preset", "smoke", "--pretrain", "none", "--n-hidden", "8",
                       "--sup-updates", "1000", "--threads", "1", "--no-progress",
                       "--out", str(tmp_path / "runs"), "--name", "r"]):
             r = runner.invoke(app, [*args, "--mnist-dir", str(mnist_dir)])

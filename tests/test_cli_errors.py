@@ -15,7 +15,7 @@ from onlinedeep_cli.main import app
 pytestmark = [pytest.mark.usefixtures("single_thread"),
               pytest.mark.filterwarnings("ignore::infinite_mnist.MnistSourceWarning")]
 
-SMALL = ["--preset", "smoke", "--pretrain", "none", "--units", "8", "--sup-updates", "1000",
+SMALL = ["--preset", "smoke", "--pretrain", "none", "--n-hidden", "8", "--sup-updates", "1000",
          "--threads", "1", "--no-progress"]
 
 
@@ -242,7 +242,7 @@ def test_resume_refuses_options_that_cannot_change(tmp_path, mnist_dir):
     assert not (tmp_path / "other").exists() and not (tmp_path / "o").exists()
     # the run's own values repeated change nothing: accepted
     stored = json.loads((run_dir / "config.json").read_text())
-    r = _run("train", "--resume", run_dir, "--seed", stored["seed"], "--units", stored["n_hidden"],
+    r = _run("train", "--resume", run_dir, "--seed", stored["seed"], "--n-hidden", stored["n_hidden"],
              "--out", tmp_path, "--name", "r")
     assert r.exit_code == 0 and "the run is complete" in r.output, r.output
     _one_error_line(_run("train", "--resume", run_dir, "--seed", stored["seed"] + 1), 2,
@@ -296,7 +296,7 @@ def test_readme_lists_exactly_the_options_allowed_with_resume():
 
 
 def test_summary_warns_at_chance_level_and_without_supervised_updates(tmp_path, mnist_dir):
-    r = _run("train", "--preset", "smoke", "--pretrain", "none", "--units", "8", "--sup-updates",
+    r = _run("train", "--preset", "smoke", "--pretrain", "none", "--n-hidden", "8", "--sup-updates",
              "1000", "--window", "500", "--lr", "1e6", "--threads", "1", "--no-progress",
              "--out", tmp_path, "--name", "diverged", "--mnist-dir", mnist_dir)
     assert r.exit_code == 0, r.output
@@ -304,10 +304,33 @@ def test_summary_warns_at_chance_level_and_without_supervised_updates(tmp_path, 
     assert error >= 0.85
     assert "warning: the final online_error" in r.output and "try a smaller --lr" in r.output
 
-    r = _run("train", "--preset", "smoke", "--pretrain", "dae", "--units", "8", "--unsup-updates",
+    r = _run("train", "--preset", "smoke", "--pretrain", "dae", "--n-hidden", "8", "--unsup-updates",
              "500", "--sup-updates", "0", "--threads", "1", "--no-progress", "--out", tmp_path,
              "--name", "unsup", "--mnist-dir", mnist_dir)
     assert r.exit_code == 0, r.output
     assert "no supervised updates, so no online error" in r.output
     assert "warning: the final online_error" not in r.output
     assert not (tmp_path / "unsup" / "online_error.png").exists()
+
+
+def test_an_empty_path_is_refused_not_read_as_the_current_folder(tmp_path, monkeypatch):
+    """``--out "$RUN"`` with ``RUN`` unset: click reads ``""`` as ``.``, so a run would write
+    into, or resume, whatever folder the shell is in."""
+    monkeypatch.chdir(tmp_path)
+    _one_error_line(_run("train", *SMALL, "--out", ""), 2,
+                    "--out: expected a directory path, found ''")  # train's own check
+    cases = [
+        (["train", "--resume", ""], "--resume"),
+        (["generate", "--count", "3", "--out="], "--out"),
+        (["experiment", "run", "figure13", "--preset", "smoke", "--out", "", "--dry-run"], "--out"),
+        (["ordering-variance", "report", "--out", ""], "--out"),
+        (["evaluate", ""], "RUN_OR_SNAPSHOT"),
+        (["show", "filters", str(tmp_path), ""], "RUNS"),
+    ]
+    for args, name in cases:
+        r = _run(*args)
+        _one_error_line(r, 2, f"Invalid value for {name}: expected a path, found an empty string")
+    assert list(tmp_path.iterdir()) == []
+    # a flag before an empty positional is not taken for an option's value; a non-empty path passes
+    r = _run("evaluate", str(tmp_path / "missing"))
+    assert "empty string" not in r.output and r.exit_code == 2

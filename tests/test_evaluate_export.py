@@ -31,7 +31,7 @@ def run(tmp_path_factory, mnist_dir):
     out = tmp_path_factory.mktemp("runs")
     tb = out / "tb"
     extra = ["--tensorboard", tb] if HAS_TENSORBOARD else []
-    r = _invoke("train", "--pretrain", "none", "--units", "32", "--sup-updates", "2000",
+    r = _invoke("train", "--pretrain", "none", "--n-hidden", "32", "--sup-updates", "2000",
                 "--chunk-size", "500", "--window", "1000", "--log-every", "500",
                 "--snapshot-every", "1000", "--threads", "1", "--device", "cpu", "--no-progress",
                 "--mnist-dir", mnist_dir, "--out", out, "--name", "none", *extra)

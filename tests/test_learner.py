@@ -19,10 +19,10 @@ pytestmark = [pytest.mark.usefixtures("single_thread"),
 
 # A small run: 2 layers of 24 units, 300 + 300 pre-training updates, 900 supervised; chunks of 200,
 # so chunks end at 200, 300 (a phase boundary), 400, 600, 800, ...
-CLI_OPTIONS = ["--layers", "2", "--units", "24", "--unsup-updates", "600", "--sup-updates", "900",
+CLI_OPTIONS = ["--layers", "2", "--n-hidden", "24", "--unsup-updates", "600", "--sup-updates", "900",
                "--chunk-size", "200", "--window", "300", "--log-every", "100",
                "--snapshot-every", "400", "--threads", "1", "--device", "cpu", "--no-progress"]
-LEARNER_OPTIONS = dict(layers=2, units=24, window=300, log_every=100, chunk_size=200, threads=1,
+LEARNER_OPTIONS = dict(layers=2, n_hidden=24, window=300, log_every=100, chunk_size=200, threads=1,
                        device="cpu")
 
 
@@ -123,7 +123,7 @@ def _shapes(n, seed=0, n_inputs=100, n_classes=3):
 
 def test_any_width_and_classes_learn_and_round_trip(tmp_path):
     X, y = _shapes(3000)
-    net = OnlineMLP(layers=2, units=32, window=500, log_every=500, chunk_size=250, threads=1,
+    net = OnlineMLP(layers=2, n_hidden=32, window=500, log_every=500, chunk_size=250, threads=1,
                     learning_rate=0.1)
     net.pretrain_partial_fit(X[:400], layer=0).pretrain_partial_fit(X[400:800], layer=1)
     net.partial_fit(X[800:], y[800:], classes=[0, 1, 2])
@@ -149,7 +149,7 @@ def test_any_width_and_classes_learn_and_round_trip(tmp_path):
 def test_labels_of_any_kind_and_river_dicts(tmp_path):
     X, y = _shapes(1200, n_inputs=20)
     names = np.array(["circle", "square", "triangle"])
-    net = OnlineMLP(units=16, window=200, chunk_size=100, threads=1, learning_rate=0.2)
+    net = OnlineMLP(n_hidden=16, window=200, chunk_size=100, threads=1, learning_rate=0.2)
     for i in range(40):
         net.partial_fit(X[i:i + 1], names[y[i:i + 1]], classes=names)
     feats = [f"f{j}" for j in range(20)]
@@ -168,7 +168,7 @@ def test_labels_of_any_kind_and_river_dicts(tmp_path):
 
 def test_bad_input_is_refused_with_a_clear_error():
     X, y = _shapes(10)
-    net = OnlineMLP(units=8, n_classes=3, threads=1)
+    net = OnlineMLP(n_hidden=8, n_classes=3, threads=1)
     with pytest.raises(ValueError, match=r"expected inputs in \[0, 1\].*found \d+ at row 0, column 0.*divide by 255"):
         net.partial_fit((X * 255).astype(np.uint8), y)
     with pytest.raises(ValueError, match=r"found nan at row 2, column 5"):
@@ -184,27 +184,27 @@ def test_bad_input_is_refused_with_a_clear_error():
     with pytest.raises(ValueError, match="fine-tuning has started"):
         net.pretrain_partial_fit(X)
     with pytest.raises(ValueError, match="classes: unknown on the first call"):
-        OnlineMLP(units=8).partial_fit(X, y)
+        OnlineMLP(n_hidden=8).partial_fit(X, y)
     with pytest.raises(ValueError, match="greedy pre-training goes bottom-up; expected layer 0"):
-        OnlineMLP(layers=3, units=8).pretrain_partial_fit(X, layer=1)
+        OnlineMLP(layers=3, n_hidden=8).pretrain_partial_fit(X, layer=1)
     with pytest.raises(ValueError, match="pretrain='none'"):
-        OnlineMLP(units=8, pretrain="none").pretrain_partial_fit(X)
+        OnlineMLP(n_hidden=8, pretrain="none").pretrain_partial_fit(X)
     with pytest.raises(ConfigError, match="learning_rate"):
         OnlineMLP(learning_rate=-1)
-    with pytest.raises(ConfigError, match="^units: expected an integer >= 1, found 0"):
-        OnlineMLP(units=0)   # the learner's own parameter name, not RunConfig's n_hidden
+    with pytest.raises(ConfigError, match="^n_hidden: expected an integer >= 1, found 0"):
+        OnlineMLP(n_hidden=0)
     with pytest.raises(ValueError, match="no classifier yet"):
-        OnlineMLP(units=8).predict(X)
+        OnlineMLP(n_hidden=8).predict(X)
 
 
 def test_pretraining_before_the_classes_are_known_keeps_the_initial_weights():
     """The softmax layer made once the classes are known is the one a network made with them
     would have: the hidden weights come first from the seeded generator."""
     X, y = _shapes(300)
-    late = OnlineMLP(units=8, threads=1, chunk_size=100)
+    late = OnlineMLP(n_hidden=8, threads=1, chunk_size=100)
     late.pretrain_partial_fit(X[:100])
     late.partial_fit(X[100:], y[100:], classes=[0, 1, 2])
-    early = OnlineMLP(units=8, threads=1, chunk_size=100, n_classes=3)
+    early = OnlineMLP(n_hidden=8, threads=1, chunk_size=100, n_classes=3)
     early.pretrain_partial_fit(X[:100])
     early.partial_fit(X[100:], y[100:])
     for name in early.params_:
@@ -215,11 +215,13 @@ def test_scikit_learn_clone_and_params():
     sklearn = pytest.importorskip("sklearn")
     from sklearn.base import clone
 
-    net = OnlineMLP(layers=2, units=8, learning_rate=0.1, n_classes=3)
+    net = OnlineMLP(layers=2, n_hidden=8, learning_rate=0.1, n_classes=3)
     copy = clone(net)
     assert copy.get_params() == net.get_params() and copy is not net
-    copy.set_params(units=12)
-    assert copy.n_hidden == 12 and net.n_hidden == 8
+    copy.set_params(n_hidden=12)
+    assert copy.n_hidden_ == 12 and net.n_hidden_ == 8
+    assert OnlineMLP(layers=1).n_hidden_ == 2000 and OnlineMLP(layers=3).n_hidden_ == 1000
+    assert OnlineMLP().get_params()["n_hidden"] is None
     assert sklearn.__version__
 
 
@@ -247,7 +249,7 @@ def test_automatic_threads_adapt_between_chunks_and_keep_the_weights(monkeypatch
     rng = np.random.default_rng(5)
     X = rng.random((600, 20)).astype(np.float32)
     y = rng.integers(0, 3, 600)
-    nets = {t: OnlineMLP(units=16, n_classes=3, chunk_size=100, threads=t, kernel="numba",
+    nets = {t: OnlineMLP(n_hidden=16, n_classes=3, chunk_size=100, threads=t, kernel="numba",
                          pretrain="dae") for t in (0, 1)}
     for net in nets.values():
         net.pretrain_partial_fit(X[:300])

@@ -18,13 +18,13 @@ from onlinedeep.progressive import progressive_val_score
 pytestmark = [pytest.mark.usefixtures("single_thread"),
               pytest.mark.filterwarnings("ignore::infinite_mnist.MnistSourceWarning")]
 
-OPTIONS = dict(units=24, window=300, log_every=100, chunk_size=200, threads=1, device="cpu")
+OPTIONS = dict(n_hidden=24, window=300, log_every=100, chunk_size=200, threads=1, device="cpu")
 
 
 @pytest.fixture(scope="module")
 def dae_run(tmp_path_factory, mnist_dir):
     out = tmp_path_factory.mktemp("runs")
-    r = CliRunner().invoke(app, ["train", "--units", "24", "--unsup-updates", "400",
+    r = CliRunner().invoke(app, ["train", "--n-hidden", "24", "--unsup-updates", "400",
                                  "--sup-updates", "1200", "--chunk-size", "200", "--window", "300",
                                  "--log-every", "100", "--snapshot-every", "400", "--threads", "1",
                                  "--device", "cpu", "--no-progress", "--mnist-dir", str(mnist_dir),
@@ -109,7 +109,7 @@ def test_river_model_gives_rivers_own_progressive_accuracy():
 
 def test_lengths_must_match():
     with pytest.raises(ValueError, match="expected 3 labels"):
-        progressive_val_score(OnlineMLP(units=4, n_classes=2), np.zeros((3, 5)), [0, 1])
+        progressive_val_score(OnlineMLP(n_hidden=4, n_classes=2), np.zeros((3, 5)), [0, 1])
 
 
 def test_river_accepts_an_online_mlp_after_registration():
@@ -123,7 +123,7 @@ def test_river_accepts_an_online_mlp_after_registration():
     labels = rng.integers(0, 3, 300)
     X = np.eye(3)[labels] * 0.8 + rng.random((300, 3)) * 0.2
     rows = [dict(zip("abc", row)) for row in X]
-    kwargs = dict(units=8, n_classes=3, n_inputs=3, threads=1, learning_rate=0.3, chunk_size=50)
+    kwargs = dict(n_hidden=8, n_classes=3, n_inputs=3, threads=1, learning_rate=0.3, chunk_size=50)
     accuracy = evaluate.progressive_val_score(list(zip(rows, labels.tolist())), OnlineMLP(**kwargs),
                                               metrics.Accuracy())
     ours = progressive_val_score(OnlineMLP(**kwargs), X, labels)
@@ -136,7 +136,7 @@ def test_classes_default_to_the_labels_of_y():
     rng = np.random.default_rng(0)
     X = rng.random((400, 20))
     y = (X[:, 0] > 0.5).astype(int)
-    result = progressive_val_score(OnlineMLP(units=16, pretrain="none", learning_rate=0.1), X, y,
+    result = progressive_val_score(OnlineMLP(n_hidden=16, pretrain="none", learning_rate=0.1), X, y,
                                    window=100, log_every=100)
     assert result.n_examples == 400 and result.online_error < 0.5
     sklearn = pytest.importorskip("sklearn.linear_model")

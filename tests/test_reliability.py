@@ -124,7 +124,7 @@ def small_tmpfs(tmp_path):
 
 def test_disk_full_on_a_real_file_system(small_tmpfs, sample_mnist_dir, monkeypatch):
     # a 784-400-10 snapshot is ~1.4 MB: the first one fits in 2 MB, the second does not
-    args = ["train", "--preset", "smoke", "--pretrain", "none", "--units", "400", "--sup-updates",
+    args = ["train", "--preset", "smoke", "--pretrain", "none", "--n-hidden", "400", "--sup-updates",
             "4000", "--snapshot-every", "1000", "--keep-snapshots", "1", "--threads", "1",
             "--kernel", "reference", "--no-progress", "--mnist-dir", sample_mnist_dir,
             "--out", small_tmpfs, "--name", "r"]
@@ -326,7 +326,7 @@ def test_a_second_ctrl_c_stops_within_a_second_during_a_long_chunk(tmp_path, sam
     kernel = "numba" if "numba" in kernels.available("cpu") else "reference"
     # chunks of 200,000 updates of a 784-1000-10 net: long (old code: ~10 s to stop)
     cmd = [sys.executable, "-m", "onlinedeep_cli.main", "train", "--preset", "smoke", "--pretrain",
-           "none", "--units", "1000", "--sup-updates", "1M", "--chunk-size", "200000",
+           "none", "--n-hidden", "1000", "--sup-updates", "1M", "--chunk-size", "200000",
            "--snapshot-every", "200000", "--threads", "1", "--kernel", kernel, "--no-progress",
            "--mnist-dir", str(sample_mnist_dir), "--out", str(tmp_path), "--name", "r"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -361,7 +361,7 @@ def test_a_second_ctrl_c_stops_within_a_second_during_a_long_chunk(tmp_path, sam
 
 
 # ------------------------------------------------------------------------------------ CLI helpers
-TINY = ["--preset", "smoke", "--pretrain", "none", "--units", "8", "--sup-updates", "2000",
+TINY = ["--preset", "smoke", "--pretrain", "none", "--n-hidden", "8", "--sup-updates", "2000",
         "--snapshot-every", "1000", "--threads", "1", "--kernel", "reference", "--no-progress"]
 
 
@@ -398,11 +398,19 @@ def test_resuming_a_run_killed_before_its_first_snapshot_says_so(tmp_path, sampl
                 "--name", "r")
     assert r.exit_code == 0, r.output
     assert not list((run_dir / "snapshots").glob("*.tmp*"))
+    # the same folder with its snapshots deleted is not "stopped before its first snapshot"
+    import shutil
+
+    shutil.rmtree(run_dir / "snapshots")
+    r = _invoke("train", "--resume", run_dir, "--no-progress")
+    line = _one_error_line(_Result(r), "no snapshot to resume from", status=2)
+    assert "log.txt records 3 written (the last snapshot-000000002000.pinned.h5): deleted or " \
+        "moved?" in line and "nothing was saved" not in line, line
 
 
 # ------------------------------------------------------------------------------------ 6. locks
 def test_two_trains_on_one_folder_one_runs_the_other_gets_one_error(tmp_path, sample_mnist_dir):
-    args = ["train", "--preset", "smoke", "--pretrain", "none", "--units", "16", "--sup-updates",
+    args = ["train", "--preset", "smoke", "--pretrain", "none", "--n-hidden", "16", "--sup-updates",
             "20000", "--snapshot-every", "1000", "--threads", "1", "--kernel", "reference",
             "--no-progress", "--mnist-dir", sample_mnist_dir, "--out", tmp_path, "--name", "same"]
     procs = [subprocess.Popen([sys.executable, "-m", "onlinedeep_cli.main", *map(str, args),
@@ -526,7 +534,7 @@ def test_resuming_a_finished_run_changes_nothing(tmp_path, sample_mnist_dir):
 
 # ------------------------------------------------------------------------------------ 11. up front
 OV_TINY = ["--preset", "smoke", "--jobs", "1", "--threads", "1", "--segments", "2", "--draws", "2",
-           "--units", "8", "--unsup-updates", "1000", "--sup-updates", "1000", "--test-count", "100"]
+           "--n-hidden", "8", "--unsup-updates", "1000", "--sup-updates", "1000", "--test-count", "100"]
 
 
 def test_experiment_checks_data_and_space_before_any_job(tmp_path, sample_mnist_dir, monkeypatch):
@@ -599,7 +607,8 @@ def test_version_help_defaults_and_option_names_in_errors(tmp_path):
         text = _invoke(*command, "--help").output
         assert not re.search(r" \.(\s|$)", text), text  # no "[default]" dropped as markup
     assert "none [dae]." in " ".join(_invoke("train", "--help").output.split())
-    cases = [(["train", "--units", "0"], "--units: expected an integer >= 1, found 0"),
+    cases = [(["train", "--n-hidden", "0"], "--n-hidden: expected an integer >= 1, found 0"),
+             (["train", "--units", "0"], "--n-hidden: expected an integer >= 1, found 0"),
              (["train", "--lr", "0"], "--lr: expected a number > 0"),
              (["train", "--corruption", "1.5"], "--corruption: expected a number in [0, 1)"),
              (["train", "--stream-start", "9e18"], "--stream-start: expected a training id in 0.."),

@@ -17,7 +17,7 @@ pytestmark = [pytest.mark.usefixtures("single_thread"),
 
 # A smoke-sized protocol: 64 units, 1,000 unsupervised + 3,000 supervised updates (4,000 without
 # pre-training), online error over the last 1,000 examples.
-SMOKE = ["--preset", "smoke", "--units", "64", "--window", "1000", "--log-every", "250",
+SMOKE = ["--preset", "smoke", "--n-hidden", "64", "--window", "1000", "--log-every", "250",
          "--snapshot-every", "1000", "--no-progress"]
 COUNTS = {"dae": ["--unsup-updates", "1000", "--sup-updates", "3000"],
           "rbm": ["--unsup-updates", "1000", "--sup-updates", "3000"],
@@ -109,7 +109,7 @@ def test_plot_several_runs(smoke_runs, tmp_path):
 
 def test_ctrl_c_writes_a_snapshot_and_exits_non_zero(tmp_path, mnist_dir):
     cmd = [sys.executable, "-m", "onlinedeep_cli.main", "train", "--preset", "smoke", "--pretrain", "none",
-           "--units", "32", "--sup-updates", "10M", "--snapshot-every", "1000", "--threads", "1",
+           "--n-hidden", "32", "--sup-updates", "10M", "--snapshot-every", "1000", "--threads", "1",
            "--mnist-dir", str(mnist_dir), "--out", str(tmp_path), "--name", "r", "--no-progress"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     snaps = tmp_path / "r" / "snapshots"

@@ -57,7 +57,7 @@ def load(cls, path, *, device: str | None = None, kernel: str | None = None,
     snap = snapshots.load(snap_path)
     cfg = snap.config
     info = (snap.provenance or {}).get("learner") or {}
-    net = cls(layers=cfg.layers, units=cfg.n_hidden, pretrain=cfg.pretrain,
+    net = cls(layers=cfg.layers, n_hidden=cfg.n_hidden, pretrain=cfg.pretrain,
               learning_rate=cfg.learning_rate, unsup_learning_rate=cfg.unsup_learning_rate,
               corruption_level=cfg.corruption_level, noise=cfg.noise, cd_k=cfg.cd_k,
               sample_reconstruction=cfg.sample_reconstruction, l1=cfg.l1, l2=cfg.l2,

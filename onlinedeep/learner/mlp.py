@@ -11,7 +11,7 @@ give bit-identical weights (tests/test_learner.py compares with an ``onlinedeep 
 ::
 
     from onlinedeep import OnlineMLP
-    net = OnlineMLP(layers=2, units=500, pretrain="dae", learning_rate=0.05)
+    net = OnlineMLP(layers=2, n_hidden=500, pretrain="dae", learning_rate=0.05)
     net.pretrain_partial_fit(X_unlabelled[:50_000], layer=0)    # greedy: layer 0 first
     net.pretrain_partial_fit(X_unlabelled[50_000:], layer=1)
     net.partial_fit(X, y, classes=range(10))                  # one update per row, in order
@@ -40,7 +40,7 @@ from onlinedeep.learner.state import LearnerState
 
 __all__ = ["OnlineMLP"]
 
-_PARAMS = ("layers", "units", "pretrain", "learning_rate", "unsup_learning_rate",
+_PARAMS = ("layers", "n_hidden", "pretrain", "learning_rate", "unsup_learning_rate",
            "corruption_level", "noise", "cd_k", "sample_reconstruction", "l1", "l2", "seed",
            "n_inputs", "n_classes", "window", "log_every", "chunk_size", "device", "kernel",
            "threads")
@@ -57,10 +57,10 @@ class OnlineMLP(LearnerState, RiverMethods, FileMethods):
     Parameters
     ----------
     layers : int
-        Hidden layers, 1-5, all ``units`` wide.
-    units : int, optional
-        Units per hidden layer (``RunConfig.n_hidden``; default the paper's: 2,000 for one layer,
-        1,000 for deeper networks).
+        Hidden layers, 1-5, all ``n_hidden`` wide.
+    n_hidden : int, optional
+        Units per hidden layer (default the paper's: 2,000 for one layer, 1,000 for deeper
+        networks; the value in use is ``n_hidden_``).
     pretrain : {"dae", "rbm", "none"}
         Pre-training of :meth:`pretrain_partial_fit`: denoising auto-encoders (paper 5.1.2) or RBMs
         trained by CD-k (5.1.1); ``"none"`` refuses pre-training.
@@ -97,6 +97,8 @@ class OnlineMLP(LearnerState, RiverMethods, FileMethods):
 
     Attributes
     ----------
+    n_hidden_ : int
+        Units per hidden layer in use (``n_hidden``, or its default).
     params_ : dict[str, torch.Tensor] or None
         The network (``onlinedeep.model`` layout), created on the first call with data.
     classes_ : ndarray or None
@@ -123,7 +125,7 @@ class OnlineMLP(LearnerState, RiverMethods, FileMethods):
     paper and what a snapshot can describe.
     """
 
-    def __init__(self, layers: int = 1, units: int | None = None, pretrain: str = "dae", *,
+    def __init__(self, layers: int = 1, n_hidden: int | None = None, pretrain: str = "dae", *,
                  learning_rate: float = 0.05, unsup_learning_rate: float = 0.01,
                  corruption_level: float = 0.25, noise: str = "masking", cd_k: int = 1,
                  sample_reconstruction: bool = False, l1: float = 0.0, l2: float = 0.0,
@@ -131,7 +133,7 @@ class OnlineMLP(LearnerState, RiverMethods, FileMethods):
                  window: int = 100_000, log_every: int = 10_000, chunk_size: int = 1000,
                  device: str = "cpu", kernel: str = "auto", threads: int = 0):
         self.layers = layers
-        self.units = units
+        self.n_hidden = n_hidden
         self.pretrain = pretrain
         self.learning_rate = learning_rate
         self.unsup_learning_rate = unsup_learning_rate
@@ -178,7 +180,8 @@ class OnlineMLP(LearnerState, RiverMethods, FileMethods):
 
     def __repr__(self) -> str:
         defaults = OnlineMLP.__init__.__kwdefaults__ or {}
-        args = [f"layers={self.layers!r}", f"units={self.units!r}", f"pretrain={self.pretrain!r}"]
+        args = [f"layers={self.layers!r}", f"n_hidden={self.n_hidden!r}",
+                f"pretrain={self.pretrain!r}"]
         args += [f"{k}={getattr(self, k)!r}" for k in _PARAMS[3:]
                  if getattr(self, k) != defaults.get(k)]
         return f"OnlineMLP({', '.join(args)})"

@@ -32,14 +32,9 @@ class LearnerState:
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
                 raise ConfigError(f"{name}: expected an integer or None, found {value!r}")
-        try:
-            self._cfg = self._make_config(n_inputs=self.n_inputs or 784,
-                                          n_classes=self.n_classes or 10, layer_updates=[],
-                                          sup_updates=1)
-        except ConfigError as exc:  # the learner's parameter is `units` (RunConfig's n_hidden)
-            if str(exc).startswith("n_hidden:"):
-                raise ConfigError("units:" + str(exc)[len("n_hidden:"):]) from None
-            raise
+        self._cfg = self._make_config(n_inputs=self.n_inputs or 784,
+                                      n_classes=self.n_classes or 10, layer_updates=[],
+                                      sup_updates=1)
 
     def _make_config(self, *, n_inputs: int, n_classes: int, layer_updates: list[int],
                      sup_updates: int) -> RunConfig:
@@ -54,7 +49,7 @@ class LearnerState:
             sup_updates = 1  # a configuration needs one update; nothing is done yet
         chunk = self.chunk_size
         return RunConfig(
-            layers=self.layers, n_hidden=self.units, pretrain=self.pretrain, pretrain_layers=k,
+            layers=self.layers, n_hidden=self.n_hidden, pretrain=self.pretrain, pretrain_layers=k,
             unsup_updates=unsup, sup_updates=sup_updates, unsup_split=split,
             learning_rate=self.learning_rate, unsup_learning_rate=self.unsup_learning_rate,
             corruption_level=self.corruption_level, noise=self.noise, cd_k=self.cd_k,
@@ -82,8 +77,8 @@ class LearnerState:
 
     # ------------------------------------------------------------------ state
     @property
-    def n_hidden(self) -> int:
-        """Units per hidden layer (``units``, or its default)."""
+    def n_hidden_(self) -> int:
+        """Units per hidden layer in use (``n_hidden``, or its default)."""
         return self._cfg.n_hidden
 
     @property
@@ -120,7 +115,7 @@ class LearnerState:
             self.n_features_in_ = n_inputs
             self._cfg.n_inputs = n_inputs  # the width of the data: layer 0's fan-in for the draws
             n_out = len(self.classes_) if self.classes_ is not None else 2
-            self.params_ = model.init_params(n_inputs, self.n_hidden, self.layers, self.seed,
+            self.params_ = model.init_params(n_inputs, self.n_hidden_, self.layers, self.seed,
                                              self._device, n_outputs=n_out)
             self._out_ready = self.classes_ is not None
         self._ensure_output()
@@ -131,7 +126,7 @@ class LearnerState:
         on the number of classes, and ``W_out`` is the one a network made with them would have."""
         if self._out_ready or self.classes_ is None or self.params_ is None:
             return
-        full = model.init_params(self.n_features_in_, self.n_hidden, self.layers, self.seed, "cpu",
+        full = model.init_params(self.n_features_in_, self.n_hidden_, self.layers, self.seed, "cpu",
                                  n_outputs=len(self.classes_))
         self.params_["W_out"] = full["W_out"].to(self._device)
         self.params_["b_out"] = full["b_out"].to(self._device)

@@ -114,9 +114,15 @@ def _nothing_saved(folder: RunFolder) -> str:
         return (f"{path}: no snapshot to resume from (expected "
                 f"{folder.snapshots_dir}/snapshot-<position>.h5): not a run folder (no "
                 f"config.json)")
+    again = (f"start it over with the same options and --out {path.parent} --name {path.name} "
+             f"(the folder is reused)")
+    written = folder.logged_snapshots()
+    if written:  # the log saw snapshots written: they were deleted or moved since
+        return (f"{path}: no snapshot to resume from: {folder.snapshots_dir} holds none, but "
+                f"log.txt records {len(written)} written (the last {written[-1]}): deleted or "
+                f"moved? Put them back to resume, or {again}")
     return (f"{path}: no snapshot to resume from: the run was stopped before its first snapshot, "
-            f"so nothing was saved (its options are in config.json); start it over with the same "
-            f"options and --out {path.parent} --name {path.name} (the folder is reused)")
+            f"so nothing was saved (its options are in config.json); {again}")
 
 
 def _continue(snap: snapshots.Snapshot, *, schedule, run_dir, stream, overrides,
