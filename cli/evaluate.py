@@ -19,7 +19,7 @@ def register(app: typer.Typer) -> None:
                                   help="test (MNIST test digits, stream indices 0-9,999) or "
                                        "validation (training digits 50,000-59,999)."),
         as_json: bool = typer.Option(False, "--json", help="Print the evaluation as JSON."),
-        mnist_dir: Optional[str] = typer.Option(
+        mnist_dir: Optional[Path] = typer.Option(
             None, "--mnist-dir", help="MNIST IDX directory (default: the run's, else $ONLINEDEEP_MNIST_DIR, ...)."),
         record: bool = typer.Option(True, "--record/--no-record",
                                     help="Write evaluation-SPLIT.json into the run folder."),
@@ -31,7 +31,8 @@ def register(app: typer.Typer) -> None:
         if split not in ev.SPLITS:
             raise typer.BadParameter(f"expected one of {', '.join(ev.SPLITS)}, found {split!r}",
                                      param_hint="--split")
-        result, run_dir = ev.evaluate_snapshot(source, split, mnist_dir=mnist_dir)
+        mnist = None if mnist_dir is None else str(mnist_dir)
+        result, run_dir = ev.evaluate_snapshot(source, split, mnist_dir=mnist)
         written = ev.record(run_dir, result) if record and run_dir is not None else None
         if as_json:
             data = result.to_dict()

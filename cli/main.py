@@ -22,7 +22,7 @@ import typer
 from typer.core import TyperGroup
 
 from onlinedeep_cli import evaluate, experiment, generate, ordering_variance, train
-from onlinedeep_cli.options import OPTION_NAMES, option_name as _option_name
+from onlinedeep_cli.options import OPTION_NAMES, option_name as _option_name, remember_typed
 from onlinedeep_cli import show  # onlinedeep show filters|trajectories|landscape (issue 15)
 
 # (module, class, exit status), most specific first. Looked up in sys.modules only: an exception
@@ -168,6 +168,7 @@ class _ReportingGroup(TyperGroup):
     """The top-level command group: user-facing errors as one line, see the module docstring."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        remember_typed(args)
         empty = _empty_path(self, args)
         if empty is not None:
             option, command = empty

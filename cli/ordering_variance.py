@@ -12,6 +12,7 @@ from typing import Optional
 import typer
 
 from onlinedeep.config import ConfigError, format_count, parse_count
+from onlinedeep_cli.options import option_name
 
 
 class Preset(str, Enum):
@@ -338,7 +339,8 @@ def indices(
 
     if out is not None:
         given = {"--segments": segments, "--draws": draws, "--test-count": test_count,
-                 "--layers": layers, "--n-hidden": n_hidden, "--unsup-updates": unsup_updates,
+                 "--layers": layers, option_name("n_hidden"): n_hidden,
+                 "--unsup-updates": unsup_updates,
                  "--sup-updates": sup_updates, "--lr": lr, "--unsup-lr": unsup_lr,
                  "--corruption": corruption, "--seed": seed, "--snapshot-every": snapshot_every,
                  "--device": device, "--kernel": kernel, "--mnist-dir": mnist_dir}

@@ -80,7 +80,7 @@ def register(app: typer.Typer) -> None:
             10, "--neighbors", help="Isomap neighbours to start from (raised until the graph is "
                                     "one connected component)."),
         seed: int = typer.Option(0, "--seed", help="t-SNE random state."),
-        mnist_dir: Optional[str] = typer.Option(None, "--mnist-dir", help="MNIST IDX directory."),
+        mnist_dir: Optional[Path] = typer.Option(None, "--mnist-dir", help="MNIST IDX directory."),
         threads: int = typer.Option(0, "--threads", help=_THREADS_HELP),
         progress: bool = typer.Option(True, "--progress/--no-progress"),
     ):
@@ -94,7 +94,8 @@ def register(app: typer.Typer) -> None:
         with _threads(threads):
             written = show_trajectories(runs, out, examples=examples,
                                         min_snapshots=min_snapshots, n_neighbors=n_neighbors,
-                                        seed=seed, mnist_dir=mnist_dir, progress=progress)
+                                        seed=seed, mnist_dir=mnist_dir and str(mnist_dir),
+                                     progress=progress)
         _done(out, "trajectories", written)
 
     @show.command()
@@ -107,7 +108,7 @@ def register(app: typer.Typer) -> None:
                                        "run's last ones; a finite run's training set, from its "
                                        "start)."),
         seed: int = typer.Option(0, "--seed", help="Chooses the examples behind the directions."),
-        mnist_dir: Optional[str] = typer.Option(None, "--mnist-dir", help="MNIST IDX directory."),
+        mnist_dir: Optional[Path] = typer.Option(None, "--mnist-dir", help="MNIST IDX directory."),
         threads: int = typer.Option(0, "--threads", help=_THREADS_HELP),
         progress: bool = typer.Option(True, "--progress/--no-progress"),
     ):
@@ -118,5 +119,6 @@ def register(app: typer.Typer) -> None:
 
         with _threads(threads):
             written = show_landscape(runs, out, directions=directions, examples=examples,
-                                     seed=seed, mnist_dir=mnist_dir, progress=progress)
+                                     seed=seed, mnist_dir=mnist_dir and str(mnist_dir),
+                                     progress=progress)
         _done(out, "landscape", written)

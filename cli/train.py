@@ -53,12 +53,17 @@ def _shape(cfg) -> str:
 
 def _same_as_run(run_dir: Path, field: str, value) -> bool:
     """Whether ``value`` is what the run in ``run_dir`` already has for ``field`` (its
-    ``config.json``); False when that cannot be read (the usual refusal follows)."""
+    ``config.json``; ``--out`` and ``--name`` as the folder's place, however written); False when
+    that cannot be read (the usual refusal follows)."""
     import json
 
     from onlinedeep.config import RunConfig
 
     try:
+        if field == "out":  # "runs", "runs/", "./runs", an absolute path: one folder
+            return Path(value).resolve() == run_dir.resolve().parent
+        if field == "name":
+            return value == run_dir.resolve().name
         stored = json.loads((run_dir / "config.json").read_text())
         return getattr(RunConfig.from_dict({**stored, field: value}), field) == stored[field]
     except Exception:  # any unreadable or invalid value: not the same
@@ -270,7 +275,7 @@ def register(app: typer.Typer) -> None:
                 announce = (f"resuming {run_dir} at position {trainer.position:,} of "
                             f"{trainer.config.total_updates:,}")
             else:
-                config = RunConfig.preset(preset or "paper", **given)
+                config = RunConfig.preset("paper" if preset is None else preset, **given)
                 if config.name is None:
                     # a folder of its own, even for runs started at the same second (a sweep)
                     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")

@@ -94,7 +94,11 @@ def atomic_file(path: str | os.PathLike) -> Iterator[str]:
         If the folder cannot be created or written (e.g. ``PermissionError``,
         ``NotADirectoryError``), or ``path`` is a folder (``IsADirectoryError``); nothing is left
         behind.
+    ValueError
+        If ``path`` is empty (``Path("")`` would be the current folder).
     """
+    if os.fspath(path) == "":
+        raise ValueError("expected a file path, found an empty one")
     path = Path(path)
     if path.is_dir():  # else the final rename fails, naming the temporary file
         raise IsADirectoryError(errno.EISDIR, "is a folder; cannot write a file in its place",

@@ -129,8 +129,8 @@ def check_fields(cfg) -> None:
     need(cfg.device in DEVICES, "device", f"one of {DEVICES}")
     need(cfg.kernel in KERNELS, "kernel", f"one of {KERNELS}")
     need(is_int(cfg.threads) and cfg.threads >= 0, "threads", "an integer >= 0 (0: auto)")
-    need(cfg.mnist_dir is None or isinstance(cfg.mnist_dir, str), "mnist_dir",
-         "a directory path or null")
+    need(cfg.mnist_dir is None or (isinstance(cfg.mnist_dir, str) and cfg.mnist_dir != ""),
+         "mnist_dir", "a directory path or null")
     need(cfg.name is None or (isinstance(cfg.name, str) and re.fullmatch(r"[\w.+-]+", cfg.name)
                                 is not None and cfg.name not in (".", "..")),
          "name", "a folder name of letters, digits, '.', '_', '+', '-'")

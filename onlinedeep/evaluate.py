@@ -266,8 +266,11 @@ def resolve_snapshot(source: str | os.PathLike) -> tuple[Path, Path | None]:
     Raises
     ------
     SnapshotError
-        If the path does not exist or the folder holds no snapshot.
+        If the path is empty or does not exist, or the folder holds no snapshot.
     """
+    if os.fspath(source) == "":  # Path("") is the current folder: never what was meant
+        raise snapshots.SnapshotError("expected a run folder or a snapshot file, found an empty "
+                                      "path")
     path = Path(source)
     if not path.exists():
         raise snapshots.SnapshotError(f"{path}: no such run folder or snapshot file")

@@ -250,16 +250,28 @@ class RunFolder:
         with open(self.path / LOG_FILE, "a") as f:
             f.write(f"{_dt.datetime.now().isoformat(timespec='seconds')} {text}\n")
 
-    def logged_snapshots(self) -> list[str]:
-        """Names of the snapshot files ``log.txt`` records as written, oldest first (``[]`` when
-        there is no log): what ``snapshots/`` held at some point, to tell a run stopped before its
-        first snapshot from one whose snapshots were deleted."""
+    def logged_snapshots(self) -> list[str] | None:
+        """Names of the snapshot files ``log.txt`` records as written, oldest first; ``None`` when
+        there is no log or it is empty. What ``snapshots/`` held at some point: tells a run
+        stopped before its first snapshot from one whose snapshots were deleted."""
         try:
             lines = (self.path / LOG_FILE).read_text(errors="replace").splitlines()
         except OSError:
-            return []
+            return None
+        if not lines:
+            return None
         return [line.split(" snapshot ", 1)[1].strip() for line in lines
                 if " snapshot snapshot-" in line]
+
+    def later_files(self) -> list[str]:
+        """Names of the files in the folder beyond those a run writes before its first update
+        (``config.json``, ``schedule.json``, ``provenance.json``, ``log.txt``, ``run.lock``,
+        ``snapshots/``), sorted: e.g. ``online_error.png``, ``evaluation-test.json``."""
+        start = {CONFIG_FILE, SCHEDULE_FILE, PROVENANCE_FILE, LOG_FILE, RUN_LOCK, SNAPSHOT_DIR}
+        try:
+            return sorted(p.name for p in self.path.iterdir() if p.name not in start)
+        except OSError:
+            return []
 
     def save_snapshot(self, position: int, write: Callable[[Path], Path], *, pinned: bool,
                       keep: int) -> Path:

@@ -53,6 +53,15 @@ def test_atomic_file_leaves_the_old_file_on_error(tmp_path, atomic_file):
     assert target.read_text() == "old" and os.listdir(tmp_path) == ["a.txt"]
 
 
+@pytest.mark.parametrize("atomic_file", WRITERS)
+def test_atomic_file_refuses_an_empty_path(tmp_path, atomic_file, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # "" would be the current folder
+    with pytest.raises(ValueError, match="expected a file path, found an empty one"):
+        with atomic_file(""):
+            pass
+    assert os.listdir(tmp_path) == []
+
+
 def test_every_writer_uses_the_one_helper():
     # infinite_mnist.atomic (the generator, usable alone) owns atomic_file; onlinedeep.atomic
     # re-exports it and adds write_bytes on top; no other module keeps a private mkstemp/rename copy.

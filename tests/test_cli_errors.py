@@ -245,6 +245,10 @@ def test_resume_refuses_options_that_cannot_change(tmp_path, mnist_dir):
     r = _run("train", "--resume", run_dir, "--seed", stored["seed"], "--n-hidden", stored["n_hidden"],
              "--out", tmp_path, "--name", "r")
     assert r.exit_code == 0 and "the run is complete" in r.output, r.output
+    # ... however the folder is written ("dir/", "./dir", relative to the current folder)
+    for out in (f"{tmp_path}/", f"{tmp_path}/./"):
+        r = _run("train", "--resume", run_dir, "--out", out, "--name", "r")
+        assert r.exit_code == 0 and "the run is complete" in r.output, r.output
     _one_error_line(_run("train", "--resume", run_dir, "--seed", stored["seed"] + 1), 2,
                     "--seed: cannot change when resuming")
     # a value checked by the configuration is named by its option, also after the snapshot's path
@@ -253,6 +257,8 @@ def test_resume_refuses_options_that_cannot_change(tmp_path, mnist_dir):
     assert "snapshot.h5" in line or ".h5: configuration" in line
     _one_error_line(_run("train", "--preset", "paper2", "--out", tmp_path), 2,
                     "error: --preset: expected one of ['paper', 'smoke']")
+    _one_error_line(_run("train", "--preset", "", "--out", tmp_path), 2,  # not the default
+                    "error: --preset: expected one of ['paper', 'smoke'], found ''")
 
 
 def test_usage_errors_are_one_error_line(tmp_path):
@@ -319,12 +325,15 @@ def test_an_empty_path_is_refused_not_read_as_the_current_folder(tmp_path, monke
     monkeypatch.chdir(tmp_path)
     _one_error_line(_run("train", *SMALL, "--out", ""), 2,
                     "--out: expected a directory path, found ''")  # train's own check
+    _one_error_line(_run("train", *SMALL, "--out", tmp_path / "r", "--mnist-dir", ""), 2,
+                    "--mnist-dir: expected a directory path or null, found ''")
     cases = [
         (["train", "--resume", ""], "--resume"),
         (["generate", "--count", "3", "--out="], "--out"),
         (["experiment", "run", "figure13", "--preset", "smoke", "--out", "", "--dry-run"], "--out"),
         (["ordering-variance", "report", "--out", ""], "--out"),
         (["evaluate", ""], "RUN_OR_SNAPSHOT"),
+        (["evaluate", str(tmp_path), "--mnist-dir", ""], "--mnist-dir"),
         (["show", "filters", str(tmp_path), ""], "RUNS"),
     ]
     for args, name in cases:

@@ -141,6 +141,9 @@ def test_explicit_directory_without_files_is_an_error_not_a_fallback(tmp_path, m
     monkeypatch.setenv(M.ENV_MNIST_DIR, str(tmp_path))
     with pytest.raises(MnistNotFoundError, match="ONLINEDEEP_MNIST_DIR"):
         load_mnist()
+    monkeypatch.chdir(tmp_path)  # an empty path is refused, never read as the current folder
+    with pytest.raises(MnistNotFoundError, match="found an empty path"):
+        load_mnist("")
 
 
 # ----------------------------------------------------------------------------------------------

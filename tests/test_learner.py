@@ -164,6 +164,8 @@ def test_labels_of_any_kind_and_river_dicts(tmp_path):
     back = OnlineMLP.load(net.save(tmp_path / "named.h5"))
     assert back.classes_.tolist() == names.tolist()
     assert back.predict_one(x0) == net.predict_one(x0)
+    with pytest.raises(ValueError, match="expected a file path, found an empty one"):
+        net.save("")   # Path("") would be the current folder
 
 
 def test_bad_input_is_refused_with_a_clear_error():
@@ -195,6 +197,8 @@ def test_bad_input_is_refused_with_a_clear_error():
         OnlineMLP(n_hidden=0)
     with pytest.raises(ValueError, match="no classifier yet"):
         OnlineMLP(n_hidden=8).predict(X)
+    with pytest.raises(snapshot.SnapshotError, match="found an empty path"):  # not the current folder
+        OnlineMLP.load("")
 
 
 def test_pretraining_before_the_classes_are_known_keeps_the_initial_weights():

@@ -398,14 +398,29 @@ def test_resuming_a_run_killed_before_its_first_snapshot_says_so(tmp_path, sampl
                 "--name", "r")
     assert r.exit_code == 0, r.output
     assert not list((run_dir / "snapshots").glob("*.tmp*"))
-    # the same folder with its snapshots deleted is not "stopped before its first snapshot"
+    # the newest snapshot deleted: the run resumes from the one before, with a warning naming it
     import shutil
 
+    (run_dir / "snapshots" / "snapshot-000000002000.pinned.h5").unlink()
+    r = _invoke("train", "--resume", run_dir, "--no-progress")
+    assert r.exit_code == 0, r.output
+    assert "warning: resuming from snapshot-000000001000.h5 (position 1000): log.txt records 1 " \
+        "newer snapshot(s)" in r.output and "snapshot-000000002000.pinned.h5" in r.output, r.output
+    # the same folder with its snapshots deleted is not "stopped before its first snapshot"
     shutil.rmtree(run_dir / "snapshots")
     r = _invoke("train", "--resume", run_dir, "--no-progress")
     line = _one_error_line(_Result(r), "no snapshot to resume from", status=2)
-    assert "log.txt records 3 written (the last snapshot-000000002000.pinned.h5): deleted or " \
+    assert "log.txt records 4 written (the last snapshot-000000002000.pinned.h5): deleted or " \
         "moved?" in line and "nothing was saved" not in line, line
+    (run_dir / "log.txt").unlink()  # nor without its log, when the folder shows it trained
+    line = _one_error_line(_Result(_invoke("train", "--resume", run_dir)),
+                           "no snapshot to resume from", status=2)
+    assert "log.txt is missing or empty, but the folder holds files a run writes after its " \
+        "start (evaluation-test.json, online_error.png)" in line, line
+    (run_dir / "snapshots").write_text("x")
+    line = _one_error_line(_Result(_invoke("train", "--resume", run_dir)),
+                           "no snapshot to resume from", status=2)
+    assert "snapshots is a file, not the folder of the run's snapshots" in line, line
 
 
 # ------------------------------------------------------------------------------------ 6. locks
@@ -608,7 +623,7 @@ def test_version_help_defaults_and_option_names_in_errors(tmp_path):
         assert not re.search(r" \.(\s|$)", text), text  # no "[default]" dropped as markup
     assert "none [dae]." in " ".join(_invoke("train", "--help").output.split())
     cases = [(["train", "--n-hidden", "0"], "--n-hidden: expected an integer >= 1, found 0"),
-             (["train", "--units", "0"], "--n-hidden: expected an integer >= 1, found 0"),
+             (["train", "--units", "0"], "--units: expected an integer >= 1, found 0"),
              (["train", "--lr", "0"], "--lr: expected a number > 0"),
              (["train", "--corruption", "1.5"], "--corruption: expected a number in [0, 1)"),
              (["train", "--stream-start", "9e18"], "--stream-start: expected a training id in 0.."),

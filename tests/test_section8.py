@@ -306,7 +306,7 @@ def test_ordering_variance_indices_command_prints_the_job_sequence(tmp_path):
     save_or_check_plan(plan, tmp_path / "s8" / "figure13")
     result = _cli("ordering-variance", "indices", "--out", tmp_path / "s8" / "figure13",
                   "--segment", "0", "--draw", "0", "--units", "64")
-    assert result.returncode == 2 and "give either --out or plan options, not --n-hidden with it" \
+    assert result.returncode == 2 and "give either --out or plan options, not --units with it" \
         in " ".join(result.stderr.split()), result.stderr
     for command in (["indices", "--segment", "0", "--draw", "0"], ["report"]):
         result = _cli("ordering-variance", *command, "--out", tmp_path / "s8")

@@ -3,6 +3,8 @@
 read a learner's file like a run's, and a learner continues a run's snapshot."""
 from __future__ import annotations
 
+import os
+
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -28,6 +30,8 @@ def save(net, path) -> Path:
     """:meth:`OnlineMLP.save <onlinedeep.learner.OnlineMLP.save>` (its docstring has the details)."""
     from onlinedeep.training.data import software_versions
 
+    if os.fspath(path) == "":  # Path("") is the current folder: never the file meant
+        raise ValueError("path: expected a file path, found an empty one")
     cfg = net.to_config()
     net._ensure_params(net.n_features_in_)
     if net.position_ > 0:  # as a run records at its end
@@ -111,7 +115,7 @@ class FileMethods:
         Raises
         ------
         ValueError
-            If the classes are unknown (nothing is written).
+            If the classes are unknown, or ``path`` is empty (nothing is written).
         SnapshotError
             If a parameter holds NaN/Inf (nothing is written).
         """

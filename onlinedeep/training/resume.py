@@ -13,7 +13,7 @@ from typing import Any
 
 from onlinedeep import snapshot as snapshots
 from onlinedeep.config import BRANCH_MUTABLE, RESUME_MUTABLE, ConfigError, RunConfig
-from onlinedeep.run_folder import RunDirError, RunFolder
+from onlinedeep.run_folder import RunDirError, RunFolder, position_in_name
 from onlinedeep.training.data import default_schedule
 from onlinedeep.training.loop import Trainer
 
@@ -75,12 +75,14 @@ def resume(run_dir, *, stream=None, **overrides: Any) -> Trainer:
     snapshot.SnapshotFallbackWarning
         When the newest snapshot(s) cannot be read and the run resumes from an older one; the same
         line goes to ``log.txt``. The damaged files stay (the resumed run overwrites them when it
-        reaches their positions).
+        reaches their positions). Also when ``log.txt`` records newer snapshots than the folder
+        holds (deleted or moved): the warning names them.
     """
     folder = RunFolder(run_dir)
     held = folder.snapshots()
     if not held:
         raise RunDirError(_nothing_saved(folder))
+    gone = _newer_logged(folder, held[-1][0])
     failed: list[str] = []
     snap = None
     for _, _, path in reversed(held):  # newest first
@@ -102,7 +104,21 @@ def resume(run_dir, *, stream=None, **overrides: Any) -> Trainer:
                    + " | ".join(failed))
         folder.log(f"warning: {message}")
         warnings.warn(message, snapshots.SnapshotFallbackWarning, stacklevel=2)
+    if gone:
+        message = (f"resuming from {Path(snap.path).name} (position {snap.position}): log.txt "
+                   f"records {len(gone)} newer snapshot(s) that {folder.snapshots_dir} no longer "
+                   f"holds (deleted or moved?): {', '.join(gone)}")
+        folder.log(f"warning: {message}")
+        warnings.warn(message, snapshots.SnapshotFallbackWarning, stacklevel=2)
     return trainer
+
+
+def _newer_logged(folder: RunFolder, newest: int) -> list[str]:
+    """Snapshots ``log.txt`` records as written at positions after ``newest``, the newest held:
+    gone since (pruning only ever removes older periodic ones)."""
+    names = {name for name in folder.logged_snapshots() or []
+             if (position_in_name(name) or -1) > newest}
+    return sorted(names, key=lambda name: (position_in_name(name), name))
 
 
 def _nothing_saved(folder: RunFolder) -> str:
@@ -116,7 +132,16 @@ def _nothing_saved(folder: RunFolder) -> str:
                 f"config.json)")
     again = (f"start it over with the same options and --out {path.parent} --name {path.name} "
              f"(the folder is reused)")
+    if folder.snapshots_dir.exists() and not folder.snapshots_dir.is_dir():
+        return (f"{path}: no snapshot to resume from: {folder.snapshots_dir} is a file, not the "
+                f"folder of the run's snapshots")
     written = folder.logged_snapshots()
+    later = folder.later_files()
+    if written is None and later:  # no log to ask, but the run got past its start
+        return (f"{path}: no snapshot to resume from: {folder.snapshots_dir} holds none and "
+                f"log.txt is missing or empty, but the folder holds files a run writes after "
+                f"its start ({', '.join(later[:3])}): were its snapshots deleted or moved? Put "
+                f"them back to resume, or {again}")
     if written:  # the log saw snapshots written: they were deleted or moved since
         return (f"{path}: no snapshot to resume from: {folder.snapshots_dir} holds none, but "
                 f"log.txt records {len(written)} written (the last {written[-1]}): deleted or "
