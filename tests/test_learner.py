@@ -224,6 +224,11 @@ def test_scikit_learn_clone_and_params():
     assert copy.get_params() == net.get_params() and copy is not net
     copy.set_params(n_hidden=12)
     assert copy.n_hidden_ == 12 and net.n_hidden_ == 8
+    X, y = _shapes(20)
+    copy.partial_fit(X, y)
+    with pytest.warns(UserWarning, match="set_params discards the trained network"):
+        copy.set_params(learning_rate=0.01)
+    assert copy.position_ == 0 and copy.params_ is None
     assert OnlineMLP(layers=1).n_hidden_ == 2000 and OnlineMLP(layers=3).n_hidden_ == 1000
     assert OnlineMLP().get_params()["n_hidden"] is None
     assert sklearn.__version__

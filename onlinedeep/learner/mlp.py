@@ -26,6 +26,7 @@ in a run). The noise of the pre-training update at position ``p`` of layer ``k``
 """
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -162,16 +163,26 @@ class OnlineMLP(LearnerState, RiverMethods, FileMethods):
 
     def set_params(self, **params: Any) -> "OnlineMLP":
         """Change hyperparameters (scikit-learn's API); the network is discarded and rebuilt on
-        the next call with data.
+        the next call with data (unlike scikit-learn's estimators, which keep what they learnt:
+        here every update depends on the configuration it was made under).
 
         Raises
         ------
         ConfigError
             On an unknown name or an invalid value.
+
+        Warns
+        -----
+        UserWarning
+            When it discards a network that has been trained (``position_ > 0``).
         """
         unknown = sorted(set(params) - set(_PARAMS))
         if unknown:
             raise ConfigError(f"unknown parameter(s) {unknown}; known: {list(_PARAMS)}")
+        if self.position_ > 0:
+            warnings.warn(f"set_params discards the trained network ({self.position_:,} updates "
+                          f"done) and starts an untrained one; save() it first to keep it",
+                          UserWarning, stacklevel=2)
         for name, value in params.items():
             setattr(self, name, value)
         self._validate()
