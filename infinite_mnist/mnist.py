@@ -212,9 +212,8 @@ def read_mnist_dir(directory: str | os.PathLike, *, source: str = "directory") -
     MnistFormatError
         If a file is malformed or empty (no digit), or images and labels disagree in count.
     """
-    if os.fspath(directory) == "":  # Path("") is the current folder: never a folder meant
-        raise MnistNotFoundError("expected the folder holding the four MNIST IDX files, found an "
-                                 "empty path")
+    if os.fspath(directory) == "":  # Path("") is the current folder: never the folder meant
+        raise MnistNotFoundError("expected the folder of the MNIST IDX files, found an empty path")
     directory = Path(directory)
     if directory.exists() and not directory.is_dir():
         raise MnistNotFoundError(f"{directory}: not a directory (expected the folder holding the "
