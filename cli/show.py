@@ -95,7 +95,7 @@ def register(app: typer.Typer) -> None:
             written = show_trajectories(runs, out, examples=examples,
                                         min_snapshots=min_snapshots, n_neighbors=n_neighbors,
                                         seed=seed, mnist_dir=mnist_dir and str(mnist_dir),
-                                     progress=progress)
+                                        progress=progress)
         _done(out, "trajectories", written)
 
     @show.command()
