@@ -260,8 +260,8 @@ class RunFolder:
             return None
         if not lines:
             return None
-        return [line.split(" snapshot ", 1)[1].strip() for line in lines
-                if " snapshot snapshot-" in line]
+        records = [line.split(" ", 2)[1:] for line in lines]  # "<time> snapshot <name>"
+        return [r[1].strip() for r in records if len(r) == 2 and r[0] == "snapshot"]
 
     def later_files(self) -> list[str]:
         """Names of the files in the folder beyond those a run writes before its first update

@@ -4,7 +4,6 @@ read a learner's file like a run's, and a learner continues a run's snapshot."""
 from __future__ import annotations
 
 import os
-
 from pathlib import Path
 from typing import TYPE_CHECKING
 
