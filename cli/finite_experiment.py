@@ -19,10 +19,36 @@ def default_out(name: str) -> Path:
 
 
 def _cells(name, preset, dataset, set_items, hparams):
+    from onlinedeep.config import ConfigError
     from onlinedeep.experiments.finite import catalog
 
     data = catalog.read_hparams(hparams) if hparams is not None else None
-    return catalog.experiment_cells(name, preset, dataset, catalog.parse_set(set_items), data)
+    try:
+        return catalog.experiment_cells(name, preset, dataset, catalog.parse_set(set_items), data)
+    except ConfigError as exc:
+        text = _set_message(str(exc), set_items or [])
+        if text is None:
+            raise
+        typer.secho(f"error: {text}", err=True, fg=typer.colors.RED)
+        raise typer.Exit(2) from None
+
+
+def _set_message(text: str, set_items: list[str]) -> Optional[str]:
+    """A configuration error caused by a ``--set`` item, naming the item as typed
+    (``--set units=16: unknown field ...``); None for an error with another cause. The fields are
+    the finite-data configuration's, which the command has no options for: the generic rewrite of
+    field names into options (``n_hidden`` → ``--n-hidden``) would name options it does not
+    take."""
+    if text.startswith("set: "):  # an item without '='
+        return "--" + text
+    body = text.removeprefix("configuration: ")
+    for item in set_items:
+        field = item.split("=", 1)[0].strip()
+        if body.startswith("unknown field(s) ") and repr(field) in body.split(";", 1)[0]:
+            return f"--set {item}: {body}"
+        if body.startswith(field + ": "):
+            return f"--set {item}: {body[len(field) + 2:]}"
+    return None
 
 
 def _dry_run(cells, specs, seeds: int, dataset: str, jobs: Optional[int], threads: int) -> None:

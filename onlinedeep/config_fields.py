@@ -131,9 +131,11 @@ def check_fields(cfg) -> None:
     need(is_int(cfg.threads) and cfg.threads >= 0, "threads", "an integer >= 0 (0: auto)")
     need(cfg.mnist_dir is None or (isinstance(cfg.mnist_dir, str) and cfg.mnist_dir != ""),
          "mnist_dir", "a directory path or null")
-    need(cfg.name is None or (isinstance(cfg.name, str) and re.fullmatch(r"[\w.+-]+", cfg.name)
-                                is not None and cfg.name not in (".", "..")),
-         "name", "a folder name of letters, digits, '.', '_', '+', '-'")
+    # not '.', '..', a hidden folder, nor a name read as an option ('-x')
+    need(cfg.name is None or (isinstance(cfg.name, str)
+                              and re.fullmatch(r"[^\W][\w.+-]*", cfg.name) is not None),
+         "name", "a folder name of letters, digits, '.', '_', '+', '-' starting with a letter, "
+         "digit or '_'")
     need(isinstance(cfg.out, str) and cfg.out != "", "out", "a directory path")
 
 

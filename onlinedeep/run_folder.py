@@ -52,6 +52,10 @@ EXPERIMENT_LOCK = "experiment.lock"
 _NAME_RE = re.compile(r"^snapshot-(\d{12})(\.pinned)?\.h5$")
 
 
+class StartOverWarning(UserWarning):
+    """A new run reuses a folder an earlier start with other options left without a snapshot."""
+
+
 class RunDirError(RuntimeError):
     """A run or job folder that cannot be used as asked (already holds a run, holds no snapshot,
     is not a folder, or another process works in it)."""
@@ -207,13 +211,14 @@ class RunFolder:
         (``config.BRANCH_MUTABLE``)."""
         if not self.snapshot_path(config.total_updates, pinned=True).is_file():
             return False
+        return self._stored_config() is not None and not self.earlier_options(config)
+
+    def _stored_config(self) -> dict | None:
         try:
             stored = json.loads((self.path / CONFIG_FILE).read_text())
         except (OSError, ValueError):
-            return False
-        wanted = config.to_dict()
-        return all(stored.get(k, wanted[k]) == v for k, v in wanted.items()
-                   if k not in BRANCH_MUTABLE)
+            return None
+        return stored if isinstance(stored, dict) else None
 
     def check_fresh(self) -> None:
         """Raise :class:`RunDirError` if the folder already holds a run, an experiment's plan or a
@@ -231,6 +236,16 @@ class RunFolder:
                 f"{self.path}: already holds a run (snapshots up to position {held[-1][0]}); "
                 f"resume it (onlinedeep train --resume {self.path}) or choose another folder"
             )
+
+    def earlier_options(self, config: RunConfig) -> list[str]:
+        """How ``config`` differs from the ``config.json`` an earlier start left in the folder (a
+        run stopped before its first snapshot, or whose snapshots were deleted), as
+        ``"field: old -> new"``, execution-only fields (``config.BRANCH_MUTABLE``) aside; empty when
+        there is no readable ``config.json`` or it agrees."""
+        stored = self._stored_config() or {}
+        wanted = config.to_dict()
+        return [f"{k}: {stored[k]!r} -> {v!r}" for k, v in wanted.items()
+                if k not in BRANCH_MUTABLE and k in stored and stored[k] != v]
 
     # ------------------------------------------------------------------ writing
     def write_run_files(self, config: RunConfig, schedule: dict, provenance: dict) -> None:

@@ -76,7 +76,8 @@ def test_smoke_preset_and_overrides():
     ("unsup_learning_rate", -1.0), ("corruption_level", 1.0), ("corruption_level", -0.1),
     ("noise", "gaussian"), ("cd_k", 0), ("l1", -1e-4), ("l2", float("inf")), ("seed", -1),
     ("split", "train"), ("window", 0), ("log_every", 0), ("chunk_size", 0), ("device", "tpu"),
-    ("kernel", ""), ("name", "a/b"), ("name", ".."), ("keep_snapshots", -1), ("threads", -2),
+    ("kernel", ""), ("name", "a/b"), ("name", ".."), ("name", "..."), ("name", "-x"),
+    ("name", ".hidden"), ("keep_snapshots", -1), ("threads", -2),
     ("sample_reconstruction", "yes"), ("unsup_split", "1,x,1"), ("unsup_split", "1,1"),
     ("unsup_split", "1,0,1"), ("sup_updates", -1), ("queue_size", 0),
     # values that overflow or vanish in the kernels' float32

@@ -127,6 +127,24 @@ def test_overrides_and_hparams(tmp_path):
         catalog.experiment_cells("table1", "smoke", "mnist", hparams={"grid": {"l2": [0.0]}})
 
 
+def test_a_bad_set_item_is_named_as_typed(tmp_path):
+    """``experiment run`` has no ``--n-hidden``: an error caused by ``--set n_hidden=0`` names the
+    item, not an option the command does not take."""
+    from typer.testing import CliRunner
+
+    from onlinedeep_cli.main import app
+
+    base = ["experiment", "run", "table1", "--preset", "smoke", "--dry-run",
+            "--out", str(tmp_path / "t")]
+    for item, said in (("units=16", "--set units=16: unknown field(s) ['units']; known fields"),
+                       ("n_hidden=0", "--set n_hidden=0: expected an integer >= 1, found 0"),
+                       ("epochs", "--set: expected FIELD=VALUE, found 'epochs'")):
+        r = CliRunner().invoke(app, base + ["--set", "epochs=1", "--set", item])
+        assert r.exit_code == 2, r.output
+        assert r.output.startswith(f"error: {said}") and "--n-hidden" not in r.output, r.output
+    assert not (tmp_path / "t").exists()
+
+
 def test_cli_run_report_and_dry_run(tmp_path, cluster):
     from typer.testing import CliRunner
 

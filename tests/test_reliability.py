@@ -398,6 +398,7 @@ def test_resuming_a_run_killed_before_its_first_snapshot_says_so(tmp_path, sampl
                 "--name", "r")
     assert r.exit_code == 0, r.output
     assert not list((run_dir / "snapshots").glob("*.tmp*"))
+    assert "starting over" not in r.output  # the same options: nothing to say
     # the newest snapshot deleted: the run resumes from the one before, with a warning naming it
     import shutil
 
@@ -421,6 +422,14 @@ def test_resuming_a_run_killed_before_its_first_snapshot_says_so(tmp_path, sampl
     line = _one_error_line(_Result(_invoke("train", "--resume", run_dir)),
                            "no snapshot to resume from", status=2)
     assert "snapshots is a file, not the folder of the run's snapshots" in line, line
+    # starting over there with other options says so (config.json is replaced, log.txt goes on)
+    (run_dir / "snapshots").unlink()
+    r = _invoke("train", *TINY, "--mnist-dir", sample_mnist_dir, "--out", run_dir.parent,
+                "--name", "r", "--seed", "9")
+    assert r.exit_code == 0, r.output
+    assert "starting over with other options than the earlier start" in r.output, r.output
+    assert "seed: 0 -> 9" in r.output, r.output
+    assert "seed: 0 -> 9" in (run_dir / "log.txt").read_text()
 
 
 # ------------------------------------------------------------------------------------ 6. locks

@@ -5,6 +5,7 @@ signal stops it. :mod:`onlinedeep.training.loop` runs the loop on it.
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from onlinedeep import threads as thread_policy
 from onlinedeep.config import ConfigError, RunConfig
 from onlinedeep.metrics import RunMetrics, Series
 from onlinedeep.phases import Phase, phase_at
-from onlinedeep.run_folder import RunFolder
+from onlinedeep.run_folder import RunFolder, StartOverWarning
 from onlinedeep.training import data
 from onlinedeep.training.compile_time import CompileTime
 from onlinedeep.training.interrupt import TrainingInterrupted
@@ -226,7 +227,17 @@ class RunState:
         return None
 
     def _start_folder(self) -> None:
-        """A fresh run folder: its files, then its first snapshot (pinned: the starting point)."""
+        """A fresh run folder: its files, then its first snapshot (pinned: the starting point).
+
+        A folder an earlier start left without a snapshot is reused; if that start had other
+        options, a :class:`StartOverWarning` says which, since its ``log.txt`` continues."""
+        changed = self.folder.earlier_options(self.config)
+        if changed:
+            message = (f"{self.folder.path}: starting over with other options than the earlier "
+                       f"start recorded in its config.json, which left no snapshot ("
+                       + "; ".join(changed) + "); config.json is replaced, log.txt continues")
+            warnings.warn(message, StartOverWarning, stacklevel=2)
+            self._log(f"warning: {message}")
         self.folder.write_run_files(self.config, self.schedule.to_dict(), self.provenance())
         self._log(f"start at position {self.position} from {self._origin}; "
                   f"config {self.config.to_json()}")
