@@ -303,6 +303,7 @@ def report(
 
 
 def indices(
+    ctx: typer.Context,
     segment: int = typer.Option(..., "--segment", min=0, help="The varied segment s."),
     draw: int = typer.Option(..., "--draw", min=0, help="The draw d."),
     start: Optional[str] = typer.Option(None, "--start", help="First position of the job's training "
@@ -345,6 +346,10 @@ def indices(
                  "--corruption": corruption, "--seed": seed, "--snapshot-every": snapshot_every,
                  "--device": device, "--kernel": kernel, "--mnist-dir": mnist_dir}
         clash = [name for name, value in given.items() if value is not None]
+        # options with a default: given when typed, whatever the value (the source's name: typer
+        # >= 0.20 carries its own click, whose ParameterSource is not click's)
+        clash += [f"--{name}" for name in ("preset", "pretrain")
+                  if getattr(ctx.get_parameter_source(name), "name", "DEFAULT") != "DEFAULT"]
         if clash:  # the folder's plan decides; an option beside it would be silently ignored
             raise typer.BadParameter(f"the plan is read from {out}/plan.json; give either --out "
                                      f"or plan options, not {', '.join(clash)} with it",

@@ -203,10 +203,10 @@ def register(app: typer.Typer) -> None:
         device: Optional[str] = typer.Option(None, "--device", help="auto, cpu or cuda [auto]."),
         kernel: Optional[str] = typer.Option(None, "--kernel", help="auto, reference, numba, cuda-graph [auto]."),
         threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch and Numba [0 = default]."),
-        mnist_dir: Optional[str] = typer.Option(
+        mnist_dir: Optional[Path] = typer.Option(
             None, "--mnist-dir", help="MNIST IDX directory [$ONLINEDEEP_MNIST_DIR, cache, download]."),
         name: Optional[str] = typer.Option(None, "--name", help="Run folder name [<model>-<time>]."),
-        out: Optional[str] = typer.Option(None, "--out", help="Parent folder of run folders [runs]."),
+        out: Optional[Path] = typer.Option(None, "--out", help="Parent folder of run folders [runs]."),
         resume: Optional[Path] = typer.Option(
             None, "--resume", help="Continue the run in this folder from its last snapshot."),
         preset: Optional[str] = typer.Option(
@@ -235,7 +235,9 @@ def register(app: typer.Typer) -> None:
         # the configuration, kernel, device and data source have been checked (Trainer.run).
         values = dict(locals())
         with contextlib.ExitStack() as stack:
-            given = {f: values[f] for f in _FIELDS if values[f] is not None}
+            # paths typed as Path (an empty one is refused, see cli.main); the configuration's are str
+            given = {f: str(values[f]) if isinstance(values[f], Path) else values[f]
+                     for f in _FIELDS if values[f] is not None}
             sink = None
             if tensorboard is not None:  # before anything is written: a missing extra is one line
                 from onlinedeep.live import TensorBoardSink

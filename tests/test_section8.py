@@ -308,6 +308,10 @@ def test_ordering_variance_indices_command_prints_the_job_sequence(tmp_path):
                   "--segment", "0", "--draw", "0", "--units", "64")
     assert result.returncode == 2 and "give either --out or plan options, not --units with it" \
         in " ".join(result.stderr.split()), result.stderr
+    result = _cli("ordering-variance", "indices", "--out", tmp_path / "s8" / "figure13",
+                  "--segment", "0", "--draw", "0", "--preset", "paper")  # the default, but typed
+    assert result.returncode == 2 and "give either --out or plan options, not --preset with it" \
+        in " ".join(result.stderr.split()), result.stderr
     for command in (["indices", "--segment", "0", "--draw", "0"], ["report"]):
         result = _cli("ordering-variance", *command, "--out", tmp_path / "s8")
         assert result.returncode == 2 and "this is a section-8 folder, its Figure 13 experiment is " \
