@@ -52,6 +52,13 @@ EXPERIMENT_LOCK = "experiment.lock"
 _NAME_RE = re.compile(r"^snapshot-(\d{12})(\.pinned)?\.h5$")
 
 
+def _changes(stored: dict, config: RunConfig) -> list[str]:
+    """``"field: old -> new"`` for each field of ``config`` a stored ``config.json`` gives another
+    value, execution-only fields (``config.BRANCH_MUTABLE``) and fields it lacks aside."""
+    return [f"{k}: {stored[k]!r} -> {v!r}" for k, v in config.to_dict().items()
+            if k not in BRANCH_MUTABLE and k in stored and stored[k] != v]
+
+
 class StartOverWarning(UserWarning):
     """A new run reuses a folder an earlier start with other options left without a snapshot."""
 
@@ -211,7 +218,8 @@ class RunFolder:
         (``config.BRANCH_MUTABLE``)."""
         if not self.snapshot_path(config.total_updates, pinned=True).is_file():
             return False
-        return self._stored_config() is not None and not self.earlier_options(config)
+        stored = self._stored_config()
+        return stored is not None and not _changes(stored, config)
 
     def _stored_config(self) -> dict | None:
         try:
@@ -242,10 +250,7 @@ class RunFolder:
         run stopped before its first snapshot, or whose snapshots were deleted), as
         ``"field: old -> new"``, execution-only fields (``config.BRANCH_MUTABLE``) aside; empty when
         there is no readable ``config.json`` or it agrees."""
-        stored = self._stored_config() or {}
-        wanted = config.to_dict()
-        return [f"{k}: {stored[k]!r} -> {v!r}" for k, v in wanted.items()
-                if k not in BRANCH_MUTABLE and k in stored and stored[k] != v]
+        return _changes(self._stored_config() or {}, config)
 
     # ------------------------------------------------------------------ writing
     def write_run_files(self, config: RunConfig, schedule: dict, provenance: dict) -> None:
