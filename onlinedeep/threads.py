@@ -70,18 +70,6 @@ def _env_threads() -> int | None:
     return n
 
 
-def _fast_threading_layer() -> bool:
-    """Whether a low-overhead Numba threading layer (TBB or OpenMP) can be loaded; the fallback
-    "workqueue" layer costs more per parallel region than a whole sweep."""
-    for module in ("numba.np.ufunc.tbbpool", "numba.np.ufunc.omppool"):
-        try:
-            __import__(module)
-            return True
-        except ImportError:
-            continue
-    return False
-
-
 def decide(role: str, requested: int = 0, *, jobs: int = 1) -> int | None:
     """The thread count of one kind of CPU work.
 
@@ -98,8 +86,7 @@ def decide(role: str, requested: int = 0, *, jobs: int = 1) -> int | None:
     -------
     int or None
         ``"kernel"``: ``requested`` (at most 4), else ``$ONLINEDEEP_NUMBA_THREADS`` or the cores
-        available capped at :data:`AUTO_CAP` and at the calling thread's Numba limit (at most 4 and
-        Numba's thread limit; 1 without a TBB/OpenMP threading layer). ``"torch"``: ``requested``, or None (leave PyTorch's setting).
+        available capped at :data:`AUTO_CAP` and at the calling thread's Numba limit (at most 4). ``"torch"``: ``requested``, or None (leave PyTorch's setting).
         ``"loop-torch"`` and ``"generator"``: 1. ``"job"``: ``requested``, else the cores divided
         by ``jobs`` (at least 1).
 
@@ -118,10 +105,9 @@ def decide(role: str, requested: int = 0, *, jobs: int = 1) -> int | None:
             return min(requested, _KERNEL_MAX)
         n = _env_threads()
         if n is None:
+            # the calling thread's Numba limit is a job's share of the cores (set_job_threads)
             n = min(available_cores(), AUTO_CAP, numba.get_num_threads())
-        if not _fast_threading_layer():
-            return 1
-        return max(1, min(n, int(numba.config.NUMBA_NUM_THREADS), _KERNEL_MAX))
+        return max(1, min(n, _KERNEL_MAX))
     if role == "torch":
         return requested or None
     if role in ("loop-torch", "generator"):

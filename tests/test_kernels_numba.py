@@ -202,10 +202,7 @@ def test_thread_count_default_and_cap(monkeypatch):
     with pytest.raises(ValueError, match="ONLINEDEEP_NUMBA_THREADS must be an integer >= 1, found 'two'"):
         NumbaKernel()
     monkeypatch.delenv("ONLINEDEEP_NUMBA_THREADS")
-    expected = min(threads.available_cores(), threads.AUTO_CAP, numba.get_num_threads(),
-                   numba.config.NUMBA_NUM_THREADS)
-    if not threads._fast_threading_layer():
-        expected = 1
+    expected = min(threads.available_cores(), threads.AUTO_CAP, numba.get_num_threads())
     assert threads.decide("kernel") == expected == NumbaKernel().n_threads
     assert kernels.get("numba", "cpu", threads=2).n_threads == 2
     assert NumbaKernel(n_threads=9).n_threads == N_BLOCKS

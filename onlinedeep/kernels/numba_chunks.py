@@ -24,9 +24,12 @@ only changes how the weights are swept, never what is computed:
   example, plus one more read of the encoder's rows (was: two reads and a write of every row; 1.1×
   on a 784-2000 DAE layer, README "Speed");
 * every sweep that feeds a sum is cut into ``N_BLOCKS`` (4) fixed blocks of whole rows, each with
-  its own partial sum, added in a fixed order; ``n_threads`` threads (1 to 4) share out the blocks.
-  The arithmetic and its order do not depend on the thread count, so weights are **bit-identical**
-  for 1, 2 or 4 threads (tested) and a run can resume with another count.
+  its own partial sum, added in a fixed order; ``T`` threads (1 to 4) share out the blocks. Each
+  thread runs the whole driver (its index ``t`` is an argument), sweeps its own blocks and meets
+  the others at a spinning barrier (:mod:`onlinedeep.kernels.numba_sync`) before the serial steps,
+  which thread 0 runs alone. The arithmetic and its order do not depend on the thread count, so
+  weights are **bit-identical** for 1, 2 or 4 threads (tested) and a run can resume with another
+  count.
 
 All arithmetic is float32. Dot products (row · delta), and the row updates fused with one
 (``_dot_sgd``, ``_rank2_dot``, ``_rank2x4_dot``), are compiled with the ``reassoc`` fast-math flag
@@ -51,7 +54,7 @@ import types
 from pathlib import Path
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from onlinedeep.kernels.numba_rows import _active_rows, _scale, _scale_add, _sum_partials
 from onlinedeep.kernels.numba_sweeps import (N_BLOCKS, _backward_sgd_block, _ce_sum, _corrupt_c,
@@ -60,6 +63,7 @@ from onlinedeep.kernels.numba_sweeps import (N_BLOCKS, _backward_sgd_block, _ce_
                                              _out_backward_t, _out_forward_t, _rank2_block,
                                              _rescale_block, _sigmoid_,
                                              _update_sweep_block)
+from onlinedeep.kernels.numba_sync import barrier
 from onlinedeep.kernels.weight_decay import RESCALE_MAX, RESCALE_MIN
 
 __all__ = ["SUPERVISED", "DAE", "RBM"]
@@ -68,14 +72,18 @@ _F32 = np.float32
 
 
 # ---------------------------------------------------------------------------------------------
-# Chunk drivers. Written once, compiled twice (serial and parallel, see _compile): with
-# parallel=False, prange is range. Every prange body is one call of a block function of
-# numba_sweeps.
+# Chunk drivers. Each of the chunk's T threads runs the whole driver with its own t (0..T-1):
+# every sweep on the fixed row blocks of thread t (numba_sweeps), then a barrier; the serial steps
+# between sweeps (partial sums, sigmoids, the softmax layer, biases) run on thread 0 alone and
+# end at a barrier before any thread reads what they wrote. Every thread passes the same barriers
+# in the same order (the control flow depends only on the inputs and the scalars every thread
+# computes alike). A barrier returns -1 when the chunk is aborted: the driver returns. The arrays
+# the threads share are allocated by the caller (numba_cpu); the others are each thread's own.
 
-def _supervised_impl(Ws, bs, W_out, b_out, X, Y, lr, l1, l2, n_threads, errors, nll, lr64,
-                     decay64, scaled):
-    # The softmax layer is trained in a transposed copy WoT (see _out_forward_t), written back to
-    # W_out at the end of the chunk.
+def _supervised_impl(Ws, bs, W_out, b_out, X, Y, lr, l1, l2, errors, nll, lr64, decay64, scaled,
+                     H, D, P, WoT, t, T, sync):
+    # Shared: H (activations h_k), D (deltas δ_k), P (per-block partial forward sums), WoT (the
+    # softmax layer, transposed: see _out_forward_t; the caller copies it from W_out and back).
     # scaled (l2 > 0): every weight matrix holds V = W/s, s a float64 scale shared by all matrices
     # (onlinedeep.kernels.weight_decay); not scaled: the plain float32 update, l2 = 0 here.
     n_layers = len(Ws)
@@ -85,16 +93,12 @@ def _supervised_impl(Ws, bs, W_out, b_out, X, Y, lr, l1, l2, n_threads, errors, 
     width = 1
     for k in range(n_layers):
         width = max(width, Ws[k].shape[1])
-    T = n_threads
     # dense first-layer sweep: every row moves at every update (the L1 step; without the scale,
     # the L2 decay would too)
     dense = l1 != 0 or (l2 != 0 and not scaled)
     s = 1.0                                           # scale of every weight matrix, W = s·V
     s_p = 1.0                                         # scale at which P (first layer) was summed
     zero = np.zeros(max(width, n_out), dtype=_F32)
-    H = np.zeros((n_layers, width), dtype=_F32)       # activations h_k
-    D = np.zeros((n_layers, width), dtype=_F32)       # deltas δ_k
-    P = np.zeros((N_BLOCKS, width), dtype=_F32)       # per-block partial forward sums
     rows = np.empty(n_in, dtype=np.int64)
     o = np.empty(n_out, dtype=_F32)
     d_out = np.empty(n_out, dtype=_F32)
@@ -102,249 +106,317 @@ def _supervised_impl(Ws, bs, W_out, b_out, X, Y, lr, l1, l2, n_threads, errors, 
     w0 = W0.shape[1]
     top = n_layers - 1
     n_top = W_out.shape[0]
-    WoT = np.ascontiguousarray(W_out.T)               # softmax layer, transposed (n_out, n_top)
+    sense = 0
 
     # Forward of the first example over W0 (later forwards are fused with the previous update).
     m = _active_rows(X[0], False, X[0], True, False, rows)
-    for t in prange(T):
-        _forward_sparse_block(W0, rows, m, X[0], P, w0, t, T)
+    _forward_sparse_block(W0, rows, m, X[0], P, w0, t, T)
+    sense = barrier(sync, T, sense)
+    if sense < 0:
+        return
 
     for i in range(n):
         x = X[i]
         s32 = _F32(s)
         # ---- forward: h_k = σ(h_{k-1} W_k + b_k)
-        if scaled:
-            _sum_partials(H[0, :w0], zero, P, N_BLOCKS, w0)
-            _scale_add(H[0, :w0], _F32(s_p), bs[0])
-        else:
-            _sum_partials(H[0, :w0], bs[0], P, N_BLOCKS, w0)
-        _sigmoid_(H[0, :w0])
+        if t == 0:
+            if scaled:
+                _sum_partials(H[0, :w0], zero, P, N_BLOCKS, w0)
+                _scale_add(H[0, :w0], _F32(s_p), bs[0])
+            else:
+                _sum_partials(H[0, :w0], bs[0], P, N_BLOCKS, w0)
+            _sigmoid_(H[0, :w0])
         for k in range(1, n_layers):
             Wk = Ws[k]
             wk = Wk.shape[1]
-            h_in = H[k - 1, :Wk.shape[0]]
-            for t in prange(T):
-                _forward_dense_block(Wk, h_in, P, wk, t, T)
-            if scaled:
-                _sum_partials(H[k, :wk], zero, P, N_BLOCKS, wk)
-                _scale_add(H[k, :wk], s32, bs[k])
-            else:
-                _sum_partials(H[k, :wk], bs[k], P, N_BLOCKS, wk)
-            _sigmoid_(H[k, :wk])
-        htop = H[top, :n_top]
-        if scaled:
-            _out_forward_t(WoT, htop, zero, o)
-            _scale_add(o, s32, b_out)
-        else:
-            _out_forward_t(WoT, htop, b_out, o)
-
-        # ---- prequential monitoring, before the update
-        y = Y[i]
-        best = 0
-        for c in range(1, n_out):
-            if o[c] > o[best]:
-                best = c
-        errors[i] = 1 if best != y else 0
-        mx = o[best]
-        z = _F32(0.0)
-        for c in range(n_out):
-            z += np.exp(o[c] - mx)
-        lse = mx + np.log(z)
-        nll[i] = lse - o[y]
-        for c in range(n_out):
-            d_out[c] = np.exp(o[c] - lse)     # softmax
-        d_out[y] -= 1                          # δ_out = p - onehot(y)
-
-        # ---- softmax layer, then hidden layers k >= 1: backward dot and update in one sweep.
+            sense = barrier(sync, T, sense)
+            if sense < 0:
+                return
+            _forward_dense_block(Wk, H[k - 1, :Wk.shape[0]], P, wk, t, T)
+            sense = barrier(sync, T, sense)
+            if sense < 0:
+                return
+            if t == 0:
+                if scaled:
+                    _sum_partials(H[k, :wk], zero, P, N_BLOCKS, wk)
+                    _scale_add(H[k, :wk], s32, bs[k])
+                else:
+                    _sum_partials(H[k, :wk], bs[k], P, N_BLOCKS, wk)
+                _sigmoid_(H[k, :wk])
         # Scaled: the decay goes into the scale (s ← s·d) and the step into V: V -= (lr/s)·grad.
         s_next = s * decay64
         lr_w = _F32(lr64 / s_next) if scaled else lr
         l2_w = _F32(0.0) if scaled else l2
-        _out_backward_t(WoT, htop, d_out, D[top, :n_top], lr_w, l1, l2_w)
-        if scaled:
-            _scale(D[top, :n_top], s32)
-        for c in range(n_out):
-            b_out[c] -= lr * d_out[c]
+        if t == 0:
+            htop = H[top, :n_top]
+            if scaled:
+                _out_forward_t(WoT, htop, zero, o)
+                _scale_add(o, s32, b_out)
+            else:
+                _out_forward_t(WoT, htop, b_out, o)
+
+            # ---- prequential monitoring, before the update
+            y = Y[i]
+            best = 0
+            for c in range(1, n_out):
+                if o[c] > o[best]:
+                    best = c
+            errors[i] = 1 if best != y else 0
+            mx = o[best]
+            z = _F32(0.0)
+            for c in range(n_out):
+                z += np.exp(o[c] - mx)
+            lse = mx + np.log(z)
+            nll[i] = lse - o[y]
+            for c in range(n_out):
+                d_out[c] = np.exp(o[c] - lse)     # softmax
+            d_out[y] -= 1                          # δ_out = p - onehot(y)
+
+            # ---- softmax layer, then hidden layers k >= 1: backward dot and update in one sweep.
+            _out_backward_t(WoT, htop, d_out, D[top, :n_top], lr_w, l1, l2_w)
+            if scaled:
+                _scale(D[top, :n_top], s32)
+            for c in range(n_out):
+                b_out[c] -= lr * d_out[c]
         for k in range(n_layers - 1, 0, -1):
             Wk = Ws[k]
             wk = Wk.shape[1]
             fan_in = Wk.shape[0]
             dk = D[k, :wk]
-            h_in = H[k - 1, :fan_in]
             d_in = D[k - 1, :fan_in]
-            for t in prange(T):
-                _backward_sgd_block(Wk, h_in, dk, d_in, lr_w, l1, l2_w, t, T)
-            if scaled:
-                _scale(d_in, s32)
-            bk = bs[k]
-            for c in range(wk):
-                bk[c] -= lr * dk[c]
+            sense = barrier(sync, T, sense)
+            if sense < 0:
+                return
+            _backward_sgd_block(Wk, H[k - 1, :fan_in], dk, d_in, lr_w, l1, l2_w, t, T)
+            sense = barrier(sync, T, sense)
+            if sense < 0:
+                return
+            if t == 0:
+                if scaled:
+                    _scale(d_in, s32)
+                bk = bs[k]
+                for c in range(wk):
+                    bk[c] -= lr * dk[c]
 
         # ---- first layer: update of example i fused with the forward of example i+1
+        sense = barrier(sync, T, sense)
+        if sense < 0:
+            return
         d0 = D[0, :w0]
         has_next = i + 1 < n
         x_next = X[i + 1] if has_next else x
         m = _active_rows(x, True, x_next, has_next, dense, rows)
-        for t in prange(T):
-            _first_layer_block(W0, rows, m, x, d0, lr_w, l1, l2_w, dense, x_next, has_next,
-                               P, w0, t, T)
-        b0 = bs[0]
-        for c in range(w0):
-            b0[c] -= lr * d0[c]
+        _first_layer_block(W0, rows, m, x, d0, lr_w, l1, l2_w, dense, x_next, has_next, P, w0,
+                           t, T)
+        if t == 0:
+            b0 = bs[0]
+            for c in range(w0):
+                b0[c] -= lr * d0[c]
+        sense = barrier(sync, T, sense)
+        if sense < 0:
+            return
         s = s_next
         s_p = s_next
         # Back to W = float32(float64(V)·s) when s leaves its range, and at the end of the chunk.
         if scaled and (s < RESCALE_MIN or s > RESCALE_MAX or (i == n - 1 and s != 1.0)):
             for k in range(n_layers):
-                Wk = Ws[k]
-                for t in prange(T):
-                    _rescale_block(Wk, s, t, T)
-            for t in prange(T):
-                _rescale_block(WoT, s, t, T)
+                _rescale_block(Ws[k], s, t, T)
+            _rescale_block(WoT, s, t, T)
             s = 1.0   # (P keeps its scale s_p: it was summed before the rescale)
-    W_out[:, :] = WoT.T
+            sense = barrier(sync, T, sense)
+            if sense < 0:
+                return
 
 
-def _dae_impl(W, b, c, X, keep, values, has_values, lr, n_threads, cost):
+def _dae_impl(W, b, c, X, keep, values, has_values, lr, cost, P, xt, xt_next, h, h_next, dh, dx,
+              terms, t, T, sync):
     # Per example i: h_i from the encoder partials; δ_h from the decoder partials; then example
     # i's update on the rows example i+1's encoder reads, fused with that forward (P); h_{i+1};
     # then example i's update on the other rows fused with example i+1's decoder sweep (P again).
     # The decoder of example i+1 so shares the update's pass over most rows.
+    # Shared: P and the vectors after it (x̃_i, x̃_{i+1}, h_i, h_{i+1}, δ_h, δ_x̂, decoder terms).
     n = X.shape[0]
     n_in, n_hid = W.shape
-    T = n_threads
-    P = np.zeros((N_BLOCKS, n_hid), dtype=_F32)
     rows = np.empty(n_in, dtype=np.int64)
-    xt = np.empty(n_in, dtype=_F32)
-    xt_next = np.zeros(n_in, dtype=_F32)
-    h = np.empty(n_hid, dtype=_F32)
-    h_next = np.empty(n_hid, dtype=_F32)
-    dh = np.empty(n_hid, dtype=_F32)
-    dx = np.empty(n_in, dtype=_F32)
-    terms = np.empty(n_in, dtype=_F32)
     zero = np.zeros(n_hid, dtype=_F32)
     zero_in = np.zeros(n_in, dtype=_F32)
     ones = np.ones(n_in, dtype=_F32)        # every row "read by the encoder": no update in a sweep
+    sense = 0
 
     # Example 0: encoder, then decoder sweep (later decoder sweeps are fused with the update).
-    _corrupt_c(X[0], keep[0], values[0], has_values, xt)
+    if t == 0:
+        _corrupt_c(X[0], keep[0], values[0], has_values, xt)
+        xt_next[:] = 0
+    sense = barrier(sync, T, sense)
+    if sense < 0:
+        return
     m = _active_rows(xt, True, xt, False, False, rows)
-    for t in prange(T):
-        _forward_sparse_block(W, rows, m, xt, P, n_hid, t, T)
-    _sum_partials(h, b, P, N_BLOCKS, n_hid)
-    _sigmoid_(h)
-    for t in prange(T):
-        _update_sweep_block(W, lr, xt, h, dx, h, ones, h, c, zero_in, X[0], zero_in, 0, zero_in,
-                            terms, dx, P, t, T)
+    _forward_sparse_block(W, rows, m, xt, P, n_hid, t, T)
+    sense = barrier(sync, T, sense)
+    if sense < 0:
+        return
+    if t == 0:
+        _sum_partials(h, b, P, N_BLOCKS, n_hid)
+        _sigmoid_(h)
+    sense = barrier(sync, T, sense)
+    if sense < 0:
+        return
+    _update_sweep_block(W, lr, xt, h, dx, h, ones, h, c, zero_in, X[0], zero_in, 0, zero_in,
+                        terms, dx, P, t, T)
+    sense = barrier(sync, T, sense)
+    if sense < 0:
+        return
 
     for i in range(n):
         x = X[i]
-        cost[i] = _ce_sum(terms, x)
-        # δ_h = (δ_x̂ W) ⊙ h ⊙ (1-h)
-        _sum_partials(dh, zero, P, N_BLOCKS, n_hid)
-        for k in range(n_hid):
-            dh[k] = dh[k] * (h[k] * (_F32(1.0) - h[k]))
-        # W -= lr·(x̃ᵀ δ_h + δ_x̂ᵀ h)
+        if t == 0:
+            cost[i] = _ce_sum(terms, x)
+            # δ_h = (δ_x̂ W) ⊙ h ⊙ (1-h)
+            _sum_partials(dh, zero, P, N_BLOCKS, n_hid)
+            for k in range(n_hid):
+                dh[k] = dh[k] * (h[k] * (_F32(1.0) - h[k]))
+            # W -= lr·(x̃ᵀ δ_h + δ_x̂ᵀ h)
+            if i + 1 < n:
+                _corrupt_c(X[i + 1], keep[i + 1], values[i + 1 if has_values else 0], has_values,
+                           xt_next)
+        sense = barrier(sync, T, sense)
+        if sense < 0:
+            return
         if i + 1 < n:
-            _corrupt_c(X[i + 1], keep[i + 1], values[i + 1 if has_values else 0], has_values,
-                       xt_next)
-            for t in prange(T):
-                _rank2_block(W, lr, xt, dh, dx, h, xt_next, True, P, t, T, True)
-            for k in range(n_hid):
-                b[k] -= lr * dh[k]
-            _sum_partials(h_next, b, P, N_BLOCKS, n_hid)
-            _sigmoid_(h_next)
-            for t in prange(T):
-                _update_sweep_block(W, lr, xt, dh, dx, h, xt_next, h_next, c, dx, X[i + 1],
-                                    dx, 0, zero_in, terms, dx, P, t, T)
-            h[:] = h_next
-            xt[:] = xt_next
+            _rank2_block(W, lr, xt, dh, dx, h, xt_next, True, P, t, T, True)
+            sense = barrier(sync, T, sense)
+            if sense < 0:
+                return
+            if t == 0:
+                for k in range(n_hid):
+                    b[k] -= lr * dh[k]
+                _sum_partials(h_next, b, P, N_BLOCKS, n_hid)
+                _sigmoid_(h_next)
+            sense = barrier(sync, T, sense)
+            if sense < 0:
+                return
+            _update_sweep_block(W, lr, xt, dh, dx, h, xt_next, h_next, c, dx, X[i + 1],
+                                dx, 0, zero_in, terms, dx, P, t, T)
+            sense = barrier(sync, T, sense)
+            if sense < 0:
+                return
+            if t == 0:
+                h[:] = h_next
+                xt[:] = xt_next
         else:
-            for t in prange(T):
-                _rank2_block(W, lr, xt, dh, dx, h, xt_next, False, P, t, T)
-            for k in range(n_hid):
-                b[k] -= lr * dh[k]
-            for j in range(n_in):
-                c[j] -= lr * dx[j]
+            _rank2_block(W, lr, xt, dh, dx, h, xt_next, False, P, t, T)
+            if t == 0:
+                for k in range(n_hid):
+                    b[k] -= lr * dh[k]
+                for j in range(n_in):
+                    c[j] -= lr * dx[j]
+            sense = barrier(sync, T, sense)
+            if sense < 0:
+                return
 
 
-def _rbm_impl(W, b, c, X, u_hidden, u_visible, has_uv, lr, cd_k, n_threads, cost):
+def _rbm_impl(W, b, c, X, u_hidden, u_visible, has_uv, lr, cd_k, cost, P, ph0, ph0_next, ph, hs,
+              v, neg_v0, g, terms, t, T, sync):
     # As _dae_impl: example i's update is split between the rows example i+1's positive phase
     # reads (fused with it) and the others, fused with example i+1's first Gibbs sweep.
+    # Shared: P and the vectors after it.
     n = X.shape[0]
     n_in, n_hid = W.shape
-    T = n_threads
-    P = np.zeros((N_BLOCKS, n_hid), dtype=_F32)
     rows = np.empty(n_in, dtype=np.int64)
-    ph0 = np.empty(n_hid, dtype=_F32)
-    ph0_next = np.empty(n_hid, dtype=_F32)
-    ph = np.empty(n_hid, dtype=_F32)
-    hs = np.empty(n_hid, dtype=_F32)
-    v = np.empty(n_in, dtype=_F32)
-    neg_v0 = np.empty(n_in, dtype=_F32)
-    g = np.empty(n_in, dtype=_F32)
-    terms = np.empty(n_in, dtype=_F32)
     zero_in = np.zeros(n_in, dtype=_F32)
     ones = np.ones(n_in, dtype=_F32)        # every row "read by the encoder": no update in a sweep
     mode = 2 if has_uv else 1
+    sense = 0
 
     # Example 0: positive phase, then its first Gibbs sweep (later first sweeps are fused with
     # the previous example's update).
     m = _active_rows(X[0], True, X[0], False, False, rows)
-    for t in prange(T):
-        _forward_sparse_block(W, rows, m, X[0], P, n_hid, t, T)
+    _forward_sparse_block(W, rows, m, X[0], P, n_hid, t, T)
+    sense = barrier(sync, T, sense)
+    if sense < 0:
+        return
     # positive phase: ph0 = σ(v0 W + b), h = [u < ph0]
-    _sum_partials(ph0, b, P, N_BLOCKS, n_hid)
-    _sigmoid_(ph0)
-    for k in range(n_hid):
-        hs[k] = _F32(1.0) if u_hidden[0, 0, k] < ph0[k] else _F32(0.0)
-    for t in prange(T):
-        _update_sweep_block(W, lr, v, ph, neg_v0, ph0, ones, hs, c, zero_in, X[0], u_visible[0, 0],
-                            mode, zero_in, terms, v, P, t, T)
+    if t == 0:
+        _sum_partials(ph0, b, P, N_BLOCKS, n_hid)
+        _sigmoid_(ph0)
+        for k in range(n_hid):
+            hs[k] = _F32(1.0) if u_hidden[0, 0, k] < ph0[k] else _F32(0.0)
+    sense = barrier(sync, T, sense)
+    if sense < 0:
+        return
+    _update_sweep_block(W, lr, v, ph, neg_v0, ph0, ones, hs, c, zero_in, X[0], u_visible[0, 0],
+                        mode, zero_in, terms, v, P, t, T)
+    sense = barrier(sync, T, sense)
+    if sense < 0:
+        return
 
     for i in range(n):
         v0 = X[i]
         # after a sweep: pv = σ(h Wᵀ + c), v = pv (or a sample), P = partials of v W
-        cost[i] = _ce_sum(terms, v0)
-        _sum_partials(ph, b, P, N_BLOCKS, n_hid)
-        _sigmoid_(ph)
-        for step in range(1, cd_k):
-            for k in range(n_hid):
-                hs[k] = _F32(1.0) if u_hidden[i, step, k] < ph[k] else _F32(0.0)
-            uv = u_visible[i, step] if has_uv else u_visible[0, 0]
-            for t in prange(T):
-                _update_sweep_block(W, lr, v, ph, neg_v0, ph0, ones, hs, c, zero_in, v0, uv, mode,
-                                    zero_in, terms, v, P, t, T)
+        if t == 0:
+            cost[i] = _ce_sum(terms, v0)
             _sum_partials(ph, b, P, N_BLOCKS, n_hid)
             _sigmoid_(ph)
+        for step in range(1, cd_k):
+            if t == 0:
+                for k in range(n_hid):
+                    hs[k] = _F32(1.0) if u_hidden[i, step, k] < ph[k] else _F32(0.0)
+            sense = barrier(sync, T, sense)
+            if sense < 0:
+                return
+            uv = u_visible[i, step] if has_uv else u_visible[0, 0]
+            _update_sweep_block(W, lr, v, ph, neg_v0, ph0, ones, hs, c, zero_in, v0, uv, mode,
+                                zero_in, terms, v, P, t, T)
+            sense = barrier(sync, T, sense)
+            if sense < 0:
+                return
+            if t == 0:
+                _sum_partials(ph, b, P, N_BLOCKS, n_hid)
+                _sigmoid_(ph)
         # W += lr·(v0ᵀ ph0 - vᵀ ph), written W -= lr·(vᵀ ph + (-v0)ᵀ ph0)
-        for j in range(n_in):
-            neg_v0[j] = -v0[j]
+        if t == 0:
+            for j in range(n_in):
+                neg_v0[j] = -v0[j]
+        sense = barrier(sync, T, sense)
+        if sense < 0:
+            return
         if i + 1 < n:
             x_next = X[i + 1]
-            for t in prange(T):
-                _rank2_block(W, lr, v, ph, neg_v0, ph0, x_next, True, P, t, T, True)
-            for k in range(n_hid):
-                b[k] += lr * (ph0[k] - ph[k])
-            _sum_partials(ph0_next, b, P, N_BLOCKS, n_hid)
-            _sigmoid_(ph0_next)
-            for k in range(n_hid):
-                hs[k] = _F32(1.0) if u_hidden[i + 1, 0, k] < ph0_next[k] else _F32(0.0)
-            # c += lr·(v0 - v), written c -= lr·(v - v0)
-            for j in range(n_in):
-                g[j] = v[j] - v0[j]
-            for t in prange(T):
-                _update_sweep_block(W, lr, v, ph, neg_v0, ph0, x_next, hs, c, g, x_next,
-                                    u_visible[i + 1 if has_uv else 0, 0], mode, zero_in, terms, v,
-                                    P, t, T)
-            ph0[:] = ph0_next
+            _rank2_block(W, lr, v, ph, neg_v0, ph0, x_next, True, P, t, T, True)
+            sense = barrier(sync, T, sense)
+            if sense < 0:
+                return
+            if t == 0:
+                for k in range(n_hid):
+                    b[k] += lr * (ph0[k] - ph[k])
+                _sum_partials(ph0_next, b, P, N_BLOCKS, n_hid)
+                _sigmoid_(ph0_next)
+                for k in range(n_hid):
+                    hs[k] = _F32(1.0) if u_hidden[i + 1, 0, k] < ph0_next[k] else _F32(0.0)
+                # c += lr·(v0 - v), written c -= lr·(v - v0)
+                for j in range(n_in):
+                    g[j] = v[j] - v0[j]
+            sense = barrier(sync, T, sense)
+            if sense < 0:
+                return
+            _update_sweep_block(W, lr, v, ph, neg_v0, ph0, x_next, hs, c, g, x_next,
+                                u_visible[i + 1 if has_uv else 0, 0], mode, zero_in, terms, v,
+                                P, t, T)
+            sense = barrier(sync, T, sense)
+            if sense < 0:
+                return
+            if t == 0:
+                ph0[:] = ph0_next
         else:
-            for t in prange(T):
-                _rank2_block(W, lr, v, ph, neg_v0, ph0, v0, False, P, t, T)
-            for k in range(n_hid):
-                b[k] += lr * (ph0[k] - ph[k])
-            for j in range(n_in):
-                c[j] += lr * (v0[j] - v[j])
+            _rank2_block(W, lr, v, ph, neg_v0, ph0, v0, False, P, t, T)
+            if t == 0:
+                for k in range(n_hid):
+                    b[k] += lr * (ph0[k] - ph[k])
+                for j in range(n_in):
+                    c[j] += lr * (v0[j] - v[j])
+            sense = barrier(sync, T, sense)
+            if sense < 0:
+                return
 
 
 def sources_digest() -> str:
@@ -367,17 +439,17 @@ def sources_digest() -> str:
 _SOURCES = sources_digest()
 
 
-def _compile(fn, parallel: bool):
-    """Compile ``fn`` serial or parallel under its own name (own on-disk cache entry, one per
-    version of the kernel sources)."""
-    name = f"{fn.__name__}_{'parallel' if parallel else 'serial'}_{_SOURCES}"
+def _compile(fn):
+    """Compile ``fn`` under its own name (own on-disk cache entry, one per version of the kernel
+    sources)."""
+    name = f"{fn.__name__}_{_SOURCES}"
     copy = types.FunctionType(fn.__code__, fn.__globals__, name, fn.__defaults__, fn.__closure__)
     copy.__qualname__ = name
     copy.__module__ = fn.__module__
-    return njit(cache=True, nogil=True, parallel=parallel)(copy)
+    return njit(cache=True, nogil=True)(copy)
 
 
-# The compiled drivers, keyed by ``parallel`` (False: the serial twin, for one thread).
-SUPERVISED = {False: _compile(_supervised_impl, False), True: _compile(_supervised_impl, True)}
-DAE = {False: _compile(_dae_impl, False), True: _compile(_dae_impl, True)}
-RBM = {False: _compile(_rbm_impl, False), True: _compile(_rbm_impl, True)}
+# The compiled drivers: each thread of a chunk calls one with its own t (numba_cpu.NumbaKernel).
+SUPERVISED = _compile(_supervised_impl)
+DAE = _compile(_dae_impl)
+RBM = _compile(_rbm_impl)

@@ -2,7 +2,8 @@
 Numba function.
 
 This module is the Python side: it checks the arguments, takes zero-copy NumPy views of the
-parameter tensors (updated in place), sets the thread count of each call, and calls the compiled
+parameter tensors (updated in place), allocates the vectors a chunk's threads share, runs those
+threads (the caller's and the kernel's helpers), and calls the compiled
 chunk drivers of :mod:`onlinedeep.kernels.numba_chunks`, whose docstring says how they sweep the
 weights (over the row blocks of :mod:`onlinedeep.kernels.numba_sweeps`); the maths is exactly that
 of docs/architecture.md ("The maths every kernel computes").
@@ -13,7 +14,11 @@ auto-encoder) and 5.3 (supervised fine-tuning, L1/L2 penalties).
 
 from __future__ import annotations
 
-import numba
+import os
+import queue
+import threading
+import weakref
+
 import numpy as np
 import torch
 
@@ -22,6 +27,7 @@ from onlinedeep.kernels.numba_chunks import DAE as _DAE
 from onlinedeep.kernels.numba_chunks import RBM as _RBM
 from onlinedeep.kernels.numba_chunks import SUPERVISED as _SUPERVISED
 from onlinedeep.kernels.numba_sweeps import N_BLOCKS
+from onlinedeep.kernels.numba_sync import ABORT, new_sync
 from onlinedeep.kernels.weight_decay import decay_factor
 
 __all__ = ["NumbaKernel", "make_kernel", "N_BLOCKS"]
@@ -57,6 +63,72 @@ def _input(name: str, a, shape: tuple, dtype) -> np.ndarray:
     return arr
 
 
+class _Helpers:
+    """Threads 1..n of a multi-threaded kernel: each waits for a chunk, runs its part of the
+    driver, reports back. A failure in one sets the chunk's abort flag (the others leave their
+    barrier) and is re-raised in the caller by :meth:`wait`."""
+
+    def __init__(self, n: int):
+        self.count = n
+        self.pid = os.getpid()
+        self._jobs = [queue.SimpleQueue() for _ in range(n)]
+        self._done: queue.SimpleQueue = queue.SimpleQueue()
+        self._threads = [threading.Thread(target=self._serve, args=(t + 1, jobs), daemon=True,
+                                          name=f"numba-kernel-{t + 1}")
+                         for t, jobs in enumerate(self._jobs)]
+        for thread in self._threads:
+            thread.start()
+
+    def _serve(self, t, jobs):
+        while True:
+            job = jobs.get()
+            if job is None:
+                return
+            driver, args, T, sync, cpus = job
+            try:
+                if cpus is not None:
+                    os.sched_setaffinity(0, {cpus[t]})
+                driver(*args, t, T, sync)
+                self._done.put(None)
+            except BaseException as exc:  # re-raised by wait() in the caller's thread
+                sync[ABORT] = 1
+                self._done.put(exc)
+
+    def submit(self, driver, args, T, sync, cpus) -> None:
+        """Start a chunk: ``driver(*args, t, T, sync)`` on each helper t, pinned to core
+        ``cpus[t]`` (None: not pinned)."""
+        for jobs in self._jobs:
+            jobs.put((driver, args, T, sync, cpus))
+
+    def wait(self) -> None:
+        """Wait for every helper to finish its part; raise the first failure."""
+        failures = [self._done.get() for _ in self._jobs]
+        failure = next((f for f in failures if f is not None), None)
+        if failure is not None:
+            raise failure
+
+    def stop(self) -> None:
+        for jobs in self._jobs:
+            jobs.put(None)
+
+
+def _affinity() -> set | None:
+    """The cores the calling thread may run on (None where the platform does not say)."""
+    try:
+        return os.sched_getaffinity(0)
+    except (AttributeError, OSError):
+        return None
+
+
+def _shared(shape) -> np.ndarray:
+    """Zeros of ``shape``, float32, starting on a 64-byte boundary (a vector the kernel streams at
+    every update: a misaligned one splits its 512-bit loads across cache lines)."""
+    count = int(np.prod(shape))
+    raw = np.zeros(count + 16, dtype=np.float32)
+    start = (-raw.ctypes.data % 64) // 4
+    return raw[start:start + count].reshape(shape)
+
+
 def _rows_of(x, fan_in: int) -> int:
     shape = tuple(x.shape)
     if len(shape) != 2 or shape[1] != fan_in:
@@ -74,9 +146,13 @@ class NumbaKernel:
     Parameters
     ----------
     n_threads : int, optional
-        Threads running each weight sweep (default or 0: ``onlinedeep.threads.decide("kernel")``). With 1, a serial
-        compiled function runs (used by :mod:`onlinedeep.kernels.replicas`, one model per thread).
-        At most :data:`N_BLOCKS` (4) threads work on a sweep; a larger count is reduced to it.
+        Threads running each chunk (default or 0: ``onlinedeep.threads.decide("kernel")``): the
+        caller's and ``n_threads - 1`` helper threads this kernel starts at its first chunk and
+        keeps, each pinned to its own core during a chunk when the caller may run on enough
+        cores; they meet at a spinning barrier after every sweep (:mod:`numba_sync`). With 1, the
+        chunk runs on the caller's thread alone (as in :mod:`onlinedeep.kernels.replicas`, one
+        model per thread). At most :data:`N_BLOCKS` (4) threads work on a sweep; a larger count
+        is reduced to it.
         **Results are bit-identical for every thread count**: each sweep is cut into the same
         :data:`N_BLOCKS` row blocks whose partial sums are added in a fixed order, whichever thread
         runs which block (tests/test_kernels_numba.py). So a run may be resumed with another count.
@@ -105,18 +181,43 @@ class NumbaKernel:
         if isinstance(n_threads, bool) or int(n_threads) != n_threads or n_threads < 1:
             raise ValueError(f"n_threads must be an integer >= 1 (0 or None: auto), found {n_threads!r}")
         self.n_threads = min(int(n_threads), N_BLOCKS)
+        self._helpers = None
 
-    def _run(self, table, *args):
-        if self.n_threads == 1:
-            table[False](*args)
+    def _run(self, driver, *args):
+        """Run ``driver(*args, t, T, sync)`` on this kernel's ``T`` threads: thread 0 is the
+        caller's, threads 1..T-1 are this kernel's helpers (started at its first chunk, kept
+        until it is garbage-collected, so the scheduler places them once)."""
+        T = self.n_threads
+        sync = new_sync()
+        if T == 1:
+            driver(*args, 0, 1, sync)
             return
-        # numba's thread count is per calling thread: set it for this call only
-        before = numba.get_num_threads()
-        numba.set_num_threads(min(self.n_threads, numba.config.NUMBA_NUM_THREADS))
+        helpers = self._helpers
+        # (n_threads may have changed since; a forked child inherits the object but not the
+        # threads: it starts its own)
+        if helpers is None or helpers.count != T - 1 or helpers.pid != os.getpid():
+            if helpers is not None and helpers.pid == os.getpid():
+                helpers.stop()
+            self._helpers = _Helpers(T - 1)
+            weakref.finalize(self, self._helpers.stop)
+        # One thread per core, for the chunk: two threads of a chunk that share a core pass it
+        # to each other at every barrier (measured: 0.6× one thread; the scheduler did not
+        # always separate them).
+        allowed = _affinity()
+        cpus = sorted(allowed) if allowed is not None and len(allowed) >= T else None
+        self._helpers.submit(driver, args, T, sync, cpus)
         try:
-            table[True](*args)
+            if cpus is not None:
+                os.sched_setaffinity(0, {cpus[0]})
+            driver(*args, 0, T, sync)
+        except BaseException:
+            sync[ABORT] = 1       # the helpers leave their barrier and return
+            self._helpers.wait()
+            raise
         finally:
-            numba.set_num_threads(before)
+            if cpus is not None:
+                os.sched_setaffinity(0, allowed)
+        self._helpers.wait()
 
     def supervised(self, params, x, y, *, learning_rate, l1=0.0, l2=0.0):
         """Prequential supervised SGD on a chunk: record the error and NLL, then update.
@@ -170,9 +271,14 @@ class NumbaKernel:
         nll = np.zeros(n, dtype=np.float32)
         decay = decay_factor(learning_rate, l2)  # float64; raises for learning_rate·l2 >= 0.5
         if n:
+            width = max(W.shape[1] for W in Ws)
+            WoT = _shared((n_out, W_out.shape[0]))   # the softmax layer, transposed
+            WoT[:] = W_out.T
             self._run(_SUPERVISED, Ws, bs, W_out, b_out, X, Y, _F32(learning_rate), _F32(l1),
-                      _F32(l2), self.n_threads, errors, nll, float(learning_rate), decay,
-                      float(l2) != 0.0)
+                      _F32(l2), errors, nll, float(learning_rate), decay, float(l2) != 0.0,
+                      _shared((n_layers, width)), _shared((n_layers, width)),
+                      _shared((N_BLOCKS, width)), WoT)
+            W_out[:] = WoT.T
         return torch.from_numpy(errors), torch.from_numpy(nll)
 
     def dae(self, params, layer, x, keep, values, *, learning_rate):
@@ -206,7 +312,10 @@ class NumbaKernel:
              else np.zeros((1, fan_in), dtype=np.float32))
         cost = np.zeros(n, dtype=np.float32)
         if n:
-            self._run(_DAE, W, b, c, X, K, V, has_values, _F32(learning_rate), self.n_threads, cost)
+            n_hid = W.shape[1]
+            self._run(_DAE, W, b, c, X, K, V, has_values, _F32(learning_rate), cost,
+                      _shared((N_BLOCKS, n_hid)), *(_shared(fan_in) for _ in range(2)),
+                      *(_shared(n_hid) for _ in range(3)), *(_shared(fan_in) for _ in range(2)))
         return torch.from_numpy(cost)
 
     def rbm(self, params, layer, x, u_hidden, u_visible, *, learning_rate, cd_k=1):
@@ -244,8 +353,9 @@ class NumbaKernel:
               else np.zeros((1, 1, fan_in), dtype=np.float32))
         cost = np.zeros(n, dtype=np.float32)
         if n:
-            self._run(_RBM, W, b, c, X, UH, UV, has_uv, _F32(learning_rate), int(cd_k),
-                      self.n_threads, cost)
+            self._run(_RBM, W, b, c, X, UH, UV, has_uv, _F32(learning_rate), int(cd_k), cost,
+                      _shared((N_BLOCKS, n_hid)), *(_shared(n_hid) for _ in range(4)),
+                      *(_shared(fan_in) for _ in range(4)))
         return torch.from_numpy(cost)
 
 
