@@ -25,8 +25,10 @@ A run has four kinds of CPU work, each with its own thread count (:func:`decide`
 When the kernel's count is auto (``threads=0``, no ``$ONLINEDEEP_NUMBA_THREADS``), the training loop
 also lets :class:`KernelThreads` change it between chunks, from the updates/s it measures and the
 load other processes put on the machine: a row-split sweep waits at its barrier for the scheduler
-when another process holds a core, and is then many times slower than one thread. The weights do
-not depend on the count, so this changes the speed only.
+when another process holds a core, and is then slower than one thread (0.6-0.9× with the kernel's
+spinning barrier; 15-100× with the ``prange`` per sweep it replaced), while on a quiet machine two
+threads run at 1.4-1.9× of one. The weights do not depend on the count, so this changes the speed
+only.
 """
 from __future__ import annotations
 
@@ -238,14 +240,14 @@ class KernelThreads:
     thread and runs at the count whose measured updates/s (median of the last three chunks of the
     same work, ``key``) is higher; the other count is tried ("probed") now and then:
 
-    - *Up* (1 → ``n_max``) is a risk: with a core held by another process a row-split chunk can be
-      15-100× slower. A probe up happens only while other processes leave ``n_max`` cores free
+    - *Up* (1 → ``n_max``) is a risk: with a core held by another process a row-split chunk is
+      slower (0.6-0.9× measured; 15-100× with the ``prange`` per sweep of earlier kernels). A probe up happens only while other processes leave ``n_max`` cores free
       (their load, from ``load``, at most ``cores - n_max + busy_threshold`` busy cores) for the
       last ``settle_s`` seconds of chunks, at least ``interval`` chunks after the last probe and
       after enough time that the chunks a lost probe cost are at most ``budget`` of the time in
       between; the interval doubles after each lost probe
       (up to ``max_interval``) and is reset when the load drops. A probe lasts two chunks (the first
-      also starts the thread pool) and stops after one running below half the one-thread rate.
+      also starts the kernel's helper threads) and stops after one running below half the one-thread rate.
       So a bad probe costs at most one chunk, and lost probes at most ``budget`` of the run.
     - *Down* (``n_max`` → 1) is harmless: at ``n_max``, a chunk slower than ``drop`` × the recent
       ``n_max`` rate, or a load above the threshold, switches to one thread at once; and one chunk
