@@ -110,3 +110,22 @@ def test_a_forked_child_runs_a_two_thread_kernel_its_parent_used():
         pytest.fail("the forked child hung in a two-thread chunk")
     assert proc.exitcode == 0
     np.testing.assert_array_equal(queue.get(timeout=10), params["W0"].numpy())
+
+
+def test_a_kernel_with_helper_threads_pickles_and_copies():
+    """A learner holding a two-thread kernel must still pickle (threads and queues do not): the
+    copy starts its own helpers and trains to the same bits."""
+    import copy
+    import pickle
+
+    params = init_params(784, 16, 1, seed=3)
+    x = np.random.default_rng(0).random((40, 784), dtype=np.float32)
+    y = np.arange(40) % 10
+    kernel = NumbaKernel(n_threads=2)
+    kernel.supervised(params, x, y, learning_rate=0.1)
+    for twin in (pickle.loads(pickle.dumps(kernel)), copy.deepcopy(kernel)):
+        assert twin.n_threads == 2
+        a, b = clone_params(params), clone_params(params)
+        kernel.supervised(a, x, y, learning_rate=0.1)
+        twin.supervised(b, x, y, learning_rate=0.1)
+        np.testing.assert_array_equal(a["W0"].numpy(), b["W0"].numpy())

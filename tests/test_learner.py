@@ -268,3 +268,17 @@ def test_automatic_threads_adapt_between_chunks_and_keep_the_weights(monkeypatch
     assert nets[1]._kernel_threads is None
     for name, value in nets[1].params_.items():
         assert torch.equal(nets[0].params_[name], value), name
+
+
+def test_a_fitted_two_thread_learner_pickles_and_keeps_learning():
+    import pickle
+
+    rng = np.random.default_rng(0)
+    X = rng.random((50, 20), dtype=np.float32)
+    y = rng.integers(0, 3, 50)
+    net = OnlineMLP(n_hidden=8, threads=2).partial_fit(X, y, classes=[0, 1, 2])
+    twin = pickle.loads(pickle.dumps(net))
+    net.partial_fit(X, y)
+    twin.partial_fit(X, y)
+    for key, value in net.params_.items():
+        np.testing.assert_array_equal(value.numpy(), twin.params_[key].numpy())

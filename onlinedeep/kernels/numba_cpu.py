@@ -183,6 +183,11 @@ class NumbaKernel:
         self.n_threads = min(int(n_threads), N_BLOCKS)
         self._helpers = None
 
+    def __getstate__(self) -> dict:
+        # A copy or an unpickled kernel starts its own helper threads at its first chunk
+        # (threads and their queues do not pickle; a learner holding this kernel must).
+        return {**self.__dict__, "_helpers": None}
+
     def _run(self, driver, *args):
         """Run ``driver(*args, t, T, sync)`` on this kernel's ``T`` threads: thread 0 is the
         caller's, threads 1..T-1 are this kernel's helpers (started at its first chunk, kept
