@@ -86,8 +86,7 @@ class _Helpers:
                 return
             driver, args, T, sync, cpus = job
             try:
-                if cpus is not None:
-                    os.sched_setaffinity(0, {cpus[t]})
+                _pin({cpus[t]} if cpus is not None else None)
                 driver(*args, t, T, sync)
                 self._done.put(None)
             except BaseException as exc:  # re-raised by wait() in the caller's thread
@@ -100,11 +99,11 @@ class _Helpers:
         for jobs in self._jobs:
             jobs.put((driver, args, T, sync, cpus))
 
-    def wait(self) -> None:
-        """Wait for every helper to finish its part; raise the first failure."""
+    def wait(self, raise_failure: bool = True) -> None:
+        """Wait for every helper to finish its part; raise the first failure (if asked)."""
         failures = [self._done.get() for _ in self._jobs]
         failure = next((f for f in failures if f is not None), None)
-        if failure is not None:
+        if failure is not None and raise_failure:
             raise failure
 
     def stop(self) -> None:
@@ -118,6 +117,17 @@ def _affinity() -> set | None:
         return os.sched_getaffinity(0)
     except (AttributeError, OSError):
         return None
+
+
+def _pin(cpus: set | None) -> None:
+    """Let the calling thread run on ``cpus`` only (None: leave it). Best effort: pinning only
+    speeds a chunk up, so a refusal (a core gone from the process's set) is ignored."""
+    if cpus is None:
+        return
+    try:
+        os.sched_setaffinity(0, cpus)
+    except OSError:
+        pass
 
 
 def _shared(shape) -> np.ndarray:
@@ -212,16 +222,14 @@ class NumbaKernel:
         cpus = sorted(allowed) if allowed is not None and len(allowed) >= T else None
         self._helpers.submit(driver, args, T, sync, cpus)
         try:
-            if cpus is not None:
-                os.sched_setaffinity(0, {cpus[0]})
+            _pin({cpus[0]} if cpus is not None else None)
             driver(*args, 0, T, sync)
         except BaseException:
             sync[ABORT] = 1       # the helpers leave their barrier and return
-            self._helpers.wait()
+            self._helpers.wait(raise_failure=False)
             raise
         finally:
-            if cpus is not None:
-                os.sched_setaffinity(0, allowed)
+            _pin(allowed if cpus is not None else None)
         self._helpers.wait()
 
     def supervised(self, params, x, y, *, learning_rate, l1=0.0, l2=0.0):
