@@ -129,3 +129,30 @@ def test_a_kernel_with_helper_threads_pickles_and_copies():
         kernel.supervised(a, x, y, learning_rate=0.1)
         twin.supervised(b, x, y, learning_rate=0.1)
         np.testing.assert_array_equal(a["W0"].numpy(), b["W0"].numpy())
+
+
+def _spin_once():
+    from onlinedeep.kernels import numba_sync
+
+    @njit(nogil=True)
+    def spin_once():
+        numba_sync._pause()
+        return numba_sync._sched_yield()
+    return spin_once
+
+
+def test_the_spin_hint_compiles_away_on_other_processors(monkeypatch):
+    """``pause`` is an x86 instruction: elsewhere (aarch64) the spin loop has no hint, and the
+    barrier's helpers must still compile."""
+    import platform
+
+    from onlinedeep.kernels import numba_sync
+
+    for x86 in (True, False):
+        if x86 and not numba_sync._X86:
+            continue                       # this machine cannot emit it
+        monkeypatch.setattr(numba_sync, "_X86", x86)
+        spin_once = _spin_once()
+        assert spin_once() == 0            # sched_yield() succeeded
+        asm = spin_once.inspect_asm(spin_once.signatures[0])
+        assert ("pause" in asm) == x86, platform.machine()

@@ -15,6 +15,9 @@ Not cached on disk on its own: compiled into the drivers of
 """
 from __future__ import annotations
 
+import platform
+import sys
+
 import numpy as np
 from llvmlite import ir
 from numba import njit, types
@@ -44,6 +47,12 @@ def _item_pointer(context, builder, arr_type, arr, idx):
     return cgutils.get_item_pointer(context, builder, arr_type, ary, [idx])
 
 
+def _pointer_and_value(context, builder, sig, args):
+    """The address of arr[idx] and the value as int64, for an (arr, idx, value) intrinsic."""
+    ptr = _item_pointer(context, builder, sig.args[0], args[0], args[1])
+    return ptr, context.cast(builder, args[2], sig.args[2], types.int64)
+
+
 @intrinsic
 def _load_acquire(typingctx, arr, idx):
     """arr[idx], an atomic load with acquire ordering (int64 array)."""
@@ -61,8 +70,7 @@ def _store_release(typingctx, arr, idx, value):
     sig = types.void(arr, idx, value)
 
     def codegen(context, builder, sig, args):
-        ptr = _item_pointer(context, builder, sig.args[0], args[0], args[1])
-        v = context.cast(builder, args[2], sig.args[2], types.int64)
+        ptr, v = _pointer_and_value(context, builder, sig, args)
         builder.store_atomic(v, ptr, "release", 8)
         return context.get_dummy_value()
     return sig, codegen
@@ -74,34 +82,40 @@ def _fetch_add(typingctx, arr, idx, value):
     sig = types.int64(arr, idx, value)
 
     def codegen(context, builder, sig, args):
-        ptr = _item_pointer(context, builder, sig.args[0], args[0], args[1])
-        v = context.cast(builder, args[2], sig.args[2], types.int64)
+        ptr, v = _pointer_and_value(context, builder, sig, args)
         return builder.atomic_rmw("add", ptr, v, "acq_rel")
     return sig, codegen
 
 
+_X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686", "x86")
+_YIELD = "SwitchToThread" if sys.platform == "win32" else "sched_yield"
+
+
 @intrinsic
 def _pause(typingctx):
-    """The x86 ``pause`` hint of a spin loop (saves power, frees the core's pipeline)."""
+    """The x86 ``pause`` hint of a spin loop (saves power, frees the core's pipeline); nothing
+    on other processors (the loop stays correct, only hotter)."""
     sig = types.void()
 
     def codegen(context, builder, sig, args):
-        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), []),
-                                            "llvm.x86.sse2.pause")
-        builder.call(fn, [])
+        if _X86:
+            fn = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(ir.VoidType(), []), "llvm.x86.sse2.pause")
+            builder.call(fn, [])
         return context.get_dummy_value()
     return sig, codegen
 
 
 @intrinsic
 def _sched_yield(typingctx):
-    """libc's ``sched_yield()``, called by name (resolved when the code is loaded, so the
-    drivers stay cacheable, unlike a ctypes function pointer)."""
+    """The C library's ``sched_yield()`` (``SwitchToThread()`` on Windows), called by name:
+    resolved when the code is loaded, so the drivers stay cacheable, unlike a ctypes function
+    pointer."""
     sig = types.int32()
 
     def codegen(context, builder, sig, args):
         fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.IntType(32), []),
-                                            "sched_yield")
+                                            _YIELD)
         return builder.call(fn, [])
     return sig, codegen
 
