@@ -226,3 +226,13 @@ def single_thread():
     yield
     torch.set_num_threads(t)
     numba.set_num_threads(n)
+
+
+@pytest.fixture
+def all_thread_counts(monkeypatch):
+    """Let a Numba kernel run the thread count asked for even beyond this machine's cores (it
+    caps the count at the cores the caller may use, which on a 2-core machine would leave the
+    3- and 4-thread paths untested): the weights must not depend on the count."""
+    from onlinedeep.kernels import numba_cpu
+
+    monkeypatch.setattr(numba_cpu, "_affinity", lambda: None)

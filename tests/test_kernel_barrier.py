@@ -15,6 +15,8 @@ from onlinedeep.kernels.numba_cpu import NumbaKernel
 from onlinedeep.kernels.numba_sync import ABORT, barrier, new_sync
 from onlinedeep.model import clone_params, init_params
 
+pytestmark = pytest.mark.usefixtures("all_thread_counts")  # 3-4 threads on 2 cores too
+
 ROUNDS = 300
 
 
@@ -156,3 +158,4 @@ def test_the_spin_hint_compiles_away_on_other_processors(monkeypatch):
         assert spin_once() == 0            # sched_yield() succeeded
         asm = spin_once.inspect_asm(spin_once.signatures[0])
         assert ("pause" in asm) == x86, platform.machine()
+

@@ -17,6 +17,8 @@ from onlinedeep.config import RunConfig
 from onlinedeep.threads import KernelThreads
 from onlinedeep.training import Trainer
 
+pytestmark = pytest.mark.usefixtures("all_thread_counts")  # 3-4 threads on 2 cores too
+
 
 def _simulate(control: KernelThreads, seconds_at, n_chunks: int, updates: int = 1000,
               key=("supervised", None)) -> float:

@@ -19,6 +19,8 @@ from onlinedeep.model import clone_params, init_params
 
 from kernel_testdata import mnist_inputs
 
+pytestmark = pytest.mark.usefixtures("all_thread_counts")  # 3-4 threads on 2 cores too
+
 ATOL = 2e-5
 
 
@@ -237,3 +239,32 @@ def test_empty_chunk_is_a_no_op():
         params, torch.zeros(0, 784), torch.zeros(0, dtype=torch.int64), learning_rate=0.1)
     assert errors.shape == (0,) and nll.shape == (0,)
     _assert_params_close(params, before, atol=0.0)
+
+
+def test_parameters_of_the_wrong_shape_and_fractional_labels_are_refused():
+    """A wrong shape would make the compiled loop read or write past an array (it corrupted the
+    heap: "free(): invalid size"); a label 0.5 was truncated to class 0."""
+    kernel = NumbaKernel(n_threads=1)
+    x, y = mnist_inputs(4)
+    for key, bad, message in [("b0", torch.zeros(7), r"params\['b0'\] must have shape \(8,\)"),
+                              ("W1", torch.zeros(3, 8), r"params\['W1'\] must have shape \(8, n_hidden\)"),
+                              ("W_out", torch.zeros(5, 10), r"params\['W_out'\] must have shape \(8, n_outputs\)"),
+                              ("b_out", torch.zeros(3), r"params\['b_out'\] must have shape \(10,\)")]:
+        params = init_params(784, 8, 2, seed=0)
+        params[key] = bad
+        before = clone_params(params)
+        with pytest.raises(ValueError, match=message):
+            kernel.supervised(params, x, y, learning_rate=0.1)
+        assert all(torch.equal(params[k], before[k]) for k in params)   # nothing moved
+    for key in ("b0", "c0"):
+        params = init_params(784, 8, 1, seed=0)
+        params["c0"] = torch.zeros(784)
+        params[key] = torch.zeros(5)
+        with pytest.raises(ValueError, match=rf"params\['{key}'\] must have shape"):
+            kernel.dae(params, 0, x, torch.ones(4, 784, dtype=torch.bool), None, learning_rate=0.1)
+        with pytest.raises(ValueError, match=rf"params\['{key}'\] must have shape"):
+            kernel.rbm(params, 0, x, torch.zeros(4, 1, 8), None, learning_rate=0.1)
+    params = init_params(784, 8, 1, seed=0)
+    with pytest.raises(ValueError, match=r"class indices \(integers\), found 0.5 at y\[1\]"):
+        kernel.supervised(params, x, torch.tensor([1.0, 0.5, 2.0, 3.0]), learning_rate=0.1)
+    kernel.supervised(params, x, torch.tensor([1.0, 0.0, 2.0, 3.0]), learning_rate=0.1)  # whole

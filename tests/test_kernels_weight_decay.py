@@ -23,6 +23,8 @@ from onlinedeep.model import clone_params, init_params
 
 from kernel_testdata import mnist_inputs
 
+pytestmark = pytest.mark.usefixtures("all_thread_counts")  # 3-4 threads on 2 cores too
+
 KERNELS = {
     "reference": ReferenceKernel,
     "numba": lambda: NumbaKernel(n_threads=1),

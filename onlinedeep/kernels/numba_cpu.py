@@ -53,6 +53,26 @@ def _param(params: dict, key: str) -> np.ndarray:
     return t.detach().numpy()
 
 
+def _wrong_shape(key: str, arr: np.ndarray, expected: str):
+    raise ValueError(f"params[{key!r}] must have shape {expected}, found {arr.shape}")
+
+
+def _check_shape(key: str, arr: np.ndarray, shape: tuple) -> None:
+    """A wrong shape would make the compiled kernel read or write past the array."""
+    if arr.shape != shape:
+        _wrong_shape(key, arr, str(shape))
+
+
+def _layer_params(params: dict, layer: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``W{layer} (fan_in, n_hidden)``, ``b{layer} (n_hidden,)``, ``c{layer} (fan_in,)``, checked."""
+    W, b, c = (_param(params, f"{p}{layer}") for p in ("W", "b", "c"))
+    if W.ndim != 2:
+        _wrong_shape(f"W{layer}", W, "(fan_in, n_hidden)")
+    _check_shape(f"b{layer}", b, (W.shape[1],))
+    _check_shape(f"c{layer}", c, (W.shape[0],))
+    return W, b, c
+
+
 def _input(name: str, a, shape: tuple, dtype) -> np.ndarray:
     """A C-contiguous numpy copy/view of an input array, checked against the expected shape."""
     if isinstance(a, torch.Tensor):
@@ -85,13 +105,19 @@ class _Helpers:
             if job is None:
                 return
             driver, args, T, sync, cpus = job
+            # (the chunk's arrays must not outlive it here: freeing a tensor late, at interpreter
+            # exit, aborted the process)
+            del job
             try:
                 _pin({cpus[t]} if cpus is not None else None)
                 driver(*args, t, T, sync)
-                self._done.put(None)
+                outcome = None
             except BaseException as exc:  # re-raised by wait() in the caller's thread
                 sync[ABORT] = 1
-                self._done.put(exc)
+                outcome = exc
+            del driver, args, sync
+            self._done.put(outcome)
+            del outcome
 
     def submit(self, driver, args, T, sync, cpus) -> None:
         """Start a chunk: ``driver(*args, t, T, sync)`` on each helper t, pinned to core
@@ -107,8 +133,15 @@ class _Helpers:
             raise failure
 
     def stop(self) -> None:
+        """End the helper threads and wait for them (at most a second each). Also called at
+        interpreter exit (``weakref.finalize``), before Python finalizes: a daemon thread still
+        ending while it does was seen to abort the process ("terminate called without an active
+        exception", exit status 134)."""
         for jobs in self._jobs:
             jobs.put(None)
+        for thread in self._threads:
+            if thread is not threading.current_thread():
+                thread.join(timeout=1.0)
 
 
 def _affinity() -> set | None:
@@ -158,11 +191,13 @@ class NumbaKernel:
     n_threads : int, optional
         Threads running each chunk (default or 0: ``onlinedeep.threads.decide("kernel")``): the
         caller's and ``n_threads - 1`` helper threads this kernel starts at its first chunk and
-        keeps, each pinned to its own core during a chunk when the caller may run on enough
-        cores; they meet at a spinning barrier after every sweep (:mod:`numba_sync`). With 1, the
-        chunk runs on the caller's thread alone (as in :mod:`onlinedeep.kernels.replicas`, one
-        model per thread). At most :data:`N_BLOCKS` (4) threads work on a sweep; a larger count
-        is reduced to it.
+        keeps; they meet at a spinning barrier after every sweep (:mod:`numba_sync`), and are
+        pinned one to a core during a chunk when the caller may run on exactly ``n_threads``
+        cores. At most :data:`N_BLOCKS` (4) threads work on a sweep, and no more than the cores
+        the caller may run on (``os.sched_getaffinity``): a larger count is reduced for the
+        chunk. With 1, the chunk runs on the caller's thread alone (as in
+        :mod:`onlinedeep.kernels.replicas`, one model per thread). One multi-threaded chunk
+        runs at a time per kernel (a lock), whichever Python threads call it.
         **Results are bit-identical for every thread count**: each sweep is cut into the same
         :data:`N_BLOCKS` row blocks whose partial sums are added in a fixed order, whichever thread
         runs which block (tests/test_kernels_numba.py). So a run may be resumed with another count.
@@ -170,7 +205,8 @@ class NumbaKernel:
     Attributes
     ----------
     n_threads : int
-        The threads used (after the default and the :data:`N_BLOCKS` cap).
+        The threads asked for (after the default and the :data:`N_BLOCKS` cap); assignable
+        between chunks, checked as in the constructor.
 
     Raises
     ------
@@ -190,47 +226,79 @@ class NumbaKernel:
             n_threads = thread_policy.decide("kernel")
         if isinstance(n_threads, bool) or int(n_threads) != n_threads or n_threads < 1:
             raise ValueError(f"n_threads must be an integer >= 1 (0 or None: auto), found {n_threads!r}")
-        self.n_threads = min(int(n_threads), N_BLOCKS)
+        self.n_threads = n_threads
         self._helpers = None
+        self._lock = threading.Lock()   # one multi-threaded chunk at a time: they share helpers
+
+    @property
+    def n_threads(self) -> int:
+        """Threads of each chunk, 1 to :data:`N_BLOCKS` (assigning checks and caps the value, as
+        the constructor does; the trainer changes it between chunks)."""
+        return self._n_threads
+
+    @n_threads.setter
+    def n_threads(self, value) -> None:
+        try:
+            valid = not isinstance(value, bool) and int(value) == value and value >= 1
+        except (TypeError, ValueError, OverflowError):
+            valid = False
+        if not valid:
+            raise ValueError(f"n_threads must be an integer >= 1, found {value!r}")
+        self._n_threads = min(int(value), N_BLOCKS)
 
     def __getstate__(self) -> dict:
         # A copy or an unpickled kernel starts its own helper threads at its first chunk
-        # (threads and their queues do not pickle; a learner holding this kernel must).
-        return {**self.__dict__, "_helpers": None}
+        # (threads, queues and locks do not pickle; a learner holding this kernel must).
+        return {**self.__dict__, "_helpers": None, "_lock": None}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
 
     def _run(self, driver, *args):
-        """Run ``driver(*args, t, T, sync)`` on this kernel's ``T`` threads: thread 0 is the
-        caller's, threads 1..T-1 are this kernel's helpers (started at its first chunk, kept
-        until it is garbage-collected, so the scheduler places them once)."""
-        T = self.n_threads
+        """Run ``driver(*args, t, T, sync)`` on ``T`` threads: thread 0 is the caller's, threads
+        1..T-1 are this kernel's helpers (started at its first chunk, kept until it is
+        garbage-collected, so the scheduler places them once).
+
+        ``T`` is :attr:`n_threads`, but no more than the cores the caller may run on: threads
+        beyond them would only wait for each other at every barrier (measured 0.1× one thread
+        with 3-4 threads on 2 cores, and with 2 threads on one allowed core); the weights do not
+        depend on it."""
+        allowed = _affinity()
+        T = self.n_threads if allowed is None else max(1, min(self.n_threads, len(allowed)))
         sync = new_sync()
         if T == 1:
             driver(*args, 0, 1, sync)
             return
+        with self._lock:
+            self._run_threads(driver, args, T, sync, allowed)
+
+    def _run_threads(self, driver, args, T, sync, allowed):
         helpers = self._helpers
-        # (n_threads may have changed since; a forked child inherits the object but not the
-        # threads: it starts its own)
+        # (the thread count may have changed since; a forked child inherits the object but not
+        # the threads: it starts its own)
         if helpers is None or helpers.count != T - 1 or helpers.pid != os.getpid():
             if helpers is not None and helpers.pid == os.getpid():
                 helpers.stop()
-            self._helpers = _Helpers(T - 1)
-            weakref.finalize(self, self._helpers.stop)
-        # One thread per core, for the chunk: two threads of a chunk that share a core pass it
-        # to each other at every barrier (measured: 0.6× one thread; the scheduler did not
-        # always separate them).
-        allowed = _affinity()
-        cpus = sorted(allowed) if allowed is not None and len(allowed) >= T else None
-        self._helpers.submit(driver, args, T, sync, cpus)
+            self._helpers = helpers = _Helpers(T - 1)
+            weakref.finalize(self, helpers.stop)
+        # One thread per core, for the chunk, when the threads have exactly the cores the
+        # process may use: two threads of a chunk that shared a core passed it to each other at
+        # every barrier (seen on a 2-core machine: 47-50 ms per chunk against 27 ms; the
+        # scheduler did not always separate them). With more cores than threads the scheduler
+        # has room, and fixed cores would collide with other processes doing the same.
+        cpus = sorted(allowed) if allowed is not None and len(allowed) == T else None
+        helpers.submit(driver, args, T, sync, cpus)
         try:
             _pin({cpus[0]} if cpus is not None else None)
             driver(*args, 0, T, sync)
         except BaseException:
             sync[ABORT] = 1       # the helpers leave their barrier and return
-            self._helpers.wait(raise_failure=False)
+            helpers.wait(raise_failure=False)
             raise
         finally:
             _pin(allowed if cpus is not None else None)
-        self._helpers.wait()
+        helpers.wait()
 
     def supervised(self, params, x, y, *, learning_rate, l1=0.0, l2=0.0):
         """Prequential supervised SGD on a chunk: record the error and NLL, then update.
@@ -273,9 +341,24 @@ class NumbaKernel:
         Ws = tuple(_param(params, f"W{k}") for k in range(n_layers))
         bs = tuple(_param(params, f"b{k}") for k in range(n_layers))
         W_out, b_out = _param(params, "W_out"), _param(params, "b_out")
+        for k in range(n_layers):
+            if Ws[k].ndim != 2 or (k and Ws[k].shape[0] != Ws[k - 1].shape[1]):
+                _wrong_shape(f"W{k}", Ws[k], f"({Ws[k - 1].shape[1]}, n_hidden)" if k else
+                             "(fan_in, n_hidden)")
+            _check_shape(f"b{k}", bs[k], (Ws[k].shape[1],))
+        if W_out.ndim != 2 or W_out.shape[0] != Ws[-1].shape[1]:
+            _wrong_shape("W_out", W_out, f"({Ws[-1].shape[1]}, n_outputs)")
+        _check_shape("b_out", b_out, (W_out.shape[1],))
         n = _rows_of(x, Ws[0].shape[0])
         X = _input("x", x, (n, Ws[0].shape[0]), np.float32)
-        Y = _input("y", y, (n,), np.int64)
+        y_in = y.detach().cpu().numpy() if isinstance(y, torch.Tensor) else np.asarray(y)
+        if y_in.dtype.kind not in "iub":
+            bad = np.flatnonzero(~np.isfinite(y_in) | (y_in != np.round(y_in))) \
+                if y_in.dtype.kind == "f" else np.arange(y_in.size)
+            if bad.size:
+                raise ValueError(f"y must hold class indices (integers), found "
+                                 f"{y_in.flat[bad[0]].item()!r} at y[{bad[0]}] (dtype {y_in.dtype})")
+        Y = _input("y", y_in, (n,), np.int64)
         n_out = W_out.shape[1]
         if n and (Y.min() < 0 or Y.max() >= n_out):
             bad = int(np.flatnonzero((Y < 0) | (Y >= n_out))[0])
@@ -315,7 +398,7 @@ class NumbaKernel:
         (n,) float32 tensor
             Reconstruction cross-entropy -Σ x log x̂ + (1-x) log(1-x̂) at the pre-update weights.
         """
-        W, b, c = (_param(params, f"{p}{layer}") for p in ("W", "b", "c"))
+        W, b, c = _layer_params(params, layer)
         fan_in = W.shape[0]
         n = _rows_of(x, fan_in)
         X = _input("x", x, (n, fan_in), np.float32)
@@ -356,7 +439,7 @@ class NumbaKernel:
         """
         if int(cd_k) != cd_k or cd_k < 1:
             raise ValueError(f"cd_k must be an integer >= 1, found {cd_k!r}")
-        W, b, c = (_param(params, f"{p}{layer}") for p in ("W", "b", "c"))
+        W, b, c = _layer_params(params, layer)
         fan_in, n_hid = W.shape
         n = _rows_of(x, fan_in)
         X = _input("x", x, (n, fan_in), np.float32)
