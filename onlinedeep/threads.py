@@ -36,10 +36,11 @@ import contextlib
 import os
 import statistics
 import time
+import warnings
 from collections import deque
 from typing import Callable, Hashable, Iterator
 
-__all__ = ["AUTO_CAP", "ROLES", "available_cores", "decide", "local_jobs", "torch_threads",
+__all__ = ["AUTO_CAP", "ROLES", "CoresWarning", "available_cores", "decide", "local_jobs", "torch_threads",
            "set_job_threads", "KernelThreads", "kernel_controller", "other_load"]
 
 AUTO_CAP = 2
@@ -48,6 +49,10 @@ pay at batch size 1 (every sweep ends at a barrier)."""
 
 ROLES = ("kernel", "torch", "loop-torch", "generator", "job")
 ENV = "ONLINEDEEP_NUMBA_THREADS"
+
+
+class CoresWarning(UserWarning):
+    """An experiment asked for more threads (jobs × threads) than the machine's cores."""
 _KERNEL_MAX = 4  # the Numba kernel cuts every sweep into 4 row blocks: more threads would idle
 
 
@@ -127,6 +132,12 @@ def local_jobs(requested: int = 0, threads: int = 0, pending: int | None = None)
     One-thread jobs side by side scale with the cores (each is a serial loop with no barrier),
     where the threads of one job wait for each other at every layer of every update.
 
+    Warns
+    -----
+    CoresWarning
+        When ``requested`` jobs of ``threads`` (> 1) threads each need more threads than the
+        cores: every job's threads would then wait for each other at every update.
+
     Raises
     ------
     ValueError
@@ -135,9 +146,16 @@ def local_jobs(requested: int = 0, threads: int = 0, pending: int | None = None)
     for name, value in (("jobs", requested), ("threads", threads)):
         if isinstance(value, bool) or int(value) != value or value < 0:
             raise ValueError(f"{name} must be an integer >= 0 (0: auto), found {value!r}")
+    cores = available_cores()
+    if requested and threads > 1 and requested * threads > cores:
+        warnings.warn(
+            f"{requested} jobs x {threads} threads = {requested * threads} threads on {cores} "
+            f"cores: the threads of a job wait for each other at every update, and many times "
+            f"longer when other jobs hold their cores; --jobs {max(1, cores // threads)} or "
+            f"--threads {max(1, cores // requested)} fits the cores", CoresWarning, stacklevel=2)
     if requested:
         return int(requested)
-    n = max(1, available_cores() // max(1, int(threads)))
+    n = max(1, cores // max(1, int(threads)))
     return n if pending is None else max(1, min(n, int(pending)))
 
 

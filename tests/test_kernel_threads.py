@@ -150,7 +150,14 @@ def test_local_jobs_fill_the_cores():
     cores = thread_policy.available_cores()
     assert thread_policy.local_jobs() == cores
     assert thread_policy.local_jobs(0, 2) == max(1, cores // 2)
-    assert thread_policy.local_jobs(3, 2) == 3
+    with pytest.warns(thread_policy.CoresWarning, match=rf"3 jobs x 2 threads = 6 threads on {cores} cores"):
+        assert thread_policy.local_jobs(3, 2) == 3
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")          # what fits the cores says nothing
+        assert thread_policy.local_jobs(cores, 1) == cores
+        assert thread_policy.local_jobs(1, min(cores, 4)) == 1
     assert thread_policy.local_jobs(0, 1) * thread_policy.decide("job", 0,
                                                                  jobs=thread_policy.local_jobs()) \
         == cores
