@@ -40,8 +40,8 @@ import warnings
 from collections import deque
 from typing import Callable, Hashable, Iterator
 
-__all__ = ["AUTO_CAP", "ROLES", "CoresWarning", "available_cores", "decide", "local_jobs", "torch_threads",
-           "set_job_threads", "KernelThreads", "kernel_controller", "other_load"]
+__all__ = ["AUTO_CAP", "ROLES", "CoresWarning", "available_cores", "decide", "local_jobs",
+           "torch_threads", "set_job_threads", "KernelThreads", "kernel_controller", "other_load"]
 
 AUTO_CAP = 2
 """Most threads ``"kernel"`` picks when none are asked for: more than two were never measured to
@@ -49,11 +49,11 @@ pay at batch size 1 (every sweep ends at a barrier)."""
 
 ROLES = ("kernel", "torch", "loop-torch", "generator", "job")
 ENV = "ONLINEDEEP_NUMBA_THREADS"
+_KERNEL_MAX = 4  # the Numba kernel cuts every sweep into 4 row blocks: more threads would idle
 
 
 class CoresWarning(UserWarning):
     """An experiment asked for more threads (jobs × threads) than the machine's cores."""
-_KERNEL_MAX = 4  # the Numba kernel cuts every sweep into 4 row blocks: more threads would idle
 
 
 def available_cores() -> int:

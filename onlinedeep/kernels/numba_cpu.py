@@ -261,10 +261,11 @@ class NumbaKernel:
         garbage-collected, so the scheduler places them once).
 
         ``T`` is :attr:`n_threads`, but no more than the cores the caller may run on: threads
-        beyond them would only wait for each other at every barrier (measured 0.1× one thread
-        with 3-4 threads on 2 cores, and with 2 threads on one allowed core); the weights do not
+        beyond them would only wait for each other at every barrier (measured 0.1-0.15× one
+        thread with 3-4 threads on 2 cores, and with 2 threads on one allowed core); the weights do not
         depend on it."""
-        allowed = _affinity()
+        # (no affinity system call for one thread: the learner calls a kernel per example)
+        allowed = _affinity() if self.n_threads > 1 else None
         T = self.n_threads if allowed is None else max(1, min(self.n_threads, len(allowed)))
         sync = new_sync()
         if T == 1:
